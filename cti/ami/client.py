@@ -1,0 +1,343 @@
+"""The AMI client of one Asterisk node, on panoramisk, with its verified defects fixed around it.
+
+panoramisk 1.4 gives us the connection, the login and action futures matched by ActionID.
+What it gets wrong, and what this module does about it (see stack-notes):
+
+1. UTF-8 split across TCP reads is dropped -> ``HotlineAMIProtocol`` frames bytes with
+   ``cti.ami.parser.AmiParser`` before decoding.
+2. Ping does not detect a dead peer -> a watchdog sends Ping under a timeout and aborts the
+   transport when it goes unanswered, which triggers the reconnect.
+3. Actions sent during an outage never resolve (or are replayed much later, a Redirect
+   minutes after the caller left) -> ``send`` refuses at once when the node is down, every
+   action runs under ``wait_for``, and pending actions fail when the connection drops.
+4. ``connect()`` returns before login and a wrong secret raises nothing -> login failures are
+   reported through ``on_state`` and retried with backoff.
+5. A single-response action whose message reads "Added interface to queue" is taken for a
+   list and its future never resolves -> every action states ``as_list`` explicitly.
+6. Reconnect uses a fixed delay -> exponential backoff with jitter, reset after login.
+
+Events bypass panoramisk's fnmatch dispatch: they go straight to ``on_event(node, message)``
+as plain dicts, which is what makes ingest cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from panoramisk import actions as pactions
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.manager import Manager
+from panoramisk.message import Message as PMessage
+
+from cti.ami.actions import AmiUnavailable, error_for
+from cti.ami.parser import DEFAULT_DROP, AmiParser, Message
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[str, Message], None]
+StateSink = Callable[[str, str, str], None]  # node, state, detail
+LoginHook = Callable[["AmiNode"], Awaitable[None]]
+
+# Login "Events:" classes: what the CTI needs, without the dialplan/AGI chatter that is most
+# of the traffic (VarSet, Newexten, AGIExec*).
+DEFAULT_EVENT_CLASSES = "system,call,agent,user"
+
+
+class HotlineAMIProtocol(AMIProtocol):  # type: ignore[misc]
+    """panoramisk's protocol with byte-level framing and direct event delivery."""
+
+    drop: frozenset[bytes] = DEFAULT_DROP
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.parser = AmiParser(drop=self.drop)
+
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        parser.feed(data)
+        if self.version is None and parser.banner:
+            self.version = parser.banner.partition("/")[2].strip()
+        responses = self.responses
+        factory = self.factory
+        for msg in parser.take():
+            action_id = msg.get("ActionID")
+            if action_id is not None and action_id in responses:
+                self.handle_message(PMessage(msg))
+            elif "Event" in msg:
+                factory.on_raw_event(msg)
+            else:
+                log.debug("response to an unknown action: %r", msg)
+
+    def close(self) -> None:
+        # panoramisk re-queues pending actions to replay them after the reconnect; for call
+        # control that is wrong (a Redirect replayed later moves the wrong call): fail them.
+        factory = self.factory
+        for action in list(self.responses.values()):
+            if not action.future.done():
+                action.future.set_exception(
+                    AmiUnavailable(getattr(factory, "name", "?"), "connection lost")
+                )
+        self.responses.clear()
+        if not self.closed:
+            try:
+                self.transport.close()
+            finally:
+                self.closed = True
+
+
+class _Manager(Manager):  # type: ignore[misc]
+    """panoramisk's Manager, reporting login results and connection loss to ``AmiNode``."""
+
+    def __init__(self, node: AmiNode, **config: Any) -> None:
+        super().__init__(**config)
+        self.node = node
+        self.name = node.name
+
+    def on_raw_event(self, msg: Message) -> None:
+        self.node._event(msg)
+
+    def connection_made(self, f: asyncio.Future[Any]) -> None:
+        if f.cancelled():
+            return
+        exc = f.exception()
+        if exc is not None:
+            self.node._connect_failed(exc)
+            self.reconnect_timeout = self.node._next_backoff()
+        super().connection_made(f)
+
+    def login(self, future: asyncio.Future[Any]) -> bool:
+        self.authenticated_future = None
+        try:
+            resp = future.result()
+        except Exception as exc:  # connection dropped during login
+            self.node._state("disconnected", f"login interrupted: {exc}")
+            return False
+        self.authenticated = bool(resp.success)
+        if self.authenticated:
+            self.loop.call_soon(self.node._logged_in)
+        else:
+            self.node._state("auth-failed", resp.get("Message", "login refused"))
+            # Asterisk closes the socket after a failed login; back off before retrying.
+            self.reconnect_timeout = self.node._next_backoff()
+        return self.authenticated
+
+    def connection_lost(self, exc: Any) -> None:
+        self.authenticated = False
+        self.reconnect_timeout = self.node._next_backoff()
+        self.node._lost(exc)
+        super().connection_lost(exc)
+
+    def ping(self) -> None:  # the node's watchdog pings; panoramisk's pinger stays idle
+        return None
+
+
+class AmiNode:
+    """One Asterisk server. ``await send(...)`` returns the response dict or raises
+    ``AmiError`` (Asterisk said Error) / ``AmiUnavailable`` (not connected, timed out)."""
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        *,
+        on_event: EventSink,
+        on_state: StateSink | None = None,
+        on_login: LoginHook | None = None,
+        events: str = DEFAULT_EVENT_CLASSES,
+        action_timeout: float = 5.0,
+        ping_interval: float = 5.0,
+        ping_timeout: float = 3.0,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self._on_event = on_event
+        self._on_state = on_state
+        self._on_login = on_login
+        self.action_timeout = action_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.backoff_max = backoff_max
+        self._backoff = 0.0
+        self.state = "new"
+        self.state_detail = ""
+        self.logged_in_at: float | None = None
+        self.events_received = 0
+        self._username = username
+        self._secret = secret
+        self._events = events
+        self._manager: _Manager | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._login_task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        class Protocol(HotlineAMIProtocol):
+            pass
+
+        self._manager = _Manager(
+            self,
+            host=self.host,
+            port=self.port,
+            username=self._username,
+            secret=self._secret,
+            events=self._events,
+            loop=loop,
+            encoding="utf8",
+            ping_delay=3600,
+            ping_interval=3600,
+            reconnect_timeout=1,
+            protocol_factory=Protocol,
+            forgetable_actions=("ping", "login"),
+        )
+        self._state("connecting", f"{self.host}:{self.port}")
+        self._manager.connect()
+        self._watchdog = asyncio.create_task(self._watch(), name=f"ami-watchdog-{self.name}")
+
+    async def wait_ready(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def stop(self) -> None:
+        for task in (self._watchdog, self._login_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        manager = self._manager
+        self._manager = None
+        if manager is not None:
+            # Stop panoramisk from scheduling a reconnect while we close.
+            manager.connection_lost = lambda exc: None
+            manager.connect = lambda *a, **k: None
+            manager.close()
+        self._ready.clear()
+        self._state("stopped", "")
+
+    @property
+    def connected(self) -> bool:
+        m = self._manager
+        return bool(
+            m is not None
+            and m.authenticated
+            and m.protocol is not None
+            and not getattr(m.protocol, "closed", True)
+        )
+
+    # --- actions --------------------------------------------------------------------
+
+    async def send(self, action: dict[str, Any], *, timeout: float | None = None) -> Message:
+        responses = await self._send(action, as_list=False, timeout=timeout)
+        return responses[0]
+
+    async def send_list(
+        self, action: dict[str, Any], *, timeout: float | None = None
+    ) -> list[Message]:
+        """A list action (``EventList: start`` ... ``...Complete``): the events, in order,
+        without the opening response and the closing ``...Complete`` event."""
+        responses = await self._send(action, as_list=True, timeout=timeout)
+        return [r for r in responses[1:] if not r.get("Event", "").endswith("Complete")]
+
+    async def _send(
+        self, action: dict[str, Any], *, as_list: bool, timeout: float | None
+    ) -> list[Message]:
+        name = str(action.get("Action", "?"))
+        manager = self._manager
+        if manager is None or not self.connected:
+            raise AmiUnavailable(self.name, f"not connected ({self.state})")
+        paction = pactions.Action(dict(action), as_list=as_list)
+        future = manager.send_action(paction)
+        try:
+            result = await asyncio.wait_for(
+                asyncio.shield(future), timeout or self.action_timeout
+            )
+        except TimeoutError:
+            manager.protocol.responses.pop(paction.id, None)
+            raise AmiUnavailable(self.name, f"{name} timed out") from None
+        msgs = result if isinstance(result, list) else [result]
+        plain = [{k: v for k, v in m.items() if k != "content"} for m in msgs]
+        first = plain[0]
+        if first.get("Response") in ("Error", "Fail", "Failure"):
+            raise error_for(name, first)
+        return plain
+
+    # --- callbacks from the manager ---------------------------------------------------
+
+    def _event(self, msg: Message) -> None:
+        self.events_received += 1
+        self._on_event(self.name, msg)
+
+    def _state(self, state: str, detail: str) -> None:
+        if state != self.state or detail != self.state_detail:
+            log.info("AMI %s: %s -> %s %s", self.name, self.state, state, detail)
+        self.state = state
+        self.state_detail = detail
+        if self._on_state is not None:
+            self._on_state(self.name, state, detail)
+
+    def _next_backoff(self) -> float:
+        self._backoff = min(self.backoff_max, max(0.5, self._backoff * 2 or 0.5))
+        return self._backoff * random.uniform(0.8, 1.2)
+
+    def _connect_failed(self, exc: BaseException) -> None:
+        self._state("disconnected", f"connect failed: {exc}")
+
+    def _lost(self, exc: Any) -> None:
+        self._ready.clear()
+        self.logged_in_at = None
+        self._state("disconnected", f"connection lost: {exc or 'closed by peer'}")
+
+    def _logged_in(self) -> None:
+        self._backoff = 0.0
+        self.logged_in_at = time.monotonic()
+        self._state("connected", "logged in")
+        if self._on_login is not None:
+            self._login_task = asyncio.create_task(self._run_login_hook())
+        else:
+            self._ready.set()
+
+    async def _run_login_hook(self) -> None:
+        assert self._on_login is not None
+        try:
+            await self._on_login(self)
+        except Exception:
+            log.exception("AMI %s: resync after login failed", self.name)
+        finally:
+            if self.connected:
+                self._ready.set()
+
+    async def _watch(self) -> None:
+        """Ping under a timeout; an unanswered Ping means a dead peer: abort the transport
+        so that panoramisk's reconnect starts (TCP alone may not notice for minutes)."""
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            if not self.connected:
+                continue
+            try:
+                await self.send({"Action": "Ping"}, timeout=self.ping_timeout)
+            except AmiUnavailable:
+                manager = self._manager
+                if manager is not None and manager.protocol is not None:
+                    log.warning("AMI %s: Ping unanswered, dropping the connection", self.name)
+                    transport = manager.protocol.transport
+                    transport.abort()
+            except Exception:
+                log.exception("AMI %s: watchdog ping failed", self.name)
