@@ -1,0 +1,34 @@
+"""Asterisk stand-ins for tests: transcript replay and a live PBX model over real TCP."""
+
+from cti.testing.compare import (
+    EventShape,
+    compare_event_shapes,
+    compare_shape_sets,
+    event_shapes,
+)
+from cti.testing.frames import AmiFrameParser, format_message, parse_message
+from cti.testing.replay import (
+    AgiReplayClient,
+    AgiReplayResult,
+    AmiReplayServer,
+    ReplayError,
+)
+from cti.testing.transcript import SCENARIOS, Transcript, fixture_path, load_transcript
+
+__all__ = [
+    "SCENARIOS",
+    "AgiReplayClient",
+    "AgiReplayResult",
+    "AmiFrameParser",
+    "AmiReplayServer",
+    "EventShape",
+    "ReplayError",
+    "Transcript",
+    "compare_event_shapes",
+    "compare_shape_sets",
+    "event_shapes",
+    "fixture_path",
+    "format_message",
+    "load_transcript",
+    "parse_message",
+]

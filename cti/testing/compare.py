@@ -1,0 +1,129 @@
+"""Compare AMI event streams by shape: event names in order and the field names of each.
+
+Values (channel names, uniqueids, times) always differ between two runs; what a CTI depends on
+is which events come, in which order, with which fields. ``compare_event_shapes`` checks that.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from cti.testing.frames import Pairs, header
+from cti.testing.transcript import Transcript
+
+# Traffic that is ignored when comparing: dialplan chatter, AGI bookkeeping, RTCP reports
+# (their timing depends on media) and security events (depend on SIP auth retries).
+NOISE_EVENTS = frozenset(
+    {
+        "VarSet",
+        "Newexten",
+        "AGIExecStart",
+        "AGIExecEnd",
+        "RTCPSent",
+        "RTCPReceived",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventShape:
+    name: str
+    fields: frozenset[str]
+
+    def __str__(self) -> str:
+        return f"{self.name}{{{','.join(sorted(self.fields))}}}"
+
+
+def is_noise(pairs: Pairs) -> bool:
+    name = header(pairs, "Event")
+    if name in NOISE_EVENTS:
+        return True
+    privilege = header(pairs, "Privilege") or ""
+    return "security" in privilege.split(",")
+
+
+def event_shapes(
+    events: Transcript | Iterable[Pairs | EventShape], *, keep_noise: bool = False
+) -> list[EventShape]:
+    """Shapes of the non-noise events (a transcript gives Asterisk's events)."""
+    source: Iterable[Pairs | EventShape] = (
+        events.events() if isinstance(events, Transcript) else events
+    )
+    shapes: list[EventShape] = []
+    for item in source:
+        if isinstance(item, EventShape):
+            if keep_noise or item.name not in NOISE_EVENTS:
+                shapes.append(item)
+            continue
+        name = header(item, "Event")
+        if name is None or (not keep_noise and is_noise(item)):
+            continue
+        shapes.append(EventShape(name, frozenset(k for k, _ in item)))
+    return shapes
+
+
+def compare_event_shapes(
+    recorded: Transcript | Iterable[Pairs | EventShape],
+    produced: Transcript | Iterable[Pairs | EventShape],
+    *,
+    window: int = 0,
+    max_report: int = 20,
+) -> list[str]:
+    """Differences between two event streams; an empty list means they match.
+
+    ``window`` tolerates an event arriving up to that many places early or late: the real
+    Asterisk emits device-state, contact and queue-member events from different threads, so
+    their order varies between runs (the recorded transcripts disagree with each other on it).
+    """
+    want = event_shapes(recorded)
+    got = event_shapes(produced)
+    diffs: list[str] = []
+    pending: list[tuple[int, EventShape]] = list(enumerate(want))
+    for position, shape in enumerate(got):
+        match = next((i for i, (_, w) in enumerate(pending[: window + 1]) if w == shape), None)
+        if match is not None:
+            pending.pop(match)
+            continue
+        later = next((i for i, (_, w) in enumerate(pending) if w == shape), None)
+        if later is None:
+            expected = pending[0][1] if pending else "end of stream"
+            diffs.append(f"produced #{position}: unexpected {shape} (expected {expected})")
+            continue
+        skipped = pending[:later]
+        del pending[: later + 1]
+        for index, missing in skipped:
+            diffs.append(f"recorded #{index}: missing {missing} (before produced #{position})")
+    for index, missing in pending:
+        diffs.append(f"recorded #{index}: missing {missing} at end")
+    if len(diffs) > max_report:
+        diffs = diffs[:max_report] + [f"... and {len(diffs) - max_report} more"]
+    return diffs
+
+
+def shape_set(events: Transcript | Iterable[Pairs | EventShape]) -> set[EventShape]:
+    return set(event_shapes(events))
+
+
+def name_counts(events: Transcript | Iterable[Pairs | EventShape]) -> Counter[str]:
+    return Counter(s.name for s in event_shapes(events))
+
+
+def compare_shape_sets(
+    recorded: Transcript | Iterable[Pairs | EventShape],
+    produced: Transcript | Iterable[Pairs | EventShape],
+    *,
+    allow_missing: Sequence[str] = (),
+) -> list[str]:
+    """Order-free check for loaded runs: every produced shape is one Asterisk produced, and
+    every recorded event name shows up (except ``allow_missing``)."""
+    want = shape_set(recorded)
+    got = shape_set(produced)
+    diffs = [f"unexpected shape {s}" for s in sorted(got - want, key=str)]
+    want_names = {s.name for s in want}
+    got_names = {s.name for s in got}
+    diffs += [
+        f"missing event {n}" for n in sorted(want_names - got_names) if n not in allow_missing
+    ]
+    return diffs
