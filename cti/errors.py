@@ -42,7 +42,9 @@ class Invalid(ApiError):
 
 
 class Forbidden(ApiError):
-    def __init__(self, error_id: str = "forbidden", message: str = "not allowed", **details: Any) -> None:
+    def __init__(
+        self, error_id: str = "forbidden", message: str = "not allowed", **details: Any
+    ) -> None:
         super().__init__(403, error_id, message, details)
 
 

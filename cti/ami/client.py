@@ -266,9 +266,7 @@ class AmiNode:
         paction = pactions.Action(dict(action), as_list=as_list)
         future = manager.send_action(paction)
         try:
-            result = await asyncio.wait_for(
-                asyncio.shield(future), timeout or self.action_timeout
-            )
+            result = await asyncio.wait_for(asyncio.shield(future), timeout or self.action_timeout)
         except TimeoutError:
             manager.protocol.responses.pop(paction.id, None)
             raise AmiUnavailable(self.name, f"{name} timed out") from None

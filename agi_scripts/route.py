@@ -1,0 +1,115 @@
+"""The per-call routing script: the logic once, two ways to run it.
+
+- FastAGI (``agi://cti/route``): ``serve(session, decide)`` in the CTI's asyncio server, with
+  the decision made from the live state in memory.
+- Classic AGI (``AGI(route_classic.py)``): ``python -m agi_scripts.route`` started by Asterisk
+  for each call, pyst2's ``AGI`` on stdin/stdout; the decision is rebuilt from the database.
+  It costs a process per call (~50 ms on a real PBX): kept for sites that want it and for the
+  latency comparison.
+
+Both read the request from the ``agi_*`` environment (no GET VARIABLE round trips: the caller
+id and the dialled number are already in it) and set the same variables, ``ROUTE_TARGET``
+last, so that the dialplan never sees a target without its recording path and ticket.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    uniqueid: str
+    channel: str
+    caller: str
+    caller_name: str
+    did: str
+    peer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAnswer:
+    target: str  # "PJSIP/8001" or "" (wait: hold line or fallback queue)
+    hold: bool
+    recording: str
+    ticket_id: str
+    skill: str
+    topic: str
+    priority: int
+    leader: bool
+    reason: str
+
+    def variables(self) -> list[tuple[str, str]]:
+        return [
+            ("HOTLINE_REC", self.recording),
+            ("HOTLINE_TICKET", self.ticket_id),
+            ("HOTLINE_SKILL", self.skill),
+            ("HOTLINE_TOPIC", self.topic),
+            ("HOTLINE_PRIORITY", str(self.priority)),
+            ("HOTLINE_LEADER", "1" if self.leader else "0"),
+            ("HOTLINE_HOLD", "1" if self.hold else "0"),
+            ("ROUTE_TARGET", self.target),
+        ]
+
+
+Decide = Callable[[RouteRequest], RouteAnswer]
+AsyncDecide = Callable[[RouteRequest], Awaitable[RouteAnswer]]
+
+
+def request_from_env(env: dict[str, str], peer: str = "") -> RouteRequest:
+    caller = env.get("agi_callerid", "")
+    if caller in ("unknown", "<unknown>"):
+        caller = ""
+    name = env.get("agi_calleridname", "")
+    if name in ("unknown", "<unknown>"):
+        name = ""
+    did = env.get("agi_arg_1") or env.get("agi_dnid") or env.get("agi_extension", "")
+    if did == "unknown":
+        did = env.get("agi_extension", "")
+    return RouteRequest(
+        uniqueid=env.get("agi_uniqueid", ""),
+        channel=env.get("agi_channel", ""),
+        caller=caller,
+        caller_name=name,
+        did=did,
+        peer=peer,
+    )
+
+
+async def serve(session: object, decide: AsyncDecide) -> None:
+    """FastAGI entry. ``session`` is a ``cti.agi.server.AgiSession``."""
+    from cti.agi.server import AgiSession
+
+    assert isinstance(session, AgiSession)
+    answer = await decide(request_from_env(session.env, session.peer))
+    for name, value in answer.variables():
+        await session.set_variable(name, value)
+
+
+def run_classic(agi: object, decide: Decide) -> RouteAnswer:
+    """Classic AGI entry on a pyst2 ``AGI`` object (stdin/stdout, main thread)."""
+    env = dict(getattr(agi, "env"))  # noqa: B009  pyst2 keeps the agi_* block here
+    answer = decide(request_from_env(env))
+    for name, value in answer.variables():
+        agi.set_variable(name, value)  # type: ignore[attr-defined]
+    return answer
+
+
+def main() -> int:  # pragma: no cover - exercised as a subprocess by tests and bench
+    """``python -m agi_scripts.route``: one call, one process."""
+    started = time.perf_counter()
+    from asterisk.agi import AGI
+
+    from agi_scripts.classic import snapshot_decider
+
+    agi = AGI()
+    decide = snapshot_decider()
+    answer = run_classic(agi, decide)
+    agi.verbose(f"hotline route {answer.reason} {time.perf_counter() - started:.3f}s", 3)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

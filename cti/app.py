@@ -1,0 +1,443 @@
+"""The composition root: the only place where objects are wired together.
+
+``Hotline(settings)`` builds every part from the configuration; ``await start()`` connects to
+the Asterisk nodes, opens the FastAGI port and the console; ``await stop()`` undoes it in
+reverse order, cancelling and awaiting every background task it owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from recordings.service import RecordingService
+from sqlalchemy import select
+
+from agi_scripts import route as route_script
+from cti.acd import Acd, CallerCache
+from cti.agents.board import Agent, AgentBoard
+from cti.agi.server import AgiSession, FastAgiServer
+from cti.ami.actions import AmiError, AmiUnavailable, build
+from cti.ami.client import AmiNode
+from cti.bus import Bus
+from cti.calls.model import Call
+from cti.calls.tracker import CallTracker
+from cti.config import Settings
+from cti.db import create_schema, make_engine, session_factory
+from cti.events import (
+    AmiConnected,
+    AmiDisconnected,
+    AmiResynced,
+    RecordingStopped,
+    TicketChanged,
+    TicketOpened,
+)
+from cti.models import AgentRow, SeatRow
+from cti.persist import Persistence
+from cti.seats.registry import Seat, SeatRegistry
+from cti.store import Store
+from recordings.layout import recording_path
+from routing import Router, RoutingPlan
+from tickets.models import Ticket
+from tickets.numbers import TicketNumbers
+from tickets.service import TicketService
+from tickets.statemachine import OPEN_STATES
+
+OPEN_STATES_NAMES = frozenset(str(s) for s in OPEN_STATES)
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Hotline:
+    def __init__(self, settings: Settings, *, console: bool = True) -> None:
+        self.settings = settings
+        self.started_at = utcnow()
+        self.engine = make_engine(settings.database.url)
+        self.sessions = session_factory(self.engine)
+        self.bus = Bus()
+        self.store = Store(self.sessions, buffer_max=settings.database.buffer_max)
+        self.seats = SeatRegistry(
+            [
+                Seat(
+                    id=s.id,
+                    extension=s.extension,
+                    kind=s.kind,
+                    room=s.room,
+                    position=s.position,
+                    phone_model=s.phone_model,
+                    mac=s.mac,
+                )
+                for s in settings.seats
+            ],
+            self.bus,
+            utcnow,
+        )
+        self.agents = AgentBoard(
+            [
+                Agent(id=a.id, name=a.name, skills=dict(a.skills), leader=a.leader, title=a.title)
+                for a in settings.agents
+            ],
+            self.seats,
+            self.bus,
+            utcnow,
+            wrapup_s=settings.control.wrapup_s,
+            reasons=settings.control.not_ready_reasons,
+        )
+        dids = settings.did_map()
+        default_skill = settings.routing.default_skill
+
+        def topics(did: str) -> tuple[str, str]:
+            h = dids.get(did)
+            return (h.topic, h.skill) if h is not None else ("", default_skill)
+
+        contexts = {n.name: n.inbound_context for n in settings.asterisk}
+        self.tracker = CallTracker(
+            self.bus,
+            self.seats,
+            self.agents,
+            utcnow,
+            inbound_context=lambda node: contexts.get(node, "from-citizen"),
+            topics=topics,
+        )
+        self.plan = RoutingPlan.from_settings(
+            settings.routing,
+            list(settings.hotlines),
+            list(settings.agents),
+            list(settings.leader_shifts),
+        )
+        self.router = Router(self.plan)
+        self.callers = CallerCache(
+            set(settings.routing.enterprise_callers), set(settings.routing.flagged_callers)
+        )
+        self.tickets = TicketService(self.sessions, self.bus, settings.tickets, clock=utcnow)
+        self.ticket_numbers = TicketNumbers(self.sessions, settings.site.timezone)
+        self.recordings = RecordingService(self.sessions, settings.recordings, self.bus, utcnow)
+        self.nodes: dict[str, AmiNode] = {}
+        for n in settings.asterisk:
+            self.nodes[n.name] = AmiNode(
+                n.name,
+                n.host,
+                n.port,
+                n.username,
+                n.secret.get_secret_value(),
+                on_event=self.tracker.handle,
+                on_state=self._node_state,
+                on_login=self._resync,
+                events=n.events,
+                action_timeout=n.action_timeout_s,
+                ping_interval=n.ping_interval_s,
+                ping_timeout=n.ping_timeout_s,
+                backoff_max=n.backoff_max_s,
+            )
+        rec_root = settings.recordings.asterisk_dir or settings.recordings.dir
+        self.acd = Acd(
+            self.router,
+            self.tracker,
+            self.seats,
+            self.agents,
+            self.nodes,
+            self.callers,
+            ticket_number=self.ticket_numbers.next,
+            recording_path=lambda at, ticket, uid: recording_path(rec_root, at, ticket, uid),
+            now=utcnow,
+            deliver_context=settings.control.deliver_context,
+            queue=settings.asterisk[0].queue,
+        )
+        self.persistence = Persistence(
+            self.store,
+            self.bus,
+            self.tracker,
+            self.seats,
+            open_ticket=self._open_ticket,
+            register_recording=self._register_recording,
+        )
+        self.tracker.on_recording_unknown.append(self._ask_recording_path)
+        self.bus.subscribe(TicketOpened, lambda ev: self.callers.set_open(ev.caller, ev.agent_id))
+        self.bus.subscribe(TicketChanged, self._ticket_changed)
+        self.agi = FastAgiServer(
+            settings.agi.host,
+            settings.agi.port,
+            {"route": self._agi_route},
+            header_timeout=settings.agi.header_timeout_s,
+            max_sessions=settings.agi.max_sessions,
+        )
+        self.control: Any = None
+        self._want_console = console
+        self.console_app: Any = None
+        self._console_server: Any = None
+        self._console_task: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.node_state: dict[str, tuple[str, str]] = {}
+        self.resync_seconds: dict[str, float] = {}
+        self.console_port = settings.console.port
+        self._build_control()
+
+    def _build_control(self) -> None:
+        try:
+            from cti.control import CallControl
+        except ImportError:  # the control slice is optional in trimmed deployments
+            return
+        self.control = CallControl(self)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        create_schema(self.engine)
+        self._sync_reference_data()
+        self._warm_caller_cache()
+        self.tickets.bind_loop(asyncio.get_running_loop())
+        self.store.start()
+        await self.agi.start()
+        for node in self.nodes.values():
+            await node.start()
+        self.acd.start()
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="cti-heartbeat")
+        if self._want_console:
+            await self._start_console()
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        if self._console_server is not None:
+            self._console_server.should_exit = True
+            if self._console_task is not None:
+                await asyncio.gather(self._console_task, return_exceptions=True)
+        await self.acd.stop()
+        if self.control is not None and hasattr(self.control, "stop"):
+            await self.control.stop()
+        await self.agi.stop()
+        for node in self.nodes.values():
+            await node.stop()
+        self.agents.stop()
+        await asyncio.to_thread(self.store.stop)
+        self.engine.dispose()
+
+    async def wait_connected(self, timeout: float = 10.0) -> bool:
+        results = await asyncio.gather(*(n.wait_ready(timeout) for n in self.nodes.values()))
+        return all(results)
+
+    async def _start_console(self) -> None:
+        import uvicorn
+        from console.app import create_app
+
+        self.console_app = create_app(self)
+        config = uvicorn.Config(
+            self.console_app,
+            host=self.settings.console.host,
+            port=self.settings.console.port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._console_server = server
+        self._console_task = asyncio.create_task(server.serve(), name="console")
+        for _ in range(200):
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        if server.servers:
+            self.console_port = server.servers[0].sockets[0].getsockname()[1]
+
+    # --- AMI ----------------------------------------------------------------------------
+
+    def _node_state(self, node: str, state: str, detail: str) -> None:
+        self.node_state[node] = (state, detail)
+        if state == "connected":
+            self.bus.publish(AmiConnected(node=node, at=utcnow()))
+        elif state in ("disconnected", "auth-failed"):
+            self.bus.publish(AmiDisconnected(node=node, at=utcnow(), reason=detail))
+
+    async def _resync(self, node: AmiNode) -> None:
+        """After every (re)connect: events during the outage are gone, so rebuild the state
+        of this node from Asterisk's lists."""
+        started = time.monotonic()
+        channels = await node.send_list(build("CoreShowChannels"), timeout=30)
+        contacts = await node.send_list(build("PJSIPShowContacts"), timeout=30)
+        devices = await node.send_list(build("DeviceStateList"), timeout=30)
+        self.tracker.resync(node.name, channels)
+        self.seats.resync_contacts(node.name, contacts)
+        for d in devices:
+            self.seats.on_device_state(node.name, d)
+        await self.acd.sync_queue(node)
+        seconds = time.monotonic() - started
+        self.resync_seconds[node.name] = seconds
+        self.bus.publish(
+            AmiResynced(
+                node=node.name,
+                at=utcnow(),
+                channels=len(channels),
+                contacts=len(contacts),
+                seconds=round(seconds, 4),
+            )
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        """The dialplan skips the FastAGI when this is older than 3 s (FastAGI has no
+        timeout of its own): a stalled CTI must stop receiving calls quickly."""
+        interval = self.settings.agi.heartbeat_interval_s
+        while True:
+            stamp = str(int(time.time()))
+            for node in self.nodes.values():
+                if node.connected:
+                    try:
+                        await node.send(
+                            build("DBPut", Family="cti", Key="heartbeat", Val=stamp),
+                            timeout=interval,
+                        )
+                    except (AmiError, AmiUnavailable) as exc:
+                        log.debug("heartbeat to %s: %s", node.name, exc)
+            await asyncio.sleep(interval)
+
+    def _ask_recording_path(self, call: Call) -> None:
+        node = self.nodes.get(call.node)
+        channel = self.tracker.citizen_channel(call)
+        if node is None or channel is None:
+            return
+
+        async def ask() -> None:
+            try:
+                resp = await node.send(
+                    build("Getvar", Channel=channel.name, Variable="MIXMONITOR_FILENAME")
+                )
+                call.recording = call.recording or resp.get("Value", "")
+            except (AmiError, AmiUnavailable) as exc:
+                log.info("no recording path for %s: %s", call.call_id, exc)
+
+        asyncio.get_running_loop().create_task(ask())
+
+    # --- FastAGI ------------------------------------------------------------------------
+
+    async def _agi_route(self, session: AgiSession) -> None:
+        deadline = self.settings.agi.route_deadline_ms / 1000
+        await asyncio.wait_for(route_script.serve(session, self.acd.route_async), deadline * 10)
+
+    # --- tickets and recordings ---------------------------------------------------------
+
+    def _open_ticket(self, call: Call) -> None:
+        ticket_id = call.ticket_id or self.ticket_numbers.next()
+        call.ticket_id = ticket_id
+        args = dict(
+            call_id=call.call_id,
+            node=call.node,
+            caller=call.caller,
+            caller_name=call.caller_name,
+            did=call.did,
+            topic=call.topic,
+            agent_id=call.agent_id,
+            leader=call.leader,
+            answered_at=call.answered_at,
+            recording_path=call.recording,
+        )
+        self.store.submit(
+            lambda _s: self.tickets.open_for_call(ticket_id, **args), f"ticket {ticket_id}"
+        )
+
+    def _register_recording(self, ev: RecordingStopped, call: Call | None) -> None:
+        path = ev.path or (call.recording if call else "")
+        if not path:
+            return
+        ticket_id = ev.ticket_id or (call.ticket_id if call else "")
+        agent_id = call.agent_id if call else ""
+        started = call.answered_at or call.started_at if call else ev.at
+        self.store.submit(
+            lambda _s: self.recordings.register_stopped(
+                call_id=ev.call_id,
+                node=ev.node,
+                ticket_id=ticket_id,
+                agent_id=agent_id,
+                path=path,
+                started_at=started,
+                ended_at=ev.at,
+            ),
+            f"recording {ev.call_id}",
+        )
+
+    def _ticket_changed(self, ev: TicketChanged) -> None:
+        if ev.new not in OPEN_STATES_NAMES:
+            caller = self.tickets_caller(ev.ticket_id)
+            if caller:
+                self.callers.set_closed(caller)
+
+    def tickets_caller(self, ticket_id: str) -> str:
+        try:
+            return str(self.tickets.get(ticket_id).caller)
+        except Exception:
+            return ""
+
+    # --- start-up data ------------------------------------------------------------------
+
+    def _sync_reference_data(self) -> None:
+        """Seats and agents of the configuration in their tables (reports join on them)."""
+        with self.sessions() as session:
+            for s in self.settings.seats:
+                row = session.get(SeatRow, s.id) or SeatRow(id=s.id, extension=s.extension)
+                row.extension, row.kind, row.room, row.position = (
+                    s.extension,
+                    s.kind,
+                    s.room,
+                    s.position,
+                )
+                row.phone_model, row.mac = s.phone_model, s.mac
+                session.add(row)
+            for a in self.settings.agents:
+                arow = session.get(AgentRow, a.id) or AgentRow(id=a.id, name=a.name)
+                arow.name, arow.leader, arow.title = a.name, a.leader, a.title
+                arow.skills = dict(a.skills)
+                arow.state, arow.seat = "logged_out", ""
+                session.add(arow)
+            session.commit()
+        if self.settings.departments:
+            self.tickets.sync_departments(self.settings.departments)
+
+    def _warm_caller_cache(self) -> None:
+        """Callers with an open ticket and the agent who took it (sticky routing), read once;
+        ticket events keep it current afterwards."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Ticket.caller, Ticket.agent_id)
+                .where(Ticket.state.in_([str(s) for s in OPEN_STATES]), Ticket.caller != "")
+                .order_by(Ticket.opened_at)
+            )
+            for caller, agent_id in rows:
+                self.callers.set_open(caller, agent_id or None)
+
+    # --- health -------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        nodes = {
+            name: {
+                "state": n.state,
+                "detail": n.state_detail,
+                "connected": n.connected,
+                "events": n.events_received,
+                "resync_s": self.resync_seconds.get(name),
+            }
+            for name, n in self.nodes.items()
+        }
+        db_ok = True
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as exc:  # reported, not raised: health must answer
+            db_ok = False
+            log.warning("health: database: %s", exc)
+        store = self.store.stats()
+        ok = db_ok and all(n["connected"] for n in nodes.values())
+        return {
+            "status": "ok" if ok else "degraded",
+            "asterisk": nodes,
+            "database": {"ok": db_ok, **store},
+            "agi": {"port": self.agi.port, **self.agi.stats},
+            "calls": len(self.tracker.active_calls()),
+            "scheduler": {"running": bool(getattr(self.tickets, "timers", None))},
+        }

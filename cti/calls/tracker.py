@@ -1,0 +1,675 @@
+"""Calls, channels and bridges from AMI events, as the transcripts show them.
+
+A call is tied together by ``Linkedid`` (the Uniqueid of its first channel); each leg is a
+channel keyed by ``Uniqueid``. The citizen's trunk channel in the inbound context starts an
+inbound call; a seat channel whose Linkedid is its own Uniqueid starts an outbound one (a
+callback Originated from a seat). Answered = the citizen's channel and a seat's channel in
+one bridge (direct Dial, the fallback queue and the ACD's deliveries alike).
+
+The subscriptions of this slice are the keys of ``CallTracker.handlers``: one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from cti.agents.board import AgentBoard
+from cti.bus import Bus
+from cti.calls.model import Call, Channel, IllegalTransition, split_channel
+from cti.events import (
+    CallAnswered,
+    CallEnded,
+    CallQueued,
+    CallRinging,
+    CallRouted,
+    CallStarted,
+    CallTransferred,
+    RecordingStarted,
+    RecordingStopped,
+)
+from cti.seats.registry import SeatRegistry
+
+log = logging.getLogger(__name__)
+
+Msg = dict[str, str]
+CallHook = Callable[[Call], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    target: str
+    hold: bool
+    skill: str
+    topic: str
+    reason: str
+    priority: int
+    ticket_id: str
+    recording: str
+    leader: bool
+    seat: str = ""
+    agent_id: str = ""
+
+
+class CallTracker:
+    def __init__(
+        self,
+        bus: Bus,
+        seats: SeatRegistry,
+        agents: AgentBoard,
+        now: Callable[[], datetime],
+        *,
+        inbound_context: str | Callable[[str], str] = "from-citizen",
+        topics: Callable[[str], tuple[str, str]] = lambda did: ("", ""),
+    ) -> None:
+        self._bus = bus
+        self._seats = seats
+        self._agents = agents
+        self._now = now
+        self._inbound = (
+            inbound_context if callable(inbound_context) else (lambda n: inbound_context)
+        )
+        self._topics = topics
+        self.channels: dict[tuple[str, str], Channel] = {}
+        self.by_name: dict[tuple[str, str], Channel] = {}
+        self.calls: dict[tuple[str, str], Call] = {}
+        self.bridges: dict[tuple[str, str], set[str]] = {}
+        self.conferences: dict[str, tuple[str, str]] = {}  # conference name -> call key
+        self._pending_routes: dict[str, RouteInfo] = {}
+        self._node_of_uid: dict[str, str] = {}
+        # hooks for the ACD and the stores (set by the composition root)
+        self.on_waiting: list[CallHook] = []
+        self.on_answered: list[CallHook] = []
+        self.on_ended: list[CallHook] = []
+        self.on_dial_failed: list[Callable[[Call, str], None]] = []
+        self.on_recording_unknown: list[CallHook] = []
+        self.handlers: dict[str, Callable[[str, Msg], None]] = {
+            "Newchannel": self._newchannel,
+            "Newstate": self._newstate,
+            "DialBegin": self._dial_begin,
+            "DialEnd": self._dial_end,
+            "BridgeEnter": self._bridge_enter,
+            "BridgeLeave": self._bridge_leave,
+            "BridgeDestroy": self._bridge_destroy,
+            "Hangup": self._hangup,
+            "QueueCallerJoin": self._queue_join,
+            "QueueCallerAbandon": self._queue_abandon,
+            "AgentConnect": self._agent_connect,
+            "MusicOnHoldStart": self._moh_start,
+            "MixMonitorStart": self._mixmonitor_start,
+            "MixMonitorStop": self._mixmonitor_stop,
+            "Hold": self._hold,
+            "Unhold": self._unhold,
+            "BlindTransfer": self._blind_transfer,
+            "AttendedTransfer": self._attended_transfer,
+            "ConfbridgeJoin": self._conf_join,
+            "ContactStatus": seats.on_contact_status,
+            "DeviceStateChange": seats.on_device_state,
+        }
+
+    # --- entry points -------------------------------------------------------------------
+
+    def handle(self, node: str, msg: Msg) -> None:
+        handler = self.handlers.get(msg.get("Event", ""))
+        if handler is None:
+            return
+        try:
+            handler(node, msg)
+        except (KeyError, ValueError, IllegalTransition) as exc:
+            # One odd event must not stop the stream: log it and go on.
+            log.warning("AMI %s: cannot apply %s: %r", node, msg.get("Event"), exc)
+
+    def routed(self, uniqueid: str, info: RouteInfo) -> None:
+        """The FastAGI route answered for the channel ``uniqueid``. The AGI connection can
+        arrive before the channel's Newchannel event is processed: keep it until then."""
+        call = self._call_of_uniqueid(uniqueid)
+        if call is None:
+            self._pending_routes[uniqueid] = info
+            return
+        self._apply_route(call, info)
+
+    def active_calls(self) -> list[Call]:
+        return [c for c in self.calls.values() if c.state != "ended"]
+
+    def find_call(self, call_id: str, node: str | None = None) -> Call | None:
+        if node is not None:
+            return self.calls.get((node, call_id))
+        for (_node, cid), call in self.calls.items():
+            if cid == call_id:
+                return call
+        return None
+
+    def call_of_seat(self, extension: str) -> Call | None:
+        for call in self.calls.values():
+            if call.state != "ended" and (call.seat == extension or call.offered_seat == extension):
+                return call
+        return None
+
+    def seat_channel(self, call: Call, extension: str | None = None) -> Channel | None:
+        ext = extension or call.seat
+        for uid in call.legs:
+            ch = self.channels.get((call.node, uid))
+            if ch is not None and ch.endpoint == ext and ch.tech == "PJSIP":
+                return ch
+        return None
+
+    def citizen_channel(self, call: Call) -> Channel | None:
+        return self.channels.get((call.node, call.uniqueid))
+
+    # --- resync ---------------------------------------------------------------------------
+
+    def resync(self, node: str, items: list[Msg]) -> tuple[int, int]:
+        """Reconcile with CoreShowChannels after a (re)connect: channels Asterisk no longer
+        has ended while we were away (their calls end now); channels we did not know are
+        added (calls answered while the CTI was down or disconnected). Returns
+        (calls ended, calls adopted)."""
+        present = {m.get("Uniqueid", ""): m for m in items}
+        ended = 0
+        for (n, uid), ch in list(self.channels.items()):
+            if n == node and uid not in present:
+                self._hangup(
+                    node,
+                    {
+                        "Uniqueid": uid,
+                        "Channel": ch.name,
+                        "Cause": "0",
+                        "Cause-txt": "gone after reconnect",
+                    },
+                )
+        for call in list(self.calls.values()):
+            if call.node == node and call.state == "ended":
+                ended += 1
+        adopted = 0
+        # Newchannel-equivalents first (citizen legs, whose Uniqueid == Linkedid), then the rest.
+        ordered = sorted(items, key=lambda m: m.get("Uniqueid") != m.get("Linkedid"))
+        for m in ordered:
+            uid = m.get("Uniqueid", "")
+            if (node, uid) in self.channels:
+                continue
+            before = len(self.calls)
+            self._newchannel(node, m, resync=True)
+            adopted += len(self.calls) - before
+            ch = self.channels.get((node, uid))
+            if ch is None:
+                continue
+            bridge = m.get("BridgeId", "")
+            if bridge:
+                self._bridge_enter(
+                    node,
+                    {
+                        "BridgeUniqueid": bridge,
+                        "Uniqueid": uid,
+                        "Channel": ch.name,
+                        "Linkedid": ch.linkedid,
+                    },
+                )
+        # Drop ended calls of this node from memory: they were persisted when they ended.
+        for key in [k for k, c in self.calls.items() if c.node == node and c.state == "ended"]:
+            del self.calls[key]
+        return ended, adopted
+
+    # --- channel lifecycle -------------------------------------------------------------
+
+    def _newchannel(self, node: str, m: Msg, resync: bool = False) -> None:
+        uid = m["Uniqueid"]
+        name = m["Channel"]
+        tech, endpoint = split_channel(name)
+        linkedid = m.get("Linkedid", uid)
+        ch = Channel(
+            node=node,
+            uniqueid=uid,
+            linkedid=linkedid,
+            name=name,
+            endpoint=endpoint,
+            tech=tech,
+            state=m.get("ChannelStateDesc", ""),
+            caller=m.get("CallerIDNum", ""),
+            caller_name=m.get("CallerIDName", ""),
+            context=m.get("Context", ""),
+            exten=m.get("Exten", ""),
+            created_at=self._now(),
+        )
+        self.channels[(node, uid)] = ch
+        self.by_name[(node, name)] = ch
+        self._node_of_uid[uid] = node
+        call = self.calls.get((node, linkedid))
+        if call is not None:
+            call.legs.add(uid)
+            return
+        if uid != linkedid:
+            return  # a leg of a call we do not track (internal, or started before us)
+        seat = self._seats.get(endpoint) if tech == "PJSIP" else None
+        if ch.context == self._inbound(node) and seat is None:
+            did = m.get("Exten", "")
+            topic, skill = self._topics(did)
+            call = Call(
+                node=node,
+                call_id=linkedid,
+                direction="inbound",
+                channel=name,
+                uniqueid=uid,
+                caller=ch.caller,
+                caller_name=ch.caller_name,
+                did=did,
+                started_at=ch.created_at,
+                started_mono=time.monotonic(),
+                topic=topic,
+                skill=skill,
+            )
+        elif seat is not None:
+            # A seat leg that starts its own call: an Originate from the seat (回访).
+            call = Call(
+                node=node,
+                call_id=linkedid,
+                direction="callback",
+                channel=name,
+                uniqueid=uid,
+                caller="",
+                caller_name="",
+                did="",
+                started_at=ch.created_at,
+                started_mono=time.monotonic(),
+                seat=endpoint,
+            )
+        else:
+            return
+        call.legs.add(uid)
+        if resync:
+            call.routed_by = "resync"
+        self.calls[(node, linkedid)] = call
+        self._bus.publish(
+            CallStarted(
+                node=node,
+                call_id=linkedid,
+                channel=name,
+                caller=call.caller,
+                caller_name=call.caller_name,
+                did=call.did,
+                at=ch.created_at,
+            )
+        )
+        pending = self._pending_routes.pop(uid, None)
+        if pending is not None:
+            self._apply_route(call, pending)
+        if resync and m.get("ChannelStateDesc") == "Up" and call.direction == "inbound":
+            call.set_state("waiting")
+            call.waiting_since = time.monotonic()
+
+    def _newstate(self, node: str, m: Msg) -> None:
+        ch = self.channels.get((node, m["Uniqueid"]))
+        if ch is None:
+            return
+        ch.state = m.get("ChannelStateDesc", ch.state)
+        if ch.tech == "PJSIP" and self._seats.get(ch.endpoint) is not None:
+            call = self.calls.get((node, ch.linkedid))
+            if ch.state == "Ringing":
+                self._agents.ringing(ch.endpoint)
+                if call is not None and call.direction == "inbound" and call.state != "ended":
+                    call.offered_seat = ch.endpoint
+                    if call.state != "talking":
+                        call.set_state("ringing")
+                    self._bus.publish(
+                        CallRinging(
+                            node=node, call_id=call.call_id, seat=ch.endpoint, at=self._now()
+                        )
+                    )
+            elif ch.state == "Up" and call is not None and call.direction == "callback":
+                self._agents.answered(ch.endpoint)
+
+    def _hangup(self, node: str, m: Msg) -> None:
+        uid = m["Uniqueid"]
+        ch = self.channels.pop((node, uid), None)
+        if ch is None:
+            return
+        self.by_name.pop((node, ch.name), None)
+        self._node_of_uid.pop(uid, None)
+        if ch.bridge:
+            members = self.bridges.get((node, ch.bridge))
+            if members is not None:
+                members.discard(uid)
+        seat = self._seats.get(ch.endpoint) if ch.tech == "PJSIP" else None
+        if seat is not None:
+            self._agents.hung_up(ch.endpoint)
+        call = self.calls.get((node, ch.linkedid))
+        if call is None:
+            return
+        call.legs.discard(uid)
+        if uid == call.uniqueid or (call.direction == "callback" and not call.legs):
+            self._end_call(call, ch, m.get("Cause-txt", m.get("Cause", "")))
+
+    def _end_call(self, call: Call, ch: Channel, cause: str) -> None:
+        if call.state == "ended":
+            return
+        now = self._now()
+        was_waiting = call.state in ("new", "routed", "waiting", "ringing")
+        call.set_state("ended")
+        call.ended_at = now
+        call.cause = cause
+        if call.direction == "inbound" and not call.answered and was_waiting:
+            call.abandoned = True
+        if ch.recording or call.recording:
+            self._bus.publish(
+                RecordingStopped(
+                    node=call.node,
+                    call_id=call.call_id,
+                    path=call.recording,
+                    ticket_id=call.ticket_id,
+                    at=now,
+                )
+            )
+        mono = time.monotonic()
+        talk = (mono - call.answered_mono) if call.answered_mono is not None else 0.0
+        self._bus.publish(
+            CallEnded(
+                node=call.node,
+                call_id=call.call_id,
+                caller=call.caller,
+                did=call.did,
+                answered=call.answered,
+                abandoned=call.abandoned,
+                seat=call.seat,
+                agent_id=call.agent_id,
+                wait_s=round(call.wait_s(mono), 3),
+                talk_s=round(talk, 3),
+                cause=cause,
+                at=now,
+            )
+        )
+        for hook in self.on_ended:
+            hook(call)
+        del self.calls[call.key]
+        if call.conference:
+            self.conferences.pop(call.conference, None)
+
+    # --- routing, waiting, ringing ---------------------------------------------------------
+
+    def _apply_route(self, call: Call, info: RouteInfo) -> None:
+        call.topic = info.topic or call.topic
+        call.skill = info.skill or call.skill
+        call.priority = info.priority
+        call.route_reason = info.reason
+        call.routed_by = "cti"
+        call.leader = info.leader
+        call.ticket_id = info.ticket_id
+        call.recording = info.recording
+        if info.seat:
+            call.offered_seat = info.seat
+            call.agent_id = info.agent_id
+        if call.state == "new":
+            call.set_state("routed")
+        self._bus.publish(
+            CallRouted(
+                node=call.node,
+                call_id=call.call_id,
+                target=info.target,
+                skill=call.skill,
+                topic=call.topic,
+                reason=info.reason,
+                priority=info.priority,
+                ticket_id=info.ticket_id,
+                recording=info.recording,
+                leader=info.leader,
+                at=self._now(),
+            )
+        )
+
+    def _enter_waiting(self, call: Call, queue: str, position: int) -> None:
+        if call.state in ("waiting", "talking", "ended"):
+            return
+        call.set_state("waiting")
+        call.queue = queue
+        call.offered_seat = ""
+        call.waiting_since = time.monotonic()
+        self._bus.publish(
+            CallQueued(
+                node=call.node, call_id=call.call_id, queue=queue, position=position, at=self._now()
+            )
+        )
+        for hook in self.on_waiting:
+            hook(call)
+
+    def _moh_start(self, node: str, m: Msg) -> None:
+        call = self._call_of_uniqueid(m.get("Uniqueid", ""), node)
+        if call is not None and call.uniqueid == m.get("Uniqueid") and call.direction == "inbound":
+            self._enter_waiting(call, "cti-hold", 0)
+
+    def _queue_join(self, node: str, m: Msg) -> None:
+        call = self.calls.get((node, m.get("Linkedid", "")))
+        if call is None:
+            return
+        if call.routed_by == "":
+            call.routed_by = "fallback"
+        position = int(m.get("Position", "0") or 0)
+        self._enter_waiting(call, m.get("Queue", ""), position)
+
+    def _queue_abandon(self, node: str, m: Msg) -> None:
+        call = self.calls.get((node, m.get("Linkedid", "")))
+        if call is not None:
+            call.abandoned = True
+
+    def _dial_begin(self, node: str, m: Msg) -> None:
+        dest = m.get("DestChannel", "")
+        call = self.calls.get((node, m.get("Linkedid", ""))) or self.calls.get(
+            (node, m.get("DestLinkedid", ""))
+        )
+        if call is None:
+            return
+        tech, endpoint = split_channel(dest)
+        if call.direction == "callback" and tech == "PJSIP" and self._seats.get(endpoint) is None:
+            call.caller = m.get("DestExten", "") or m.get("DestCallerIDNum", "")
+            return
+        if (
+            tech == "PJSIP"
+            and self._seats.get(endpoint) is not None
+            and call.direction == "inbound"
+        ):
+            seat = self._seats.get(endpoint)
+            if seat is not None and seat.kind == "seat":
+                call.offered_seat = endpoint
+
+    def _dial_end(self, node: str, m: Msg) -> None:
+        status = m.get("DialStatus", "")
+        if status == "ANSWER":
+            return
+        call = self.calls.get((node, m.get("Linkedid", "")))
+        if call is None or call.direction != "inbound":
+            return
+        tech, endpoint = split_channel(m.get("DestChannel", ""))
+        if tech != "PJSIP" or self._seats.get(endpoint) is None:
+            return
+        if status in ("NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION") or status == "":
+            self._agents.ring_failed(endpoint)
+        if call.offered_seat == endpoint:
+            call.offered_seat = ""
+        for hook in self.on_dial_failed:
+            hook(call, endpoint)
+
+    # --- bridges ------------------------------------------------------------------------
+
+    def _bridge_enter(self, node: str, m: Msg) -> None:
+        uid = m["Uniqueid"]
+        bridge = m["BridgeUniqueid"]
+        ch = self.channels.get((node, uid))
+        if ch is None:
+            return
+        ch.bridge = bridge
+        members = self.bridges.setdefault((node, bridge), set())
+        members.add(uid)
+        call = self.calls.get((node, ch.linkedid))
+        if call is None:
+            call = self._call_in_bridge(node, members)
+            if call is None:
+                return
+            call.legs.add(uid)
+        if call.direction == "callback":
+            if call.answered_at is None and len(members) >= 2:
+                self._answer(call, call.seat)
+            return
+        citizen_in = call.uniqueid in members
+        if not citizen_in:
+            return
+        for other in members:
+            if other == call.uniqueid:
+                continue
+            och = self.channels.get((node, other))
+            if och is None or och.tech != "PJSIP":
+                continue
+            seat = self._seats.get(och.endpoint)
+            if seat is None:
+                continue
+            if seat.kind == "window":
+                call.transfers.append(("window", och.endpoint))
+                continue
+            if call.answered_at is None or call.seat != och.endpoint:
+                self._answer(call, och.endpoint)
+            return
+
+    def _answer(self, call: Call, extension: str) -> None:
+        first = call.answered_at is None
+        now = self._now()
+        mono = time.monotonic()
+        if first:
+            call.answered_at = now
+            call.answered_mono = mono
+        call.seat = extension
+        call.offered_seat = ""
+        agent = self._agents.answered(extension)
+        call.agent_id = agent.id if agent is not None else ""
+        if call.state != "talking":
+            call.set_state("talking")
+        if not first:
+            return
+        self._bus.publish(
+            CallAnswered(
+                node=call.node,
+                call_id=call.call_id,
+                seat=extension,
+                agent_id=call.agent_id,
+                caller=call.caller,
+                caller_name=call.caller_name,
+                did=call.did,
+                topic=call.topic,
+                wait_s=round(call.wait_s(mono), 3),
+                at=now,
+            )
+        )
+        for hook in self.on_answered:
+            hook(call)
+
+    def _bridge_leave(self, node: str, m: Msg) -> None:
+        ch = self.channels.get((node, m["Uniqueid"]))
+        members = self.bridges.get((node, m["BridgeUniqueid"]))
+        if members is not None:
+            members.discard(m["Uniqueid"])
+        if ch is not None and ch.bridge == m["BridgeUniqueid"]:
+            ch.bridge = ""
+
+    def _bridge_destroy(self, node: str, m: Msg) -> None:
+        self.bridges.pop((node, m["BridgeUniqueid"]), None)
+
+    def _call_in_bridge(self, node: str, members: set[str]) -> Call | None:
+        for uid in members:
+            ch = self.channels.get((node, uid))
+            if ch is not None:
+                call = self.calls.get((node, ch.linkedid))
+                if call is not None:
+                    return call
+        return None
+
+    def _agent_connect(self, node: str, m: Msg) -> None:
+        call = self.calls.get((node, m.get("Linkedid", "")))
+        tech, endpoint = split_channel(m.get("DestChannel", ""))
+        if call is not None and call.answered_at is None and self._seats.get(endpoint) is not None:
+            self._answer(call, endpoint)
+
+    # --- recording, hold, transfers, conferences ------------------------------------------
+
+    def _mixmonitor_start(self, node: str, m: Msg) -> None:
+        ch = self.channels.get((node, m["Uniqueid"]))
+        if ch is None:
+            return
+        ch.recording = True
+        call = self.calls.get((node, ch.linkedid))
+        if call is None:
+            return
+        self._bus.publish(
+            RecordingStarted(node=node, call_id=call.call_id, path=call.recording, at=self._now())
+        )
+        if not call.recording:
+            # Routed without the CTI (fallback): ask Asterisk for the file name.
+            for hook in self.on_recording_unknown:
+                hook(call)
+
+    def _mixmonitor_stop(self, node: str, m: Msg) -> None:
+        ch = self.channels.get((node, m["Uniqueid"]))
+        if ch is not None:
+            ch.recording = False
+
+    def _hold(self, node: str, m: Msg) -> None:
+        ch = self.channels.get((node, m["Uniqueid"]))
+        if ch is not None:
+            ch.held = True
+
+    def _unhold(self, node: str, m: Msg) -> None:
+        ch = self.channels.get((node, m["Uniqueid"]))
+        if ch is not None:
+            ch.held = False
+
+    def _transfer(self, node: str, m: Msg, kind: str, target: str) -> None:
+        uid = m.get("TransfereeUniqueid", "")
+        call = self._call_of_uniqueid(uid, node) if uid else None
+        if call is None:
+            ch = self.by_name.get((node, m.get("TransfereeChannel", "")))
+            call = self.calls.get((node, ch.linkedid)) if ch is not None else None
+        if call is None:
+            return
+        call.transfers.append((kind, target))
+        self._bus.publish(
+            CallTransferred(
+                node=node,
+                call_id=call.call_id,
+                kind=kind,
+                target=target,
+                result=m.get("Result", ""),
+                at=self._now(),
+            )
+        )
+
+    def _blind_transfer(self, node: str, m: Msg) -> None:
+        self._transfer(node, m, "blind", m.get("Extension", ""))
+
+    def _attended_transfer(self, node: str, m: Msg) -> None:
+        target = m.get("SecondTransfererExten", "") or m.get("TransferTargetChannel", "")
+        self._transfer(node, m, "attended", target)
+
+    def _conf_join(self, node: str, m: Msg) -> None:
+        conf = m.get("Conference", "")
+        key = self.conferences.get(conf)
+        call = self.calls.get(key) if key is not None else None
+        if call is None:
+            call = self.calls.get((node, m.get("Linkedid", "")))
+            if call is None:
+                return
+            self.conferences[conf] = call.key
+            call.conference = conf
+        uid = m.get("Uniqueid", "")
+        call.legs.add(uid)
+
+    def bind_conference(self, call: Call, conference: str) -> None:
+        call.conference = conference
+        self.conferences[conference] = call.key
+
+    # --- lookups --------------------------------------------------------------------------
+
+    def _call_of_uniqueid(self, uid: str, node: str | None = None) -> Call | None:
+        if node is not None:
+            ch = self.channels.get((node, uid))
+            return self.calls.get((node, ch.linkedid)) if ch is not None else None
+        found = self._node_of_uid.get(uid)
+        if found is None:
+            return None
+        ch = self.channels.get((found, uid))
+        return self.calls.get((found, ch.linkedid)) if ch is not None else None

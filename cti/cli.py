@@ -1,0 +1,151 @@
+"""The ``hotline`` command. Each slice adds its own subcommands (``add_commands``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from cti import config as config_mod
+from cti.errors import ConfigError
+
+log = logging.getLogger("hotline")
+
+SLICE_COMMANDS = ("routing.cli", "tickets.cli", "recordings.cli", "cti.seats.cli", "cti.demo")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(logging.DEBUG, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _load(args: argparse.Namespace) -> config_mod.Settings:
+    return config_mod.load(getattr(args, "config", None))
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    from cti.app import Hotline
+
+    async def run() -> None:
+        hotline = Hotline(settings)
+        await hotline.start()
+        print(
+            f"hotline: console on http://{settings.console.host}:{hotline.console_port}/, "
+            f"FastAGI on {settings.agi.host}:{hotline.agi.port}",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await hotline.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+# --- config ------------------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = args.config or os.environ.get(config_mod.ENV_VAR)
+    try:
+        settings = config_mod.load(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    warnings = config_mod.check_permissions(__import__("pathlib").Path(path)) if path else []
+    summary = {
+        "ok": True,
+        "source": path or "built-in defaults",
+        "asterisk_nodes": [n.name for n in settings.asterisk],
+        "hotlines": len(settings.hotlines),
+        "seats": len(settings.seats),
+        "agents": len(settings.agents),
+        "windows": len(settings.windows),
+        "departments": len(settings.departments),
+        "warnings": warnings,
+    }
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    from cti.db import create_schema, make_engine
+
+    engine = make_engine(settings.database.url)
+    create_schema(engine)
+    from cti.migrate import current
+
+    print(f"database at revision {current(engine)}")
+    return 0
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hotline",
+        description="Call-centre core for 12345 government service hotlines on Asterisk.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the CTI, FastAGI and the console against Asterisk")
+    p.add_argument("--config", help=f"TOML configuration (or ${config_mod.ENV_VAR})")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    c = csub.add_parser("check", help="validate the configuration and print a summary")
+    c.add_argument("--config", help=f"TOML configuration (or ${config_mod.ENV_VAR})")
+    c.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("db", help="database tools")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    d = dsub.add_parser("upgrade", help="migrate the database to the current schema")
+    d.add_argument("--config")
+    d.set_defaults(func=cmd_db_upgrade)
+
+    for module in SLICE_COMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        mod.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,349 @@
+"""The one configuration file (TOML), validated at start with errors that name the key path.
+
+``load(path)`` reads ``--config PATH`` or ``$HOTLINE_CONFIG``; with neither, the built-in
+defaults (a loopback site with a few seats, as the demo uses). ``config/example.toml``
+documents every key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import tomllib
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from cti.errors import ConfigError
+from recordings.settings import RecordingSettings, TranscriptionSettings
+from routing.settings import AgentSettings, HotlineNumber, LeaderShift, RoutingSettings
+from tickets.settings import DepartmentSettings, SmsSettings, TicketSettings
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "HOTLINE_CONFIG"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteSettings(Section):
+    name: str = "12345政务服务便民热线"
+    timezone: str = "Asia/Shanghai"
+    language: str = "zh-CN"
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:///./var/hotline.db"
+    # Events are buffered in memory while the database is unreachable, up to this many.
+    buffer_max: int = Field(100_000, ge=1000)
+
+
+class AsteriskNode(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str
+    secret: SecretStr
+    # Login "Events:" classes; dialplan/agi chatter is not needed by the CTI.
+    events: str = "system,call,agent,user"
+    action_timeout_s: float = Field(5.0, gt=0)
+    ping_interval_s: float = Field(5.0, gt=0)
+    ping_timeout_s: float = Field(3.0, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    # Dialplan names the CTI uses on this node (see config/asterisk/extensions.conf).
+    inbound_context: str = "from-citizen"
+    queue: str = "hotline"
+
+
+class AgiSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(4573, ge=0, le=65535)
+    # The route answers within this budget even if a lookup is slow: the caller must not
+    # wait on the CTI (FastAGI itself has no timeout).
+    route_deadline_ms: int = Field(300, ge=10, le=5000)
+    heartbeat_interval_s: float = Field(1.0, gt=0, le=5)
+    max_sessions: int = Field(2000, ge=1)
+    header_timeout_s: float = Field(5.0, gt=0)
+
+
+class ConsoleSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    secret_key: SecretStr = SecretStr("change-me-please-0123456789abcdef")
+    public_url: str = ""
+    session_hours: int = Field(12, ge=1)
+    login_attempts_per_minute: int = Field(5, ge=1)
+
+
+SeatKind = Literal["seat", "window", "supervisor"]
+
+
+class SeatSettings(Section):
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    extension: str = Field(pattern=r"^[0-9]{2,10}$")
+    kind: SeatKind = "seat"
+    room: str = ""
+    position: str = ""
+    phone_model: str = ""
+    mac: str = ""
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str) -> str:
+        if value and not re.fullmatch(r"(?i)([0-9a-f]{2}[:-]?){5}[0-9a-f]{2}", value):
+            raise ValueError("not a MAC address")
+        return value.lower().replace("-", ":")
+
+
+class WindowSettings(Section):
+    """A service window of the government service centre (三方通话 target)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    name: str
+    department: str = ""
+    services: list[str] = []
+    extension: str = Field("", pattern=r"^[0-9]{0,10}$")
+    external_number: str = Field("", pattern=r"^[0-9]{0,15}$")
+    # "HH:MM-HH:MM" spans, on working days of the official calendar
+    hours: list[str] = ["09:00-12:00", "13:30-17:30"]
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, spans: list[str]) -> list[str]:
+        for span in spans:
+            m = re.fullmatch(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})", span)
+            if not m:
+                raise ValueError(f"{span!r}: expected HH:MM-HH:MM")
+            a = dtime(int(m[1]), int(m[2]))
+            b = dtime(int(m[3]), int(m[4]))
+            if a >= b:
+                raise ValueError(f"{span!r}: end before start")
+        return spans
+
+
+class ControlSettings(Section):
+    police_number: str = Field("110", pattern=r"^[0-9]{3,15}$")
+    window_context: str = "cti-window"
+    conference_context: str = "cti-conf"
+    callback_context: str = "cti-callback"
+    police_context: str = "cti-police"
+    spy_context: str = "cti-spy"
+    deliver_context: str = "cti-deliver"
+    hotline_number: str = Field("12345", pattern=r"^[0-9]{3,15}$")
+    wrapup_s: int = Field(30, ge=0, le=3600)
+    ring_timeout_s: int = Field(20, ge=5, le=120)
+    not_ready_reasons: list[str] = ["break", "lunch", "training", "meeting"]
+
+
+class Settings(Section):
+    site: SiteSettings = SiteSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    asterisk: list[AsteriskNode] = Field(min_length=1)
+    agi: AgiSettings = AgiSettings()
+    console: ConsoleSettings = ConsoleSettings()
+    recordings: RecordingSettings = RecordingSettings()
+    transcription: TranscriptionSettings = TranscriptionSettings()
+    routing: RoutingSettings = RoutingSettings()
+    control: ControlSettings = ControlSettings()
+    tickets: TicketSettings = TicketSettings()
+    sms: SmsSettings = SmsSettings()
+    hotlines: list[HotlineNumber] = Field(min_length=1)
+    seats: list[SeatSettings] = []
+    agents: list[AgentSettings] = []
+    leader_shifts: list[LeaderShift] = []
+    windows: list[WindowSettings] = []
+    departments: list[DepartmentSettings] = []
+
+    @field_validator("asterisk")
+    @classmethod
+    def _unique_nodes(cls, nodes: list[AsteriskNode]) -> list[AsteriskNode]:
+        names = [n.name for n in nodes]
+        if len(set(names)) != len(names):
+            raise ValueError("node names must be unique")
+        return nodes
+
+    @field_validator("seats")
+    @classmethod
+    def _unique_seats(cls, seats: list[SeatSettings]) -> list[SeatSettings]:
+        for attr in ("id", "extension"):
+            values = [getattr(s, attr) for s in seats]
+            dup = {v for v in values if values.count(v) > 1}
+            if dup:
+                raise ValueError(f"duplicate seat {attr}: {sorted(dup)}")
+        return seats
+
+    def seat_by_extension(self) -> dict[str, SeatSettings]:
+        return {s.extension: s for s in self.seats}
+
+    def did_map(self) -> dict[str, HotlineNumber]:
+        return {h.did: h for h in self.hotlines}
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+def parse(data: dict[str, Any], source: str = "") -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = err["msg"]
+            if err["type"] == "missing":
+                msg = "missing required key"
+            elif err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append(f"{_loc(err['loc'])}: {msg}")
+        raise ConfigError(problems, source) from None
+
+
+def default_data() -> dict[str, Any]:
+    """A small loopback site: what ``hotline demo`` runs when given no configuration."""
+    return tomllib.loads(DEFAULT_TOML)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Settings:
+    path = path or os.environ.get(ENV_VAR)
+    if not path:
+        return parse(default_data(), "built-in defaults")
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {p}"], str(p)) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read: {exc}"], str(p)) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], str(p)) from None
+    settings = parse(data, str(p))
+    check_permissions(p)
+    return settings
+
+
+def check_permissions(path: Path) -> list[str]:
+    """The file holds AMI secrets and tokens: warn when others may read or write it."""
+    warnings: list[str] = []
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return warnings
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        warnings.append(f"{path} is readable or writable by every user: chmod 600 {path}")
+    elif mode & stat.S_IWGRP:
+        warnings.append(f"{path} is writable by its group: chmod 640 {path}")
+    for w in warnings:
+        log.warning("config permissions: %s", w)
+    return warnings
+
+
+DEFAULT_TOML = """
+[site]
+name = "12345政务服务便民热线 (演示)"
+
+[[asterisk]]
+name = "pbx1"
+host = "127.0.0.1"
+port = 5038
+username = "cti"
+secret = "cti-secret"
+
+[[hotlines]]
+did = "12345"
+name = "12345政务服务便民热线"
+topic = "综合咨询"
+skill = "general"
+
+[[hotlines]]
+did = "12315"
+name = "12315消费者投诉举报"
+topic = "消费维权"
+skill = "consumer"
+
+[[hotlines]]
+did = "12333"
+name = "12333人社服务"
+topic = "社保就业"
+skill = "social"
+
+[[hotlines]]
+did = "96345"
+name = "为企服务专线"
+topic = "企业服务"
+skill = "enterprise"
+
+[[seats]]
+id = "A01"
+extension = "8001"
+room = "一楼受理大厅"
+position = "A区01"
+phone_model = "Yealink T54W"
+
+[[seats]]
+id = "A02"
+extension = "8002"
+room = "一楼受理大厅"
+position = "A区02"
+
+[[seats]]
+id = "A03"
+extension = "8003"
+room = "一楼受理大厅"
+position = "A区03"
+
+[[seats]]
+id = "A04"
+extension = "8004"
+room = "一楼受理大厅"
+position = "A区04"
+
+[[seats]]
+id = "W01"
+extension = "9001"
+kind = "window"
+room = "政务服务中心"
+position = "社保窗口"
+
+[[agents]]
+id = "li"
+name = "李娜"
+skills = { general = 8, consumer = 5 }
+
+[[agents]]
+id = "wang"
+name = "王强"
+skills = { general = 6, social = 7 }
+
+[[agents]]
+id = "zhao"
+name = "赵敏"
+skills = { general = 5, enterprise = 9 }
+
+[[agents]]
+id = "mayor"
+name = "陈市长"
+skills = { general = 5 }
+leader = true
+title = "市长"
+
+[[windows]]
+id = "shebao"
+name = "社保窗口"
+department = "人社局"
+services = ["社保缴费", "养老金"]
+extension = "9001"
+"""

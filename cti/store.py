@@ -1,0 +1,200 @@
+"""Write-behind persistence: the event loop never waits on the database.
+
+Writes are callables queued in order and run by one writer thread in batches. When the
+database is unreachable (PostgreSQL restarting, a locked SQLite file), the batch is kept and
+retried with backoff, and new writes keep queuing in memory up to ``buffer_max``: nothing is
+lost by a short outage. A write that fails for another reason (a bug, a constraint) is
+retried alone, then logged and set aside in ``dead`` so the rest goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+Write = Callable[[Session], None]
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return False
+
+
+class Store:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        buffer_max: int = 100_000,
+        batch_max: int = 200,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        self._sessions = sessions
+        self.buffer_max = buffer_max
+        self.batch_max = batch_max
+        self.backoff_max_s = backoff_max_s
+        self._queue: deque[tuple[str, Write]] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._busy = False
+        self.written = 0
+        self.retries = 0
+        self.overflow = 0
+        self.dead: list[tuple[str, str]] = []
+        self.healthy = True
+        self.last_error = ""
+        self.write_seconds: deque[float] = deque(maxlen=10_000)
+
+    # --- API used from the event loop -------------------------------------------------
+
+    def submit(self, write: Write, label: str = "") -> None:
+        with self._cond:
+            if len(self._queue) >= self.buffer_max:
+                # Memory is finite: keep the newest facts, count what we had to drop.
+                self._queue.popleft()
+                self.overflow += 1
+            self._queue.append((label, write))
+            self._cond.notify()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + (1 if self._busy else 0)
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far is written (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._cond:
+                if not self._queue and not self._busy:
+                    return True
+            await asyncio.sleep(0.01)
+        return False
+
+    def flush_sync(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._cond:
+                if not self._queue and not self._busy:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="hotline-store", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.flush_sync(timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def stats(self) -> dict[str, Any]:
+        ws = sorted(self.write_seconds)
+        p99 = ws[int(len(ws) * 0.99) - 1] if ws else 0.0
+        return {
+            "pending": self.pending,
+            "written": self.written,
+            "retries": self.retries,
+            "overflow": self.overflow,
+            "dead": len(self.dead),
+            "healthy": self.healthy,
+            "last_error": self.last_error,
+            "batch_p99_ms": round(p99 * 1000, 3),
+        }
+
+    # --- writer thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait(0.5)
+                if self._stopping and not self._queue:
+                    return
+                batch = [
+                    self._queue.popleft() for _ in range(min(self.batch_max, len(self._queue)))
+                ]
+                self._busy = True
+            try:
+                while True:
+                    try:
+                        self._write(batch)
+                        backoff = 0.05
+                        if not self.healthy:
+                            log.info("database reachable again; buffered writes flushed")
+                        self.healthy = True
+                        break
+                    except Exception as exc:
+                        if _transient(exc):
+                            self.healthy = False
+                            self.retries += 1
+                            self.last_error = str(exc).splitlines()[0][:200]
+                            log.warning(
+                                "database unavailable (%s); retrying in %.2fs, %d queued",
+                                self.last_error,
+                                backoff,
+                                len(self._queue) + len(batch),
+                            )
+                            if self._stopping and backoff >= self.backoff_max_s:
+                                log.error(
+                                    "store stopping with the database down: %d writes lost",
+                                    len(batch) + len(self._queue),
+                                )
+                                return
+                            time.sleep(backoff)
+                            backoff = min(self.backoff_max_s, backoff * 2)
+                            continue
+                        self._write_one_by_one(batch)
+                        break
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    def _write(self, batch: list[tuple[str, Write]]) -> None:
+        started = time.perf_counter()
+        with self._sessions() as session:
+            try:
+                for _label, write in batch:
+                    write(session)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        self.write_seconds.append(time.perf_counter() - started)
+        self.written += len(batch)
+
+    def _write_one_by_one(self, batch: list[tuple[str, Write]]) -> None:
+        for item in batch:
+            try:
+                self._write([item])
+            except Exception as exc:
+                if _transient(exc):
+                    # The database went away in between: put the rest back in front, in order.
+                    idx = batch.index(item)
+                    with self._cond:
+                        self._queue.extendleft(reversed(batch[idx:]))
+                    return
+                log.exception("write %r failed; set aside", item[0])
+                self.dead.append((item[0], repr(exc)[:300]))
