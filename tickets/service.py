@@ -1,0 +1,608 @@
+"""The ticket service: intake from calls, the department workflow, and what routing asks.
+
+Methods are synchronous (one short database transaction each) and thread-safe; the CTI calls
+them through ``asyncio.to_thread`` or from FastAPI's thread pool. Domain events are published
+on the bus from the event loop's thread whenever the service knows the loop (``bind_loop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from cti.bus import Bus
+from cti.db import utcnow
+from cti.errors import Conflict, Forbidden, Invalid, NotFound
+from cti.events import Alarm, Event, TicketChanged, TicketOpened
+from tickets.calendar import WorkCalendar
+from tickets.deadlines import Deadlines
+from tickets.models import (
+    Attachment,
+    Department,
+    Extension,
+    Survey,
+    Ticket,
+    TicketCall,
+    TicketEvent,
+    WindowOutcome,
+)
+from tickets.notify import Notifier, NullNotifier
+from tickets.phones import normalise_phone
+from tickets.settings import DepartmentSettings, TicketSettings
+from tickets.statemachine import (
+    DEPARTMENT,
+    OPEN_STATES,
+    WINDOW,
+    Actor,
+    State,
+)
+from tickets.timers import TicketTimers
+from tickets.views import TicketView, ticket_view, to_jsonable
+from tickets.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+EDITABLE_FIELDS = {
+    "citizen_name": 50,
+    "occurred": 100,
+    "location": 200,
+    "description": 20_000,
+    "contact_phone": 20,
+    "category": 50,
+    "channel": 16,
+}
+EDIT_ROLES = frozenset({"agent", "leader", "supervisor"})
+
+
+class TicketService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        bus: Bus,
+        settings: TicketSettings,
+        departments: Sequence[DepartmentSettings] = (),
+        notifier: Notifier | None = None,
+        scheduler: TicketTimers | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        calendar: WorkCalendar | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.bus = bus
+        self.settings = settings
+        self.notifier: Notifier = notifier or NullNotifier()
+        self.timers = scheduler
+        self.clock = clock
+        self.calendar = calendar or WorkCalendar(settings.calendar_override)
+        self.deadlines = Deadlines(self.calendar, settings.timezone)
+        self.workflow = Workflow(self)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        if departments:
+            self.sync_departments(departments)
+
+    # --- plumbing -------------------------------------------------------------------
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Publish bus events on ``loop`` even when a method runs in a worker thread."""
+        self._loop = loop
+
+    def publish(self, event: Event) -> None:
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop:
+                loop.call_soon_threadsafe(self.bus.publish, event)
+                return
+        self.bus.publish(event)
+
+    def start_timers(self) -> None:
+        """Start the SLA scheduler (inside the running loop); overdue timers fire now."""
+        if self.timers is not None and not self.timers.running:
+            self.timers.start(self)
+
+    def sync_departments(self, departments: Sequence[DepartmentSettings]) -> None:
+        """Make the departments table match the configuration (unlisted ones go inactive)."""
+        with self.sessions.begin() as session:
+            known = {d.id: d for d in session.scalars(select(Department))}
+            listed = set()
+            for conf in departments:
+                listed.add(conf.id)
+                row = known.get(conf.id)
+                if row is None:
+                    row = Department(id=conf.id)
+                    session.add(row)
+                row.name = conf.name
+                row.contact_name = conf.contact_name
+                row.contact_phone = conf.contact_phone
+                row.co_handling = conf.co_handling
+                row.active = conf.active
+            for dept_id, row in known.items():
+                if dept_id not in listed:
+                    row.active = False
+
+    def departments(self) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            rows = session.scalars(select(Department).order_by(Department.id))
+            return [
+                {
+                    "id": d.id,
+                    "name": d.name,
+                    "contact_name": d.contact_name,
+                    "contact_phone": d.contact_phone,
+                    "co_handling": d.co_handling,
+                    "active": d.active,
+                }
+                for d in rows
+            ]
+
+    @staticmethod
+    def _load(session: Session, ticket_id: str) -> Ticket:
+        ticket = session.scalar(
+            select(Ticket)
+            .where(Ticket.id == ticket_id)
+            .options(selectinload(Ticket.calls), selectinload(Ticket.assignments))
+        )
+        if ticket is None:
+            raise NotFound("no-such-ticket", f"no ticket {ticket_id}", ticket_id=ticket_id)
+        return ticket
+
+    def audit(
+        self,
+        session: Session,
+        ticket: Ticket,
+        action: str,
+        actor: Actor,
+        old: str,
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+        department_id: str | None = None,
+    ) -> None:
+        session.add(
+            TicketEvent(
+                ticket_id=ticket.id,
+                at=self.clock(),
+                actor=actor.id,
+                actor_roles=",".join(sorted(actor.roles)),
+                department_id=department_id,
+                action=action,
+                old_state=old,
+                new_state=ticket.state,
+                reason=reason,
+                data=_jsonable(data or {}),
+            )
+        )
+
+    # --- intake -----------------------------------------------------------------------
+
+    def open_for_call(
+        self,
+        ticket_id: str,
+        *,
+        call_id: str,
+        node: str = "",
+        caller: str = "",
+        caller_name: str = "",
+        did: str = "",
+        topic: str = "",
+        agent_id: str = "",
+        leader: bool = False,
+        answered_at: datetime | None = None,
+        recording_path: str = "",
+    ) -> TicketView:
+        """The draft ticket (S0) of an answered call. Idempotent: a replayed call (same node
+        and call id) returns the ticket it opened; a known ticket id gets the call attached."""
+        now = self.clock()
+        with self.sessions() as session:
+            existing = self._ticket_of_call(session, node, call_id)
+            if existing is not None:
+                return self.get(existing)
+            if session.get(Ticket, ticket_id) is not None:
+                return self.attach_call(
+                    ticket_id,
+                    call_id,
+                    node=node,
+                    caller=caller,
+                    agent_id=agent_id,
+                    answered_at=answered_at,
+                    recording_path=recording_path,
+                )
+        ticket = Ticket(
+            id=ticket_id,
+            state=State.INTAKE.value,
+            caller=caller,
+            citizen_name=caller_name,
+            did=did,
+            topic=topic,
+            category=topic,
+            agent_id=agent_id,
+            leader=leader,
+            opened_at=answered_at or now,
+        )
+        try:
+            contact = normalise_phone(caller)
+        except Invalid:
+            contact = ""  # withheld or odd caller ids: the agent asks for a number
+        ticket.contact_phone = contact
+        try:
+            with self.sessions.begin() as session:
+                session.add(ticket)
+                session.flush()
+                session.add(
+                    TicketCall(
+                        ticket_id=ticket_id,
+                        call_id=call_id,
+                        node=node,
+                        caller=caller,
+                        agent_id=agent_id,
+                        answered_at=answered_at or now,
+                        recording_path=recording_path,
+                        kind="origin",
+                        attached_at=now,
+                    )
+                )
+                actor = Actor(agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
+                self.audit(session, ticket, "open", actor, "", data={"call_id": call_id})
+        except IntegrityError:
+            # The same call raced in twice (a replay during reconnect): the first one won.
+            with self.sessions() as session:
+                existing = self._ticket_of_call(session, node, call_id)
+            if existing is None:
+                raise Conflict(
+                    "ticket-exists", f"ticket {ticket_id} exists", ticket_id=ticket_id
+                ) from None
+            return self.get(existing)
+        self.publish(
+            TicketOpened(
+                ticket_id=ticket_id,
+                call_id=call_id,
+                caller=caller,
+                caller_name=caller_name,
+                did=did,
+                topic=topic,
+                agent_id=agent_id,
+                leader=leader,
+                at=now,
+            )
+        )
+        return self.get(ticket_id)
+
+    @staticmethod
+    def _ticket_of_call(session: Session, node: str, call_id: str) -> str | None:
+        return session.scalar(
+            select(TicketCall.ticket_id).where(
+                TicketCall.node == node, TicketCall.call_id == call_id
+            )
+        )
+
+    def attach_call(
+        self,
+        ticket_id: str,
+        call_id: str,
+        *,
+        node: str = "",
+        caller: str = "",
+        agent_id: str = "",
+        answered_at: datetime | None = None,
+        recording_path: str = "",
+        actor: Actor | None = None,
+    ) -> TicketView:
+        """Attach another call to a ticket (the citizen calls again about the same matter)."""
+        now = self.clock()
+        actor = actor or Actor(agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
+        try:
+            with self.sessions.begin() as session:
+                ticket = self._load(session, ticket_id)
+                owner = self._ticket_of_call(session, node, call_id)
+                if owner is not None:
+                    if owner != ticket_id:
+                        raise Conflict(
+                            "call-on-other-ticket",
+                            f"call {call_id} belongs to ticket {owner}",
+                            ticket_id=owner,
+                        )
+                else:
+                    session.add(
+                        TicketCall(
+                            ticket_id=ticket_id,
+                            call_id=call_id,
+                            node=node,
+                            caller=caller,
+                            agent_id=agent_id,
+                            answered_at=answered_at or now,
+                            recording_path=recording_path,
+                            kind="attached",
+                            attached_at=now,
+                        )
+                    )
+                    self.audit(
+                        session,
+                        ticket,
+                        "attach_call",
+                        actor,
+                        ticket.state,
+                        data={"call_id": call_id},
+                    )
+        except IntegrityError:
+            pass  # attached concurrently by a replay: nothing to do
+        return self.get(ticket_id)
+
+    def merge(self, ticket_id: str, into_id: str, actor: Any, reason: str = "") -> TicketView:
+        """并单: ``ticket_id`` (a duplicate) joins the open ticket ``into_id``; its calls move."""
+        self.workflow.merge(ticket_id, into_id, _actor(actor), reason)
+        return self.get(ticket_id)
+
+    def update_fields(self, ticket_id: str, actor: Any, **fields: Any) -> TicketView:
+        """Edit the 五要素, the category, the channel or the enterprise flag."""
+        who = _actor(actor)
+        if not who.may(EDIT_ROLES):
+            raise Forbidden("role-not-allowed", "editing a ticket needs an agent or supervisor")
+        unknown = set(fields) - set(EDITABLE_FIELDS) - {"enterprise"}
+        if unknown:
+            raise Invalid(
+                "unknown-field",
+                f"cannot edit {sorted(unknown)}",
+                fields=sorted(unknown),
+                editable=sorted(EDITABLE_FIELDS) + ["enterprise"],
+            )
+        clean: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name == "enterprise":
+                clean[name] = bool(value)
+                continue
+            if not isinstance(value, str):
+                raise Invalid("invalid-field", f"{name} must be text", field=name)
+            value = value.strip()
+            if len(value) > EDITABLE_FIELDS[name]:
+                raise Invalid(
+                    "field-too-long",
+                    f"{name} is longer than {EDITABLE_FIELDS[name]} characters",
+                    field=name,
+                )
+            if name == "contact_phone":
+                value = normalise_phone(value, field=name)
+            clean[name] = value
+        with self._write() as session:
+            ticket = self._load(session, ticket_id)
+            if State(ticket.state) not in OPEN_STATES and ticket.state != State.ANSWERED:
+                raise Conflict(
+                    "ticket-closed",
+                    f"ticket {ticket_id} is {ticket.state}: it can no longer be edited",
+                )
+            changes = {
+                name: [getattr(ticket, name), value]
+                for name, value in clean.items()
+                if getattr(ticket, name) != value
+            }
+            for name, (_, value) in changes.items():
+                setattr(ticket, name, value)
+            if changes:
+                self.audit(session, ticket, "update", who, ticket.state, data=changes)
+        return self.get(ticket_id)
+
+    def transition(
+        self, ticket_id: str, action: str, actor: Any, reason: str = "", **data: Any
+    ) -> TicketView:
+        """Drive the state machine (see ``tickets.statemachine.TRANSITIONS``)."""
+        self.workflow.transition(ticket_id, action, _actor(actor), reason, data)
+        return self.get(ticket_id)
+
+    def on_timer(self, ticket_id: str, kind: str, phase: str, expected: str) -> None:
+        self.workflow.on_timer(ticket_id, kind, phase, expected)
+
+    def add_window_outcome(
+        self, ticket_id: str, window_id: str, text: str, actor: Any
+    ) -> TicketView:
+        """The answer the window clerk gave in the three-way call (三方通话)."""
+        who = _actor(actor)
+        if not who.may(frozenset({WINDOW, "agent", "leader"})):
+            raise Forbidden("role-not-allowed", "window outcomes come from window staff or agents")
+        if not text.strip():
+            raise Invalid("empty-text", "the window's answer is empty", field="text")
+        with self._write() as session:
+            ticket = self._load(session, ticket_id)
+            session.add(
+                WindowOutcome(
+                    ticket_id=ticket_id,
+                    window_id=window_id,
+                    text=text.strip(),
+                    actor=who.id,
+                    at=self.clock(),
+                )
+            )
+            self.audit(
+                session, ticket, "window_outcome", who, ticket.state, data={"window_id": window_id}
+            )
+        return self.get(ticket_id)
+
+    def set_transcript(
+        self, ticket_id: str, text: str, segments: list[dict[str, Any]] | dict[str, Any]
+    ) -> None:
+        """Store the transcript of the ticket's call (from the transcription workers)."""
+        with self._write() as session:
+            ticket = self._load(session, ticket_id)
+            ticket.transcript = text
+            ticket.transcript_segments = (
+                dict(segments) if isinstance(segments, dict) else {"segments": list(segments)}
+            )
+
+    def add_attachment(
+        self, ticket_id: str, actor: Any, *, name: str, path: str, content_type: str, size: int
+    ) -> TicketView:
+        who = _actor(actor)
+        with self._write() as session:
+            ticket = self._load(session, ticket_id)
+            if DEPARTMENT in who.roles and ticket.lead_department_id != who.department_id:
+                raise Forbidden("not-your-ticket", "the ticket is not dispatched to your unit")
+            session.add(
+                Attachment(
+                    ticket_id=ticket_id,
+                    name=name,
+                    path=path,
+                    content_type=content_type,
+                    size=size,
+                    uploaded_by=who.id,
+                    at=self.clock(),
+                )
+            )
+            self.audit(session, ticket, "attach_file", who, ticket.state, data={"name": name})
+        return self.get(ticket_id)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def get(self, ticket_id: str) -> TicketView:
+        with self.sessions() as session:
+            ticket = self._load(session, ticket_id)
+
+            def rows(model: Any, order: Any) -> list[Any]:
+                return list(
+                    session.scalars(
+                        select(model).where(model.ticket_id == ticket_id).order_by(order)
+                    )
+                )
+
+            return ticket_view(
+                ticket,
+                events=rows(TicketEvent, TicketEvent.id),
+                extensions=rows(Extension, Extension.id),
+                surveys=rows(Survey, Survey.id),
+                attachments=rows(Attachment, Attachment.id),
+                window_outcomes=rows(WindowOutcome, WindowOutcome.id),
+            )
+
+    def history_for_caller(self, caller: str, limit: int = 20) -> list[TicketView]:
+        """The caller's tickets, newest first (for the agent desktop's screen pop)."""
+        if not caller:
+            return []
+        with self.sessions() as session:
+            tickets = session.scalars(
+                select(Ticket)
+                .where(Ticket.caller == caller)
+                .order_by(Ticket.opened_at.desc(), Ticket.id.desc())
+                .limit(limit)
+                .options(selectinload(Ticket.calls), selectinload(Ticket.assignments))
+            )
+            return [ticket_view(t) for t in tickets]
+
+    def caller_summary(self, caller: str) -> tuple[bool, str | None, bool]:
+        """(has an open ticket, agent of the latest ticket, flagged repeat caller)."""
+        if not caller:
+            return False, None, False
+        open_states = [s.value for s in OPEN_STATES if s != State.INTAKE]
+        since = self.clock() - timedelta(days=self.settings.repeat_caller_window_days)
+        with self.sessions() as session:
+            has_open = session.scalar(
+                select(func.count())
+                .select_from(Ticket)
+                .where(Ticket.caller == caller, Ticket.state.in_(open_states))
+            )
+            last_agent = session.scalar(
+                select(Ticket.agent_id)
+                .where(Ticket.caller == caller)
+                .order_by(Ticket.opened_at.desc(), Ticket.id.desc())
+                .limit(1)
+            )
+            most = session.scalar(
+                select(func.count())
+                .select_from(Ticket)
+                .where(Ticket.caller == caller, Ticket.opened_at >= since)
+                .group_by(Ticket.category)
+                .order_by(func.count().desc())
+                .limit(1)
+            )
+        return (
+            bool(has_open),
+            last_agent or None,
+            (most or 0) >= self.settings.repeat_caller_threshold,
+        )
+
+    def list_tickets(
+        self,
+        *,
+        state: str | None = None,
+        department_id: str | None = None,
+        caller: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[TicketView]:
+        query = select(Ticket)
+        if state:
+            query = query.where(Ticket.state == state)
+        if department_id:
+            query = query.where(Ticket.lead_department_id == department_id)
+        if caller:
+            query = query.where(Ticket.caller == caller)
+        query = (
+            query.order_by(Ticket.opened_at.desc(), Ticket.id.desc())
+            .limit(min(limit, 500))
+            .offset(offset)
+            .options(selectinload(Ticket.calls), selectinload(Ticket.assignments))
+        )
+        with self.sessions() as session:
+            return [ticket_view(t) for t in session.scalars(query)]
+
+    # --- helpers for the workflow -----------------------------------------------------
+
+    def _write(self) -> _WriteTx:
+        return _WriteTx(self.sessions)
+
+    def alarm(self, kind: str, message: str, **details: Any) -> None:
+        self.publish(Alarm(kind=kind, message=message, at=self.clock(), details=details))
+
+    def changed(self, ticket_id: str, old: str, new: str, actor: Actor, reason: str) -> None:
+        self.publish(
+            TicketChanged(
+                ticket_id=ticket_id,
+                old=old,
+                new=new,
+                actor=actor.id,
+                reason=reason,
+                at=self.clock(),
+            )
+        )
+
+
+class _WriteTx:
+    """A write transaction; a concurrent change of the same ticket is a Conflict."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._cm = sessions.begin()
+
+    def __enter__(self) -> Session:
+        return self._cm.__enter__()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self._cm.__exit__(exc_type, exc, tb)
+        except StaleDataError as error:
+            raise _changed() from error
+        if isinstance(exc, StaleDataError):
+            raise _changed() from exc
+
+
+def _changed() -> Conflict:
+    return Conflict("ticket-changed", "the ticket was changed meanwhile: reload and try again")
+
+
+def _actor(actor: Any) -> Actor:
+    return actor if isinstance(actor, Actor) else Actor.from_user(actor)
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = to_jsonable(data)
+    return result

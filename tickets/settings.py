@@ -1,0 +1,184 @@
+"""Configuration of the ticket slice: ``[tickets]``, ``[[departments]]`` and ``[sms]``.
+
+Every model forbids unknown keys so that a typo in the TOML file is an error, not a default.
+Durations are strings: ``"10min"``, ``"1h"``, ``"30s"`` (wall clock, 7x24) or ``"3wd"``
+(working days on the official calendar); see ``tickets.deadlines.parse_limit``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+Anchor = Literal["receipt", "dispatch", "sign_off", "day_after_receipt"]
+
+_LIMIT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(wd|d|h|min|s)\s*$")
+
+
+def _check_limit(value: str) -> str:
+    if not _LIMIT_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a time limit: write e.g. '10min', '1h', '2d' or '3wd' (working days)"
+        )
+    return value.strip()
+
+
+def _check_remind(value: str | float) -> str | float:
+    if isinstance(value, str):
+        return _check_limit(value)
+    if not 0 < value < 1:
+        raise ValueError("a fraction of the time limit must lie between 0 and 1")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeadlineRule(_Model):
+    """The time limits of one category (``category = "*"`` is the default rule).
+
+    ``limit`` is the completion deadline (the department files its reply by then);
+    ``response_limit`` bounds sign-off plus the first call to the citizen (Yantai: 10 min);
+    ``feedback_limit`` is the deadline for the reply that 及时反馈率 measures (default: the
+    original completion deadline, before any extension).
+    """
+
+    category: str = "*"
+    limit: str = "5wd"
+    anchor: Anchor = "dispatch"
+    response_limit: str = "30min"
+    feedback_limit: str | None = None
+    remind_before: str | float = 0.2
+
+    _limit = field_validator("limit", "response_limit")(_check_limit)
+
+    @field_validator("feedback_limit")
+    @classmethod
+    def _feedback(cls, value: str | None) -> str | None:
+        return None if value is None else _check_limit(value)
+
+    _remind = field_validator("remind_before")(_check_remind)
+
+
+class SurveyRule(_Model):
+    """The callback survey (回访) after the hotline approved the reply (Yantai: 1 working day)."""
+
+    limit: str = "1wd"
+    remind_before: str | float = 0.25
+
+    _limit = field_validator("limit")(_check_limit)
+
+    _remind = field_validator("remind_before")(_check_remind)
+
+
+class ServiceIndexWeights(_Model):
+    """Huzhou's 阳光湖州服务指数 weights; they must add up to 1."""
+
+    timely_response: float = 0.15
+    on_time_completion: float = 0.15
+    timely_feedback: float = 0.10
+    satisfaction: float = 0.60
+
+    @model_validator(mode="after")
+    def _sum(self) -> ServiceIndexWeights:
+        total = (
+            self.timely_response
+            + self.on_time_completion
+            + self.timely_feedback
+            + self.satisfaction
+        )
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"service index weights add up to {total}, not 1")
+        return self
+
+
+class TicketSettings(_Model):
+    """``[tickets]``."""
+
+    rules: list[DeadlineRule] = Field(default_factory=list)
+    default_rule: DeadlineRule = DeadlineRule()
+    survey: SurveyRule = SurveyRule()
+    satisfaction_counts_basic: bool = True
+    service_index: ServiceIndexWeights = ServiceIndexWeights()
+    repeat_caller_threshold: int = Field(default=100, ge=1)
+    repeat_caller_window_days: int = Field(default=365, ge=1)
+    max_rehandlings: int = Field(default=1, ge=0)
+    calendar_override: Path | None = None
+    timezone: str = "Asia/Shanghai"
+    # A merged (并单) ticket may only be attached to an open ticket of the same caller
+    # opened within this many days.
+    merge_window_days: int = Field(default=30, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _unique_categories(self) -> TicketSettings:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.category in seen:
+                raise ValueError(f"two deadline rules for category {rule.category!r}")
+            seen.add(rule.category)
+        return self
+
+    def rule_for(self, category: str) -> DeadlineRule:
+        for rule in self.rules:
+            if rule.category == category:
+                return rule
+        return self.default_rule
+
+
+class DepartmentSettings(_Model):
+    """One ``[[departments]]`` entry: a member unit (成员单位) that handles dispatched tickets."""
+
+    id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=100)
+    contact_name: str = ""
+    contact_phone: str = ""
+    co_handling: bool = True  # may be named as a co-handler (协办) of another unit's ticket
+    active: bool = True
+
+
+class SmsTemplates(_Model):
+    """Message texts; ``{ticket_id}``, ``{reply}``, ``{department}``, ``{due}`` are filled in."""
+
+    citizen_opened: str = "【12345】您的诉求已受理,工单号{ticket_id},请留意办理结果。"
+    citizen_reply: str = "【12345】工单{ticket_id}办理结果:{reply}"
+    department_dispatch: str = "【12345】新工单{ticket_id}已派至{department},请于{due}前办结。"
+    department_reminder: str = "【12345】工单{ticket_id}将于{due}到期,请尽快办理。"
+
+
+class SmsSettings(_Model):
+    """``[sms]``: twilio (or a twilio-compatible gateway at ``api_base_url``)."""
+
+    enabled: bool = False
+    account_sid: str = ""
+    auth_token: SecretStr = SecretStr("")
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    api_base_url: str = "https://api.twilio.com"
+    status_callback_url: str = ""
+    max_attempts: int = Field(default=5, ge=1)
+    retry_backoff_s: float = Field(default=30.0, gt=0)
+    templates: SmsTemplates = SmsTemplates()
+
+    @model_validator(mode="after")
+    def _sender(self) -> SmsSettings:
+        if self.enabled:
+            if not self.account_sid or not self.auth_token.get_secret_value():
+                raise ValueError("sms.enabled needs account_sid and auth_token")
+            if not (self.from_number or self.messaging_service_sid):
+                raise ValueError("sms.enabled needs from_number or messaging_service_sid")
+        return self

@@ -1,0 +1,122 @@
+"""SLA timers on APScheduler 3 with a persistent job store in the hotline's own database.
+
+Each ticket has at most one job per (kind, phase), with a stable id
+``ticket:<id>:<kind>:<phase>``, so a re-dispatch or an extension replaces the job instead of
+adding one. Kinds: ``response`` (sign-off and first call to the citizen), ``due`` (the
+department's reply), ``survey`` (the callback survey); phases: ``remind`` and ``overdue``.
+
+Jobs are stored as the reference ``tickets.timers:fire`` plus plain arguments, so they survive
+a restart; renaming ``fire`` would make APScheduler drop every stored timer. APScheduler's
+default misfire grace time of one second would silently drop a timer that fell due while the
+process was down: ``misfire_grace_time=None`` runs it late instead, and ``coalesce`` runs a
+job that missed several times only once. One scheduler per job store: only the CTI process
+starts one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+KINDS = ("response", "due", "survey")
+PHASES = ("remind", "overdue")
+JOB_FUNC = "tickets.timers:fire"
+TABLE = "ticket_timers"
+
+
+class TimerTarget(Protocol):
+    def on_timer(self, ticket_id: str, kind: str, phase: str, expected: str) -> None: ...
+
+
+_target: TimerTarget | None = None
+
+
+def fire(ticket_id: str, kind: str, phase: str, expected: str) -> None:
+    """The job function (runs in the scheduler's thread pool)."""
+    target = _target
+    if target is None:
+        log.error("timer %s/%s/%s fired with no ticket service", ticket_id, kind, phase)
+        return
+    target.on_timer(ticket_id, kind, phase, expected)
+
+
+def job_id(ticket_id: str, kind: str, phase: str) -> str:
+    return f"ticket:{ticket_id}:{kind}:{phase}"
+
+
+class TicketTimers:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        engine: Engine | None = None,
+        tablename: str = TABLE,
+    ) -> None:
+        if (url is None) == (engine is None):
+            raise ValueError("pass the database url or an engine")
+        store = (
+            SQLAlchemyJobStore(engine=engine, tablename=tablename)
+            if engine is not None
+            else SQLAlchemyJobStore(url=url, tablename=tablename)
+        )
+        self.scheduler = AsyncIOScheduler(
+            jobstores={"default": store},
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+
+    @property
+    def running(self) -> bool:
+        return bool(self.scheduler.running)
+
+    def start(self, target: TimerTarget) -> None:
+        """Start inside the running event loop; jobs that fell due meanwhile run now."""
+        global _target
+        _target = target
+        self.scheduler.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        global _target
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        _target = None
+
+    def schedule(
+        self, ticket_id: str, kind: str, phase: str, at: datetime, expected: datetime
+    ) -> None:
+        if kind not in KINDS or phase not in PHASES:
+            raise ValueError(f"unknown timer {kind}/{phase}")
+        self.scheduler.add_job(
+            JOB_FUNC,
+            trigger="date",
+            run_date=at.astimezone(UTC),
+            args=[ticket_id, kind, phase, expected.astimezone(UTC).isoformat()],
+            id=job_id(ticket_id, kind, phase),
+            name=f"{kind} {phase} of ticket {ticket_id}",
+            replace_existing=True,
+        )
+
+    def cancel(self, ticket_id: str, kinds: Iterable[str] = KINDS) -> None:
+        for kind in kinds:
+            for phase in PHASES:
+                try:
+                    self.scheduler.remove_job(job_id(ticket_id, kind, phase))
+                except JobLookupError:
+                    pass
+
+    def jobs(self, ticket_id: str | None = None) -> list[dict[str, Any]]:
+        prefix = f"ticket:{ticket_id}:" if ticket_id else "ticket:"
+        return [
+            {"id": job.id, "run_at": getattr(job, "next_run_time", None), "args": list(job.args)}
+            for job in self.scheduler.get_jobs()
+            if job.id.startswith(prefix)
+        ]
