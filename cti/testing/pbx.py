@@ -1,0 +1,434 @@
+"""The live PBX model: channels, bridges, device states, AstDB, and the events they make.
+
+``AsteriskSimulator`` owns every object and every background task; the dialplan, queue,
+transfer and AMI modules act on it. All of it runs on one event loop, so events go out in the
+order they are made, like the stasis message bus delivers them to one AMI session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from cti.testing import phones as phone_ops
+from cti.testing.ami_server import AmiServer
+from cti.testing.model import (
+    RING,
+    UP,
+    Bridge,
+    Channel,
+    Fields,
+    Phone,
+    RingAnswer,
+    SimConfig,
+    hangup_fields,
+)
+from cti.testing.queue import QueueModel
+from cti.testing.recording import write_recordings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class CallHandle:
+    """What ``place_call`` returns: the citizen's channel and how the call ended."""
+
+    channel: Channel
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    outcome: str = ""  # answered | abandoned | failed
+    answered_by: str = ""
+
+    @property
+    def uniqueid(self) -> str:
+        return self.channel.uniqueid
+
+    async def wait(self, timeout: float | None = None) -> str:
+        await asyncio.wait_for(self.done.wait(), timeout)
+        return self.outcome
+
+
+class AsteriskSimulator:
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self.channels: dict[str, Channel] = {}
+        self.bridges: dict[str, Bridge] = {}
+        self.devices: dict[str, str] = {}
+        self.astdb: dict[tuple[str, str], str] = {}
+        self.globals: dict[str, str] = {}
+        self.phones: dict[str, Phone] = {}
+        self.endpoints: dict[str, str] = dict(self.config.endpoints)
+        self.conferences: dict[str, Bridge] = {}
+        self.queue = QueueModel(self, self.config.queue_name)
+        self.ami = AmiServer(self)
+        self.calls: list[CallHandle] = []
+        self.handles: dict[str, CallHandle] = {}
+        self.processed_calls = 0
+        self.started_at = time.time()
+        self.reloaded_at = self.started_at
+        self._chan_seq = itertools.count(self.config.channel_seq_start)
+        self._uid_seq = itertools.count(self.config.uniqueid_seq_start)
+        self._local_seq = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.running = False
+        self.stopping = asyncio.Event()
+        for ext in self.endpoints:
+            self.devices[f"PJSIP/{ext}"] = "UNAVAILABLE"
+        self.devices["PJSIP/trunk"] = "NOT_INUSE"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def ami_port(self) -> int:
+        return self.ami.port
+
+    async def start(self) -> int:
+        self.running = True
+        port = await self.ami.start(self.config.host, self.config.ami_port)
+        self.config.ami_port = port
+        return port
+
+    async def stop(self) -> None:
+        self.running = False
+        self.stopping.set()
+        await self.ami.stop()
+        await self._cancel_tasks()
+
+    async def _cancel_tasks(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def restart(self) -> None:
+        """``core restart now``: AMI sockets close with no Shutdown event, calls vanish, the
+        manager comes back after ``restart_delay_s`` (real seconds)."""
+        await self.ami.close_listener_and_sessions()
+        await self._cancel_tasks()
+        for channel in list(self.channels.values()):
+            channel.hungup = True
+        self.channels.clear()
+        self.bridges.clear()
+        self.conferences.clear()
+        self.queue.reset()  # persistentmembers=no: dynamic members are gone
+        for handle in self.calls:
+            if not handle.done.is_set():
+                handle.outcome = handle.outcome or "failed"
+                handle.done.set()
+        for device in list(self.devices):
+            if device.startswith("PJSIP/"):
+                ext = device[6:]
+                phone = self.phones.get(ext)
+                reachable = ext == "trunk" or (phone is not None and phone.reachable)
+                self.devices[device] = "NOT_INUSE" if reachable else "UNAVAILABLE"
+            else:
+                del self.devices[device]
+        await asyncio.sleep(self.config.restart_delay_s)
+        self.started_at = self.reloaded_at = time.time()
+        if self.running:
+            await self.ami.start(self.config.host, self.ami.port)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("simulator task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def sleep(self, sim_seconds: float) -> None:
+        await asyncio.sleep(max(0.0, sim_seconds) * self.config.scale)
+
+    def now(self) -> float:
+        """Simulated time in seconds; differences give HoldTime, TalkTime, Duration."""
+        return asyncio.get_running_loop().time() / self.config.scale if self.config.scale else 0
+
+    # -- ids and events ------------------------------------------------------------------
+
+    def new_uniqueid(self) -> str:
+        return f"{int(time.time())}.{next(self._uid_seq)}"
+
+    def new_channel_name(self, resource: str) -> str:
+        return f"PJSIP/{resource}-{next(self._chan_seq):08x}"
+
+    def new_local_name(self, exten: str, context: str) -> tuple[str, str]:
+        base = f"Local/{exten}@{context}-{next(self._local_seq):08x}"
+        return f"{base};1", f"{base};2"
+
+    def emit(self, name: str, privilege: str | None, fields: Fields) -> None:
+        head = [("Event", name)]
+        if privilege is not None:
+            head.append(("Privilege", privilege))
+        self.ami.broadcast(name, privilege, head + fields)
+
+    def channel_event(
+        self, name: str, channel: Channel, extra: Fields = (), priv: str = "call,all"
+    ) -> None:  # type: ignore[assignment]
+        self.emit(name, priv, [*channel.snapshot(), *extra])
+
+    def newexten(self, channel: Channel, app: str, data: str, priority: int | None = None) -> None:
+        if priority is not None:
+            channel.priority = priority
+        channel.app, channel.app_data = app, data
+        if self.config.emit_dialplan_events:
+            self.channel_event(
+                "Newexten",
+                channel,
+                [("Extension", channel.exten), ("Application", app), ("AppData", data)],
+                "dialplan,all",
+            )
+
+    def setvar(self, channel: Channel, name: str, value: str) -> None:
+        channel.variables[name] = value
+        if self.config.emit_dialplan_events:
+            self.channel_event(
+                "VarSet", channel, [("Variable", name), ("Value", value)], "dialplan,all"
+            )
+
+    # -- devices -------------------------------------------------------------------------
+
+    def set_device(self, device: str, state: str) -> None:
+        """DeviceStateChange goes out only when the cached state changes, as in Asterisk."""
+        if self.devices.get(device) == state:
+            return
+        self.devices[device] = state
+        self.emit("DeviceStateChange", "call,all", [("Device", device), ("State", state)])
+        if device.startswith("PJSIP/"):
+            self.queue.device_changed(device)
+
+    def endpoint_state(self, device: str) -> str:
+        resource = device.split("/", 1)[1]
+        if resource != "trunk":
+            phone = self.phones.get(resource)
+            if phone is None or not phone.reachable:
+                return "UNAVAILABLE"
+        legs = [c for c in self.channels.values() if c.device == device and not c.hungup]
+        if not legs:
+            return "NOT_INUSE"
+        if any(c.variables.get("__ONHOLD") for c in legs):
+            return "ONHOLD"
+        up = any(c.state == UP for c in legs)
+        ringing = any(c.state != UP for c in legs if c.role == "callee")
+        if up and ringing:
+            return "RINGINUSE"
+        if up:
+            return "INUSE"
+        return "RINGING" if ringing else "INUSE"
+
+    def update_device(self, device: str) -> None:
+        self.set_device(device, self.endpoint_state(device))
+
+    # -- channels ------------------------------------------------------------------------
+
+    def new_channel(
+        self,
+        resource: str,
+        *,
+        cid_num: str,
+        cid_name: str,
+        context: str,
+        exten: str,
+        state: int = RING,
+        linkedid: str | None = None,
+        role: str = "",
+        name: str | None = None,
+        device: str | None = None,
+    ) -> Channel:
+        uniqueid = self.new_uniqueid()
+        channel = Channel(
+            name=name or self.new_channel_name(resource),
+            uniqueid=uniqueid,
+            linkedid=linkedid or uniqueid,
+            device=device if device is not None else f"PJSIP/{resource}",
+            cid_num=cid_num,
+            cid_name=cid_name,
+            context=context,
+            exten=exten,
+            state=state,
+            created=self.now(),
+            role=role,
+        )
+        self.channels[channel.name] = channel
+        self.channel_event("Newchannel", channel)
+        return channel
+
+    def set_state(self, channel: Channel, state: int, *, device: bool = True) -> None:
+        channel.state = state
+        if state == UP and channel.answered_at is None:
+            channel.answered_at = self.now()
+        self.channel_event("Newstate", channel)
+        if device and channel.device.startswith("PJSIP/"):
+            self.update_device(channel.device)
+
+    def connected_line(self, channel: Channel, num: str, name: str) -> None:
+        channel.connected_num, channel.connected_name = num, name
+        self.channel_event("NewConnectedLine", channel)
+
+    def find_channel(self, name: str) -> Channel | None:
+        return self.channels.get(name)
+
+    def request_hangup(
+        self, channel: Channel, cause: int = 16, *, with_cause: bool | None = None
+    ) -> None:
+        """The far end hung up (SIP BYE): HangupRequest now; the owning application tears
+        the call down when it notices, like a channel thread does."""
+        if not channel.alive:
+            return
+        channel.hangup_cause = cause
+        # app_queue's caller and an originated leg report HangupRequest without Cause.
+        if with_cause is None:
+            with_cause = not (channel.in_queue or channel.originated)
+        extra = [("Cause", str(cause))] if with_cause else []
+        self.channel_event("HangupRequest", channel, extra)
+        channel.hangup_requested.set()
+        if channel.bridge is not None:
+            channel.bridge.changed.set()
+
+    def soft_hangup(self, channel: Channel, cause: int = 16) -> None:
+        if channel.soft_sent:
+            return
+        channel.soft_sent = True
+        if not channel.hangup_requested.is_set():
+            channel.hangup_cause = cause
+            channel.hangup_requested.set()
+        self.channel_event("SoftHangupRequest", channel, [("Cause", str(cause))])
+
+    def mark_connected(self, channel: Channel, seat: Channel) -> None:
+        handle = self.handles.get(channel.uniqueid)
+        if handle is not None and not handle.connected.is_set():
+            handle.answered_by = seat.name
+            handle.connected.set()
+
+    def destroy(self, channel: Channel, cause: int | None = None, *, device: bool = True) -> None:
+        """Emit Hangup and forget the channel; writes the recording if MixMonitor ran."""
+        if channel.hungup:
+            return
+        channel.hungup = True
+        channel.hangup_requested.set()
+        self.emit(
+            "Hangup",
+            "call,all",
+            hangup_fields(channel, channel.hangup_cause if cause is None else cause),
+        )
+        self.channels.pop(channel.name, None)
+        handle = self.handles.pop(channel.uniqueid, None)
+        if handle is not None:
+            if not handle.outcome:
+                handle.outcome = "answered" if handle.connected.is_set() else "abandoned"
+            handle.done.set()
+        if channel.mixmonitor is not None and self.config.write_recordings:
+            duration = self.now() - (channel.answered_at or channel.created)
+            try:
+                write_recordings(channel.mixmonitor, duration, self.config.max_recording_s)
+            except OSError:
+                log.exception("cannot write recording for %s", channel.name)
+        if device and channel.device.startswith("PJSIP/"):
+            self.update_device(channel.device)
+
+    # -- bridges -------------------------------------------------------------------------
+
+    def bridge_create(self, **kwargs: str) -> Bridge:
+        bridge = Bridge(**kwargs)
+        self.bridges[bridge.uniqueid] = bridge
+        self.emit("BridgeCreate", "call,all", bridge.fields())
+        return bridge
+
+    def bridge_enter(self, bridge: Bridge, channel: Channel, swap: Channel | None = None) -> None:
+        bridge.channels.append(channel)
+        channel.bridge = bridge
+        extra = [("SwapUniqueid", swap.uniqueid)] if swap is not None else []
+        self.emit("BridgeEnter", "call,all", [*bridge.fields(), *channel.snapshot(), *extra])
+        bridge.changed.set()
+
+    def bridge_leave(self, channel: Channel) -> Bridge | None:
+        bridge = channel.bridge
+        if bridge is None:
+            return None
+        if channel in bridge.channels:
+            bridge.channels.remove(channel)
+        channel.bridge = None
+        self.emit("BridgeLeave", "call,all", [*bridge.fields(), *channel.snapshot()])
+        bridge.changed.set()
+        return bridge
+
+    def bridge_destroy(self, bridge: Bridge) -> None:
+        if bridge.destroyed:
+            return
+        bridge.destroyed = True
+        self.bridges.pop(bridge.uniqueid, None)
+        self.emit("BridgeDestroy", "call,all", bridge.fields())
+        bridge.changed.set()
+
+    # -- AstDB and variables -------------------------------------------------------------
+
+    def db_get(self, family: str, key: str) -> str | None:
+        return self.astdb.get((family, key))
+
+    def heartbeat_stale(self) -> bool:
+        """``${EPOCH} - 0${DB(cti/heartbeat)} > CTI_STALE``: missing counts as epoch 0."""
+        raw = self.db_get("cti", "heartbeat") or "0"
+        try:
+            beat = float(raw)
+        except ValueError:
+            beat = 0.0
+        return int(time.time()) - beat > self.config.heartbeat_stale_s
+
+    # -- public test API -----------------------------------------------------------------
+
+    def register_phone(
+        self,
+        ext: str,
+        ip: str = "127.0.0.3",
+        *,
+        answer_delay: float = 0.05,
+        auto_answer: bool = True,
+        on_ring: Any = None,
+    ) -> Phone:
+        return phone_ops.register(self, ext, ip, answer_delay, auto_answer, on_ring)
+
+    def unregister_phone(self, ext: str, clean: bool = True) -> None:
+        phone_ops.unregister(self, ext, clean)
+
+    def set_phone_behaviour(
+        self, ext: str, answer: RingAnswer | None = None, **changes: Any
+    ) -> Phone:
+        phone = self.phones[ext]
+        if answer is not None:
+            phone.on_ring = lambda _channel, a=answer: a
+        for key, value in changes.items():
+            setattr(phone, key, value)
+        return phone
+
+    def place_call(
+        self,
+        caller: str = "13800000001",
+        name: str = "张三",
+        did: str = "12345",
+        talk_s: float | None = 6.0,
+        patience_s: float | None = None,
+    ) -> CallHandle:
+        from cti.testing.dialplan import start_inbound_call
+
+        return start_inbound_call(self, caller, name, did, talk_s, patience_s)
+
+    def hangup(self, channel: Channel | str, cause: int = 16) -> None:
+        """The phone behind ``channel`` hangs up (a seat putting down the handset)."""
+        target = self.channels.get(channel) if isinstance(channel, str) else channel
+        if target is None:
+            raise KeyError(f"no channel {channel}")
+        self.request_hangup(target, cause)
+
+    def channels_of(self, ext: str) -> list[Channel]:
+        return [c for c in self.channels.values() if c.device == f"PJSIP/{ext}"]
