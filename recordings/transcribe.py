@@ -1,0 +1,263 @@
+"""Decoding core: audio files in, speaker-labelled segments out. No database, no network.
+
+One vosk ``Model`` per process and model path (loading the small Korean model takes seconds
+and ~530 MiB); recognisers are cheap and made per channel. vosk releases the GIL while
+decoding, so the two legs of a call can be decoded in two threads on one shared model.
+
+Speakers: a stereo file is (left, right) = (citizen, agent) unless told otherwise; with the
+MixMonitor legs, the received leg (``-in.wav``, the caller's voice on the caller's channel) is
+the citizen and the transmitted leg (``-out.wav``) the agent; a mono file alone is "mixed".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recordings.audio import read_wav, resample, to_pcm16
+
+log = logging.getLogger(__name__)
+
+CITIZEN = "citizen"
+AGENT = "agent"
+MIXED = "mixed"
+SPEAKERS = (CITIZEN, AGENT, MIXED)
+
+# Audio fed per AcceptWaveform call; results (and so segment boundaries at endpoints) depend
+# on it a little, so it is fixed rather than left to the caller.
+CHUNK_S = 0.5
+# A pause between two words longer than this starts a new segment.
+PAUSE_S = 0.8
+
+_models: dict[str, Any] = {}
+_models_lock = threading.Lock()
+
+
+def load_model(path: str) -> Any:
+    """The process-wide vosk ``Model`` for ``path`` (loaded once, shared by all threads)."""
+    key = str(Path(path).resolve())
+    with _models_lock:
+        model = _models.get(key)
+        if model is None:
+            import vosk
+
+            vosk.SetLogLevel(-1)
+            if not Path(key).is_dir():
+                raise FileNotFoundError(f"no vosk model at {path}")
+            started = time.monotonic()
+            model = vosk.Model(key)
+            log.info("loaded vosk model %s in %.1f s", key, time.monotonic() - started)
+            _models[key] = model
+        return model
+
+
+def supports_phrases(model_path: str) -> bool:
+    """Only models with a runtime graph (graph/HCLr.fst + Gr.fst) take a phrase list.
+
+    The big models (vosk-model-cn-0.22) have a static HCLG.fst and decode free-form.
+    """
+    graph = Path(model_path) / "graph"
+    return (graph / "HCLr.fst").exists() and (graph / "Gr.fst").exists()
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    conf: float
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    start: float
+    end: float
+    speaker: str
+    text: str
+    conf: float
+    words: tuple[Word, ...] = ()
+
+    def to_dict(self, *, words: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "speaker": self.speaker,
+            "text": self.text,
+            "conf": round(self.conf, 3),
+        }
+        if words:
+            d["words"] = [asdict(w) for w in self.words]
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    segments: tuple[Segment, ...]
+    duration_s: float  # length of the call
+    audio_s: float  # seconds of audio decoded (both legs count)
+    elapsed_s: float
+    speakers: tuple[str, ...] = field(default=())
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: decoding time per second of decoded audio."""
+        return self.elapsed_s / self.audio_s if self.audio_s else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "segments": [s.to_dict() for s in self.segments],
+            "duration_s": round(self.duration_s, 3),
+            "rtf": round(self.rtf, 4),
+        }
+
+
+class Transcriber:
+    """Decode 8 kHz (or any rate, resampled) WAV files with one shared vosk model."""
+
+    def __init__(
+        self,
+        model_path: str,
+        sample_rate: int = 8000,
+        phrases: Sequence[str] | None = None,
+        *,
+        pause_s: float = PAUSE_S,
+    ) -> None:
+        self.model_path = model_path
+        self.sample_rate = sample_rate
+        self.pause_s = pause_s
+        self.model = load_model(model_path)
+        self.grammar: str | None = None
+        if phrases:
+            if supports_phrases(model_path):
+                self.grammar = json.dumps(list(phrases), ensure_ascii=False)
+            else:
+                log.warning("model %s has a static graph: the phrase list is ignored", model_path)
+
+    # --- files -------------------------------------------------------------------------
+
+    def transcribe_file(
+        self,
+        path: str | Path,
+        *,
+        legs: tuple[str | Path, str | Path] | None = None,
+        stereo_speakers: tuple[str, str] = (CITIZEN, AGENT),
+        parallel: bool = False,
+    ) -> Transcript:
+        """Transcribe a recording.
+
+        ``legs`` = (received, transmitted) files: decoded instead of ``path`` as citizen and
+        agent. Otherwise a two-channel ``path`` is split by ``stereo_speakers`` and a mono
+        one is "mixed". ``parallel`` decodes the channels in threads (one core each).
+        """
+        started = time.monotonic()
+        if legs is not None:
+            tracks = [(CITIZEN, *self._load(legs[0])), (AGENT, *self._load(legs[1]))]
+        else:
+            channels, rate = read_wav(path)
+            if channels.shape[0] == 1:
+                tracks = [(MIXED, channels[0], rate)]
+            elif channels.shape[0] == 2:
+                tracks = [(stereo_speakers[i], channels[i], rate) for i in range(2)]
+            else:
+                tracks = [(MIXED, channels.mean(axis=0), rate)]
+        prepared = [(spk, self._pcm(x, rate), x.size / rate) for spk, x, rate in tracks]
+        if parallel and len(prepared) > 1:
+            with ThreadPoolExecutor(len(prepared)) as pool:
+                decoded = list(pool.map(lambda t: self.decode_pcm(t[1], t[0]), prepared))
+        else:
+            decoded = [self.decode_pcm(pcm, spk) for spk, pcm, _ in prepared]
+        segments = sorted(
+            (s for segs in decoded for s in segs), key=lambda s: (s.start, s.end, s.speaker)
+        )
+        duration = max((d for _, _, d in prepared), default=0.0)
+        audio_s = sum(d for _, _, d in prepared)
+        return Transcript(
+            text=" ".join(s.text for s in segments),
+            segments=tuple(segments),
+            duration_s=duration,
+            audio_s=audio_s,
+            elapsed_s=time.monotonic() - started,
+            speakers=tuple(spk for spk, _, _ in prepared),
+        )
+
+    @staticmethod
+    def _load(path: str | Path) -> tuple[np.ndarray, int]:
+        channels, rate = read_wav(path)
+        mono = channels[0] if channels.shape[0] == 1 else channels.mean(axis=0)
+        return mono, rate
+
+    def _pcm(self, samples: np.ndarray, rate: int) -> bytes:
+        return to_pcm16(resample(samples, rate, self.sample_rate))
+
+    # --- decoding ----------------------------------------------------------------------
+
+    def recognizer(self) -> Any:
+        import vosk
+
+        if self.grammar is not None:
+            rec = vosk.KaldiRecognizer(self.model, self.sample_rate, self.grammar)
+        else:
+            rec = vosk.KaldiRecognizer(self.model, self.sample_rate)
+        rec.SetWords(True)
+        return rec
+
+    def decode_pcm(self, pcm: bytes, speaker: str = MIXED) -> list[Segment]:
+        """Segments of 16-bit mono PCM at ``self.sample_rate``."""
+        rec = self.recognizer()
+        step = int(self.sample_rate * CHUNK_S) * 2
+        results: list[dict[str, Any]] = []
+        for i in range(0, len(pcm), step):
+            if rec.AcceptWaveform(pcm[i : i + step]):
+                results.append(json.loads(rec.Result()))
+        results.append(json.loads(rec.FinalResult()))
+        segments: list[Segment] = []
+        for result in results:
+            words = [
+                Word(str(w["word"]), float(w["start"]), float(w["end"]), float(w.get("conf", 1.0)))
+                for w in result.get("result", [])
+                if w.get("word") and w["word"] != "[unk]"
+            ]
+            segments.extend(self._split(words, speaker))
+        return segments
+
+    def _split(self, words: list[Word], speaker: str) -> list[Segment]:
+        """One vosk result becomes one or more segments, split where the speaker paused."""
+        groups: list[list[Word]] = []
+        for w in words:
+            if groups and w.start - groups[-1][-1].end <= self.pause_s:
+                groups[-1].append(w)
+            else:
+                groups.append([w])
+        return [
+            Segment(
+                start=g[0].start,
+                end=g[-1].end,
+                speaker=speaker,
+                text=" ".join(w.word for w in g),
+                conf=float(np.mean([w.conf for w in g])),
+                words=tuple(g),
+            )
+            for g in groups
+        ]
+
+
+def legs_for(path: str | Path) -> tuple[str, str] | None:
+    """The MixMonitor leg files beside ``path``, when both exist."""
+    from recordings.layout import leg_paths
+
+    p = str(path)
+    if not p.endswith(".wav"):
+        return None
+    legs = leg_paths(p)
+    return legs if all(Path(x).is_file() for x in legs) else None
