@@ -1,0 +1,212 @@
+"""``hotline transcribe`` and ``hotline transcribe-worker``.
+
+``add_commands(subparsers)`` registers both on the main ``hotline`` parser; each sets
+``func`` to a callable taking the parsed arguments and returning the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+from cti.errors import ConfigError
+from recordings.masking import mask_numbers
+from recordings.settings import (
+    RecordingSettings,
+    TranscriptionSettings,
+    load_config,
+    load_phrases,
+    resolve_model_path,
+)
+from recordings.transcribe import Transcriber, Transcript, legs_for
+
+log = logging.getLogger(__name__)
+
+
+def add_commands(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "transcribe",
+        help="transcribe WAV files with vosk",
+        description="Transcribe recordings. A file with MixMonitor legs beside it "
+        "(x-in.wav, x-out.wav) is decoded per leg as citizen and agent; a stereo file as "
+        "(citizen, agent); a mono file as 'mixed'.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--model", help="vosk model directory (default: [transcription] model)")
+    p.add_argument("--phrases", help="phrase list, one phrase per line")
+    p.add_argument("--config", help="TOML configuration with a [transcription] section")
+    p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
+    p.add_argument("--workers", type=int, default=1, help="processes (each loads the model)")
+    p.add_argument("--sample-rate", type=int, default=None)
+    p.add_argument("--no-legs", action="store_true", help="ignore -in/-out files beside FILE")
+    p.add_argument("--mask", action="store_true", help="mask phone and ID numbers")
+    p.add_argument("--words", action="store_true", help="include word timings (JSON)")
+    p.set_defaults(func=cmd_transcribe)
+
+    w = subparsers.add_parser(
+        "transcribe-worker",
+        help="run transcription workers on the database job queue",
+    )
+    w.add_argument(
+        "--config", help="TOML configuration ([database], [recordings], [transcription])"
+    )
+    w.add_argument("--db", help="database URL (overrides [database] url)")
+    w.add_argument("--workers", type=int, default=None, help="processes; 0 = one per core")
+    w.add_argument("--once", action="store_true", help="drain the queue, then exit")
+    w.add_argument("--model", help="vosk model directory (overrides the configuration)")
+    w.add_argument("--lease-s", type=float, default=None)
+    w.add_argument("--max-attempts", type=int, default=None)
+    w.add_argument("--init-db", action="store_true", help="create the recordings tables first")
+    w.add_argument("--engine", default=None, help=argparse.SUPPRESS)  # module:factory, tests
+    w.set_defaults(func=cmd_worker)
+
+
+# --- transcribe ------------------------------------------------------------------------
+
+_transcriber: Transcriber | None = None
+
+
+def _init(model: str, rate: int, phrases: list[str] | None) -> None:
+    global _transcriber
+    _transcriber = Transcriber(model, rate, phrases)
+
+
+def _one(path: str, use_legs: bool) -> Transcript:
+    assert _transcriber is not None
+    legs = legs_for(path) if use_legs else None
+    return _transcriber.transcribe_file(path, legs=legs)
+
+
+def _file_list(files: list[str], use_legs: bool) -> list[str]:
+    """Leave out leg files whose mixed file is in the list too (a shell glob gives all)."""
+    if not use_legs:
+        return files
+    given = set(files)
+    out = []
+    for f in files:
+        for suffix in ("-in.wav", "-out.wav"):
+            if f.endswith(suffix) and f[: -len(suffix)] + ".wav" in given:
+                break
+        else:
+            out.append(f)
+    return out
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    try:
+        trans = load_config(args.config)[2] if args.config else TranscriptionSettings()
+        if args.model:
+            trans = trans.model_copy(update={"model": args.model})
+        model = resolve_model_path(trans)
+        phrases = load_phrases(args.phrases or trans.phrases)
+    except (ConfigError, OSError) as exc:
+        print(f"hotline transcribe: {exc}", file=sys.stderr)
+        return 2
+    rate = args.sample_rate or trans.sample_rate
+    use_legs = not args.no_legs
+    files = _file_list(list(args.files), use_legs)
+    from tqdm import tqdm
+
+    results: dict[str, Transcript | Exception] = {}
+    bar = tqdm(total=len(files), unit="file", file=sys.stderr, desc="transcribe", disable=None)
+    if args.workers <= 1:
+        _init(model, rate, phrases)
+        for f in files:
+            try:
+                results[f] = _one(f, use_legs)
+            except Exception as exc:
+                results[f] = exc
+            bar.update(1)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            args.workers, mp_context=ctx, initializer=_init, initargs=(model, rate, phrases)
+        ) as pool:
+            futures = {pool.submit(_one, f, use_legs): f for f in files}
+            for fut in as_completed(futures):
+                try:
+                    results[futures[fut]] = fut.result()
+                except Exception as exc:
+                    results[futures[fut]] = exc
+                bar.update(1)
+    bar.close()
+    failed = 0
+    for f in files:
+        r = results[f]
+        if isinstance(r, Exception):
+            failed += 1
+            print(f"hotline transcribe: {f}: {r}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": f, "error": str(r)}, ensure_ascii=False))
+            continue
+        _print(f, r, args)
+    return 1 if failed else 0
+
+
+def _print(path: str, t: Transcript, args: argparse.Namespace) -> None:
+    segs = [s.to_dict(words=args.words) for s in t.segments]
+    text = t.text
+    if args.mask:
+        text = mask_numbers(text)
+        for s in segs:
+            s["text"] = mask_numbers(s["text"])
+            s.pop("words", None)
+    if args.json:
+        out = {
+            "file": path,
+            "text": text,
+            "segments": segs,
+            "duration_s": round(t.duration_s, 3),
+            "rtf": round(t.rtf, 4),
+        }
+        print(json.dumps(out, ensure_ascii=False), flush=True)
+        return
+    print(f"== {path} ({t.duration_s:.1f} s, rtf {t.rtf:.3f})")
+    for s in segs:
+        print(f"[{s['start']:7.2f}-{s['end']:7.2f}] {s['speaker']:<7} {s['text']}")
+
+
+# --- transcribe-worker -----------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from recordings.worker import DEFAULT_ENGINE, run_workers
+
+    try:
+        url, recs, trans = (
+            load_config(args.config)
+            if args.config
+            else (None, RecordingSettings(), TranscriptionSettings())
+        )
+    except (ConfigError, OSError) as exc:
+        print(f"hotline transcribe-worker: {exc}", file=sys.stderr)
+        return 2
+    url = args.db or url
+    if not url:
+        print("hotline transcribe-worker: no database (--db or [database] url)", file=sys.stderr)
+        return 2
+    update: dict[str, Any] = {}
+    if args.model:
+        update["model"] = args.model
+    if args.lease_s is not None:
+        update["lease_s"] = args.lease_s
+    if args.max_attempts is not None:
+        update["max_attempts"] = args.max_attempts
+    if args.workers is not None:
+        update["workers"] = args.workers
+    trans = TranscriptionSettings.model_validate({**trans.model_dump(), **update})
+    if args.init_db:
+        from cti.db import make_engine
+        from recordings.models import create_tables
+
+        engine = make_engine(url)
+        create_tables(engine)
+        engine.dispose()
+    return run_workers(
+        trans.workers, url, recs, trans, once=args.once, engine=args.engine or DEFAULT_ENGINE
+    )
