@@ -1,0 +1,249 @@
+"""REST routes of the ticket slice.
+
+Every route a person uses declares its roles with ``Depends``; department users (role
+``department``) see and act on their own unit's tickets only. ``POST /api/sms/status`` is
+twilio's delivery-report webhook: it has no user session, and is admitted by its
+``X-Twilio-Signature`` (HMAC of the configured ``sms.status_callback_url`` and the form
+parameters with the auth token) instead; a bad or missing signature is a 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from console.security import ROLES as CONSOLE_ROLES
+from console.security import User, current_user, require_roles
+from cti.errors import ApiError, Forbidden, Invalid, NotFound
+from tickets.hotspots import load_records, weekly_hotspots
+from tickets.reports import build_report, parse_period, to_json
+from tickets.service import TicketService
+from tickets.sms import SmsNotifier
+from tickets.statemachine import DEPARTMENT, Actor
+
+
+def roles(*names: str) -> Callable[[Request], User]:
+    """``require_roles`` that also knows the department role (``User.department_id`` or a
+    ``department:<id>`` role tag) while console.security does not list it."""
+    if all(n in CONSOLE_ROLES for n in names):
+        return require_roles(*names)
+    wanted = frozenset(names)
+
+    def dependency(request: Request) -> User:
+        user = current_user(request)
+        if not Actor.from_user(user).may(wanted):
+            raise ApiError(
+                403, "forbidden", "your role does not allow this", {"needs": list(names)}
+            )
+        return user
+
+    dependency.required_roles = names  # type: ignore[attr-defined]
+    return dependency
+
+
+DESK = ("agent", "leader", "supervisor")
+EVERYONE = ("agent", "leader", "window", "supervisor", DEPARTMENT)
+
+
+DeskUser = Annotated[User, Depends(roles(*DESK))]
+DeskOrUnit = Annotated[User, Depends(roles(*DESK, DEPARTMENT))]
+AnyUser = Annotated[User, Depends(roles(*EVERYONE))]
+ReportUser = Annotated[User, Depends(roles("supervisor", "leader"))]
+SupervisorUser = Annotated[User, Depends(roles("supervisor"))]
+WindowUser = Annotated[User, Depends(roles("window", "agent", "leader"))]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TransitionBody(_Body):
+    action: str = Field(min_length=1, max_length=32)
+    reason: str = Field(default="", max_length=2000)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class MergeBody(_Body):
+    into: str = Field(min_length=1, max_length=20)
+    reason: str = ""
+
+
+class FieldsBody(_Body):
+    citizen_name: str | None = None
+    occurred: str | None = None
+    location: str | None = None
+    description: str | None = None
+    contact_phone: str | None = None
+    category: str | None = None
+    channel: str | None = None
+    enterprise: bool | None = None
+
+
+class CallBody(_Body):
+    call_id: str = Field(min_length=1, max_length=64)
+    node: str = ""
+    caller: str = ""
+    agent_id: str = ""
+    answered_at: datetime | None = None
+    recording_path: str = ""
+
+
+class WindowOutcomeBody(_Body):
+    window_id: str = Field(min_length=1, max_length=32)
+    text: str = Field(min_length=1, max_length=5000)
+
+
+def _scope(user: User, ticket: dict[str, Any]) -> None:
+    actor = Actor.from_user(user)
+    if actor.roles == {DEPARTMENT}:
+        units = {a["department_id"] for a in ticket["assignments"] if a["active"]}
+        if actor.department_id not in units:
+            raise NotFound("no-such-ticket", f"no ticket {ticket['id']}")
+
+
+def router(
+    service: TicketService,
+    *,
+    sms: SmsNotifier | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> APIRouter:
+    api = APIRouter()
+    now = clock or (lambda: datetime.now(UTC))
+
+    @api.get("/api/tickets")
+    def list_tickets(
+        user: DeskOrUnit,
+        state: str | None = None,
+        department: str | None = None,
+        caller: str | None = None,
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+    ) -> list[dict[str, Any]]:
+        actor = Actor.from_user(user)
+        if actor.roles == {DEPARTMENT}:
+            department = actor.department_id or "-"
+        views = service.list_tickets(
+            state=state, department_id=department, caller=caller, limit=limit, offset=offset
+        )
+        return [v.to_dict() for v in views]
+
+    @api.get("/api/tickets/{ticket_id}")
+    def get_ticket(ticket_id: str, user: AnyUser) -> dict[str, Any]:
+        data = service.get(ticket_id).to_dict()
+        _scope(user, data)
+        return data
+
+    @api.patch("/api/tickets/{ticket_id}")
+    def update_ticket(ticket_id: str, body: FieldsBody, user: DeskUser) -> dict[str, Any]:
+        fields = body.model_dump(exclude_none=True)
+        return service.update_fields(ticket_id, user, **fields).to_dict()
+
+    @api.post("/api/tickets/{ticket_id}/transitions")
+    def transition(ticket_id: str, body: TransitionBody, user: DeskOrUnit) -> dict[str, Any]:
+        view = service.transition(ticket_id, body.action, user, body.reason, **body.data)
+        return view.to_dict()
+
+    @api.post("/api/tickets/{ticket_id}/merge")
+    def merge(ticket_id: str, body: MergeBody, user: DeskUser) -> dict[str, Any]:
+        return service.merge(ticket_id, body.into, user, body.reason).to_dict()
+
+    @api.post("/api/tickets/{ticket_id}/calls")
+    def attach_call(ticket_id: str, body: CallBody, user: DeskUser) -> dict[str, Any]:
+        view = service.attach_call(
+            ticket_id,
+            body.call_id,
+            node=body.node,
+            caller=body.caller,
+            agent_id=body.agent_id or (user.agent_id or ""),
+            answered_at=body.answered_at,
+            recording_path=body.recording_path,
+            actor=Actor.from_user(user),
+        )
+        return view.to_dict()
+
+    @api.post("/api/tickets/{ticket_id}/window-outcomes")
+    def window_outcome(
+        ticket_id: str,
+        body: WindowOutcomeBody,
+        user: WindowUser,
+    ) -> dict[str, Any]:
+        if "window" in user.roles and user.window_id and user.window_id != body.window_id:
+            raise Forbidden("not-your-window", "window staff report for their own window")
+        return service.add_window_outcome(ticket_id, body.window_id, body.text, user).to_dict()
+
+    @api.get("/api/callers/{caller}/tickets")
+    def caller_history(
+        caller: str,
+        user: DeskUser,
+        limit: int = Query(20, ge=1, le=200),
+    ) -> list[dict[str, Any]]:
+        return [v.to_dict() for v in service.history_for_caller(caller, limit)]
+
+    @api.get("/api/departments")
+    def departments(user: AnyUser) -> list[dict[str, Any]]:
+        return service.departments()
+
+    @api.get("/api/reports/kpi")
+    def kpi_report(period: str, user: ReportUser) -> dict[str, Any]:
+        try:
+            parsed = parse_period(period, service.settings.timezone)
+        except ValueError as exc:
+            raise Invalid("invalid-period", str(exc)) from exc
+        with service.sessions() as session:
+            report = build_report(
+                session.connection(), parsed, service.settings, as_of=now(), with_hotspots=False
+            )
+        return {
+            "period": parsed.label,
+            "departments": to_json(report),
+            "bottom_three": [r.department_id for r in report.bottom_three],
+            "repeat_callers": [
+                {"caller": r.caller, "category": r.category, "count": r.count}
+                for r in report.repeat_callers
+            ],
+        }
+
+    @api.get("/api/reports/hotspots")
+    def hotspot_report(period: str, user: ReportUser) -> list[dict[str, Any]]:
+        try:
+            parsed = parse_period(period, service.settings.timezone)
+        except ValueError as exc:
+            raise Invalid("invalid-period", str(exc)) from exc
+        with service.sessions() as session:
+            records = load_records(session.connection(), parsed)
+        return [w.to_dict() for w in weekly_hotspots(records, service.settings.timezone)]
+
+    if sms is None:
+        return api
+
+    @api.get("/api/sms")
+    def sms_messages(
+        user: SupervisorUser,
+        status: str | None = None,
+        ticket_id: str | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> list[dict[str, Any]]:
+        return sms.messages(status=status, ticket_id=ticket_id, limit=limit)
+
+    @api.post("/api/sms/{message_id}/retry", status_code=204)
+    def sms_retry(message_id: int, user: SupervisorUser) -> Response:
+        sms.retry(message_id)
+        return Response(status_code=204)
+
+    @api.post("/api/sms/status", status_code=204)
+    async def sms_status(request: Request) -> Response:
+        # No session: twilio signs the request instead (see the module docstring).
+        form = await request.form()
+        params = {k: str(v) for k, v in form.items()}
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not sms.verify(str(request.url), params, signature):
+            raise Forbidden("bad-signature", "the X-Twilio-Signature does not match")
+        await asyncio.to_thread(sms.handle_status, params)
+        return Response(status_code=204)
+
+    return api
