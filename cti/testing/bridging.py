@@ -149,7 +149,9 @@ async def dial_app(
         return status
     callee.features = "T" if "T" in options else ""
     caller.features = "t" if "t" in options else ""
-    sim.set_state(callee, UP)
+    # The trunk leg reports INUSE only once bridged (callback_originate); a phone at answer.
+    late_device = resource == "trunk"
+    sim.set_state(callee, UP, device=not late_device)
     sim.setvar(caller, "DIALSTATUS", "ANSWER")
     sim.setvar(caller, "DIALEDPEERNAME", callee.name)
     sim.emit("DialEnd", "call,all", [*dial_fields(caller, callee), ("DialStatus", "ANSWER")])
@@ -157,6 +159,8 @@ async def dial_app(
     callee.exten = ""
     sim.newexten(callee, "AppDial", "(Outgoing Line)")
     sim.bridge_enter(bridge, callee)
+    if late_device:
+        sim.update_device(callee.device)
     sim.bridge_enter(bridge, caller)
     sim.mark_connected(caller, callee)
     return await hold_bridge(sim, caller)

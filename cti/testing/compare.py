@@ -6,6 +6,8 @@ is which events come, in which order, with which fields. ``compare_event_shapes`
 
 from __future__ import annotations
 
+import bisect
+import difflib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -79,24 +81,32 @@ def compare_event_shapes(
     """
     want = event_shapes(recorded)
     got = event_shapes(produced)
-    diffs: list[str] = []
-    pending: list[tuple[int, EventShape]] = list(enumerate(want))
-    for position, shape in enumerate(got):
-        match = next((i for i, (_, w) in enumerate(pending[: window + 1]) if w == shape), None)
-        if match is not None:
-            pending.pop(match)
+    # Align the two streams (longest common subsequence); then an event left over on both
+    # sides is only "moved" if it sits at most ``window`` places from where it was recorded,
+    # once the other leftovers before it are discounted.
+    matcher = difflib.SequenceMatcher(None, want, got, autojunk=False)
+    matched_want: set[int] = set()
+    matched_got: set[int] = set()
+    for a, b, size in matcher.get_matching_blocks():
+        matched_want.update(range(a, a + size))
+        matched_got.update(range(b, b + size))
+    missing = [i for i in range(len(want)) if i not in matched_want]
+    extra = [j for j in range(len(got)) if j not in matched_got]
+    unpaired_missing, unpaired_extra = list(missing), list(extra)
+    for j in extra:
+        candidates = [i for i in unpaired_missing if want[i] == got[j]]
+        if not candidates:
             continue
-        later = next((i for i, (_, w) in enumerate(pending) if w == shape), None)
-        if later is None:
-            expected = pending[0][1] if pending else "end of stream"
-            diffs.append(f"produced #{position}: unexpected {shape} (expected {expected})")
-            continue
-        skipped = pending[:later]
-        del pending[: later + 1]
-        for index, missing in skipped:
-            diffs.append(f"recorded #{index}: missing {missing} (before produced #{position})")
-    for index, missing in pending:
-        diffs.append(f"recorded #{index}: missing {missing} at end")
+
+        def shift(i: int, j: int = j) -> int:
+            return (j - bisect.bisect_left(extra, j)) - (i - bisect.bisect_left(missing, i))
+
+        best = min(candidates, key=lambda i: abs(shift(i)))
+        if abs(shift(best)) <= window:
+            unpaired_missing.remove(best)
+            unpaired_extra.remove(j)
+    diffs = [f"recorded #{i}: missing {want[i]}" for i in unpaired_missing]
+    diffs += [f"produced #{j}: unexpected {got[j]}" for j in unpaired_extra]
     if len(diffs) > max_report:
         diffs = diffs[:max_report] + [f"... and {len(diffs) - max_report} more"]
     return diffs

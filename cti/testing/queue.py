@@ -305,7 +305,7 @@ class QueueModel:
                 ("Queue", self.name),
                 ("Position", str(position)),
                 ("OriginalPosition", str(qc.original_position)),
-                ("HoldTime", str(int(sim.now() - qc.joined))),
+                ("HoldTime", str(round(sim.now() - qc.joined))),
             ],
             "agent,all",
         )
@@ -362,7 +362,7 @@ class QueueModel:
         sim.set_state(callee, UP)
         sim.emit("DialEnd", "call,all", [*dial_fields(ch, callee), ("DialStatus", "ANSWER")])
         member.ringing_for = None
-        hold = int(sim.now() - qc.joined)
+        hold = round(sim.now() - qc.joined)
         self._leave(qc)
         sim.emit(
             "AgentConnect",
@@ -384,7 +384,7 @@ class QueueModel:
         connected_at = sim.now()
 
         def complete(reason: str) -> None:
-            talk = int(sim.now() - connected_at)
+            talk = round(sim.now() - connected_at)
             member.calls_taken += 1
             member.last_call = int(time.time())
             self.talktime = (self.talktime * 3 + talk) // 4

@@ -86,9 +86,10 @@ async def originate(sim: AsteriskSimulator, req: OriginateRequest) -> None:
         sim.destroy(ch, {"BUSY": 17, "NOANSWER": 19}.get(status, 16))
         response(False, {"BUSY": 5, "NOANSWER": 3}.get(status, 1), None)
         return
-    sim.set_state(ch, UP)
+    sim.set_state(ch, UP, device=False)
     response(True, 4, ch)
     sim.emit("DialEnd", "call,all", [*dial_fields(None, ch), ("DialStatus", "ANSWER")])
+    sim.update_device(ch.device)
     ch.role = "originated"
     start_pbx(sim, ch, req.context, req.exten, req.priority)
 
