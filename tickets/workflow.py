@@ -195,6 +195,8 @@ class Workflow:
             if not live or current is None or abs((current - expected).total_seconds()) > 1:
                 log.debug("stale timer %s/%s/%s ignored", ticket_id, kind, phase)
                 return
+            if phase == "remind" and self.s.clock() >= current:
+                return  # a reminder that ran late (after a restart) is pointless now
             dept = ticket.lead_department_id
             due_text = self._local(current)
             if phase == "remind":
