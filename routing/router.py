@@ -456,7 +456,8 @@ class Router:
             return False
         state = agent.state
         if state is AgentState.RESERVED:
-            return agent.pending is None or (agent.pending is AgentState.NOT_READY and agent.wrapup)
+            # Judge by where the reservation leads: a call, unless something is pending.
+            state = agent.pending or AgentState.BUSY
         return state is AgentState.BUSY or (state is AgentState.NOT_READY and agent.wrapup)
 
     def _fairness_key(self, agent: _Agent, skill: str) -> Key:
