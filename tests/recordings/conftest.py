@@ -131,3 +131,47 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+AGENT_OFFSET_S = 7.0
+
+
+def write_call(directory: Path, name: str = "1772.42") -> dict[str, Path]:
+    """A MixMonitor-like set from the Korean utterances: the citizen speaks first, the agent
+    answers from 7 s on. Writes ``name.wav`` (mixed), ``-in``/``-out`` legs and a stereo
+    file ``name-stereo.wav`` (left citizen, right agent)."""
+    import numpy as np
+
+    from recordings.audio import read_wav, write_wav
+
+    citizen, rate = read_wav(AUDIO / "citizen_ko.wav")
+    agent, _ = read_wav(AUDIO / "agent_ko.wav")
+    n = int(rate * AGENT_OFFSET_S) + agent.shape[1] + rate // 2
+    left = np.zeros(n, np.float32)
+    right = np.zeros(n, np.float32)
+    left[: citizen.shape[1]] = citizen[0]
+    off = int(rate * AGENT_OFFSET_S)
+    right[off : off + agent.shape[1]] = agent[0]
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "mixed": directory / f"{name}.wav",
+        "in": directory / f"{name}-in.wav",
+        "out": directory / f"{name}-out.wav",
+        "stereo": directory / f"{name}-stereo.wav",
+    }
+    write_wav(paths["mixed"], np.clip(left + right, -1, 1), rate)
+    write_wav(paths["in"], left, rate)
+    write_wav(paths["out"], right, rate)
+    write_wav(paths["stereo"], np.stack([left, right]), rate)
+    return paths
+
+
+def word_accuracy(reference: str, hypothesis: str) -> float:
+    """1 - WER: word-level edit distance against the spoken text."""
+    ref, hyp = reference.split(), hypothesis.split()
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+    return 1 - d[len(hyp)] / len(ref)
