@@ -132,6 +132,7 @@ class Channel:
     in_queue: bool = False
     features: str = ""  # Dial options t/T granted to this leg: the Atxfer feature
     mixmonitor: dict[str, str] | None = None
+    mixmonitor_started: float = 0.0
     mixmonitor_mute: dict[str, bool] = field(default_factory=dict)
     hungup: bool = False
     soft_sent: bool = False

@@ -329,7 +329,7 @@ class AsteriskSimulator:
                 handle.outcome = "answered" if handle.connected.is_set() else "abandoned"
             handle.done.set()
         if channel.mixmonitor is not None and self.config.write_recordings:
-            duration = self.now() - (channel.answered_at or channel.created)
+            duration = self.now() - channel.mixmonitor_started
             try:
                 write_recordings(channel.mixmonitor, duration, self.config.max_recording_s)
             except OSError:
