@@ -148,24 +148,51 @@ def _stationary(lam: float, mu: float, theta: float, agents: int) -> tuple[Float
 
 def _absorbed_by(mass: Floats, death: Floats, t: float) -> float:
     """P(a pure-death chain started with ``mass`` on levels 1 … M, leaving level m at rate
-    ``death[m-1]``, is absorbed by time t), by uniformisation."""
+    ``death[m-1]``, is absorbed by time t)."""
     live = np.nonzero(mass > 1e-18 * mass.max())[0] if mass.size else np.array([], dtype=int)
     if live.size == 0 or t <= 0:
         return 0.0
     top = int(live.max()) + 1
-    v = mass[:top].copy()
-    rates = death[:top]
+    v, rates = mass[:top], death[:top]
     uniform = float(rates.max())
+    if uniform * t <= _UNIFORM_STEPS:
+        return _absorbed_uniformised(v, rates, uniform, t)
+    # Very impatient callers make the chain stiff (rate x t in the millions) but keep the
+    # queue short, so the matrix exponential of the small generator is the cheaper way.
+    generator = np.diag(-rates) + np.diag(rates[1:], -1)
+    remaining = v @ _expm(generator * t)
+    return float(v.sum() - remaining.sum())
+
+
+_UNIFORM_STEPS = 20000.0
+
+
+def _absorbed_uniformised(v: Floats, rates: Floats, uniform: float, t: float) -> float:
+    """Uniformisation: a Poisson(uniform x t) number of steps of the embedded chain."""
+    v = v.copy()
     step = rates / uniform
     lt = uniform * t
-    steps = int(lt + 12.0 * math.sqrt(lt) + 30)
     absorbed = 0.0
     total = 0.0
-    for k in range(steps + 1):
-        weight = math.exp(-lt + k * math.log(lt) - math.lgamma(k + 1)) if lt > 0 else float(k == 0)
-        total += weight * absorbed
+    for k in range(int(lt + 12.0 * math.sqrt(lt) + 30) + 1):
+        total += math.exp(-lt + k * math.log(lt) - math.lgamma(k + 1)) * absorbed
         flow = v * step
         absorbed += float(flow[0])
         v -= flow
         v[:-1] += flow[1:]
     return total
+
+
+def _expm(a: Floats) -> Floats:
+    """Matrix exponential by scaling and squaring with a Taylor series (numpy only)."""
+    norm = float(np.abs(a).sum(axis=1).max())
+    squarings = max(0, math.ceil(math.log2(norm / 0.5))) if norm > 0.5 else 0
+    scaled = a / 2.0**squarings
+    result = np.eye(a.shape[0])
+    term = np.eye(a.shape[0])
+    for k in range(1, 20):  # ||scaled|| <= 1/2: the tail after 19 terms is below 1e-23
+        term = term @ scaled / k
+        result = result + term
+    for _ in range(squarings):
+        result = result @ result
+    return result
