@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from cti.testing.agi_client import channel_value
@@ -41,8 +41,8 @@ def send_list(
     message: str,
     events: list[Pairs],
     complete: str,
-    extra: Pairs = (),
-) -> None:  # type: ignore[assignment]
+    extra: Sequence[tuple[str, str]] = (),
+) -> None:
     """Response with EventList: start, the items, then the ...Complete event."""
     session.respond(request, "Success", ("EventList", "start"), ("Message", message))
     for item in events:

@@ -53,7 +53,8 @@ class RawAmiClient:
         self._writer.write(format_message(pairs))
         return action_id
 
-    async def action(self, timeout: float = 5.0, **headers: str) -> Pairs:
+    async def action(self, **headers: str) -> Pairs:
+        timeout = float(headers.pop("timeout", "5"))
         action_id = self.send(**headers)
         return await self.wait_for(
             lambda m: header(m, "Response") is not None and header(m, "ActionID") == action_id,

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cti.testing.agi_client import run_agi
 from cti.testing.bridging import dial_app, finish_channel
@@ -89,7 +89,7 @@ async def _citizen(
         gone.cancel()
 
 
-async def _wait(fut: asyncio.Future[object], timeout: float) -> bool:
+async def _wait(fut: asyncio.Future[Any], timeout: float) -> bool:
     done, _ = await asyncio.wait({fut}, timeout=timeout)
     return bool(done)
 

@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,8 +174,12 @@ class AsteriskSimulator:
         self.ami.broadcast(name, privilege, head + fields)
 
     def channel_event(
-        self, name: str, channel: Channel, extra: Fields = (), priv: str = "call,all"
-    ) -> None:  # type: ignore[assignment]
+        self,
+        name: str,
+        channel: Channel,
+        extra: Sequence[tuple[str, str]] = (),
+        priv: str = "call,all",
+    ) -> None:
         self.emit(name, priv, [*channel.snapshot(), *extra])
 
     def newexten(self, channel: Channel, app: str, data: str, priority: int | None = None) -> None:
@@ -339,8 +343,14 @@ class AsteriskSimulator:
 
     # -- bridges -------------------------------------------------------------------------
 
-    def bridge_create(self, **kwargs: str) -> Bridge:
-        bridge = Bridge(**kwargs)
+    def bridge_create(
+        self,
+        type: str = "basic",
+        technology: str = "simple_bridge",
+        creator: str = "<unknown>",
+        name: str = "<unknown>",
+    ) -> Bridge:
+        bridge = Bridge(type=type, technology=technology, creator=creator, name=name)
         self.bridges[bridge.uniqueid] = bridge
         self.emit("BridgeCreate", "call,all", bridge.fields())
         return bridge
