@@ -5,7 +5,7 @@ waiting calls and answers every event with a ``Decision`` or a list of ``Offer``
 """
 
 from routing.plan import CallerInfo, Priority, RoutingPlan, Shift
-from routing.router import WRAPUP, AgentState, CallState, Decision, Offer, Router
+from routing.router import Router
 from routing.settings import (
     AgentSettings,
     HotlineNumber,
@@ -13,6 +13,7 @@ from routing.settings import (
     OverflowRule,
     RoutingSettings,
 )
+from routing.types import WRAPUP, AgentState, CallState, Decision, Offer
 
 __all__ = [
     "WRAPUP",

@@ -20,124 +20,23 @@ each event looks at the few heaps it touches, never at the whole floor.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
-from enum import StrEnum
 from itertools import count
 from typing import Any
 
 from routing.heap import IndexedHeap, Key
 from routing.plan import CallerInfo, RoutingPlan
-from routing.settings import AgentSettings
-
-WRAPUP = "wrapup"
-"""Reason for ``agent_not_ready`` after a call: the agent is expected back within moments, so
-sticky and leader calls keep waiting for them (other not-ready reasons do not)."""
-
-
-class AgentState(StrEnum):
-    NOT_READY = "not_ready"
-    READY = "ready"
-    RESERVED = "reserved"
-    BUSY = "busy"
-    LOGGED_OUT = "logged_out"
-
-
-class CallState(StrEnum):
-    WAITING = "waiting"  # on the floor, in line for its skills
-    TARGETED = "targeted"  # waiting for named agents only (sticky, leader)
-    RESERVED = "reserved"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Where a new call goes. With an agent, the agent is reserved (confirm or release it)."""
-
-    call_id: str
-    agent_id: str | None
-    seat: str | None
-    skill: str
-    topic: str
-    priority: int
-    reason: str  # sticky, leader, skill, overflow; or sticky_wait, leader_wait, queued
-    leader: bool
-    hold: bool  # True: the CTI holds the call and moves it later; False with no agent: Queue()
-
-
-@dataclass(frozen=True, slots=True)
-class Offer:
-    """Move ``call_id`` to ``seat``: both are reserved until confirm or release."""
-
-    call_id: str
-    agent_id: str
-    seat: str
-    reason: str
-    leader: bool
-
-
-@dataclass(slots=True, eq=False)
-class _Agent:
-    conf: AgentSettings
-    seat: str
-    state: AgentState = AgentState.NOT_READY
-    since: float = 0.0
-    ready_since: float = 0.0
-    calls: int = 0
-    reachable: bool = True
-    reason: str = ""  # why not ready (pending or current)
-    pending: AgentState | None = None
-    call_id: str | None = None
-    targeted: IndexedHeap = field(default_factory=IndexedHeap)
-
-    @property
-    def wrapup(self) -> bool:
-        return self.reason == WRAPUP
-
-
-@dataclass(slots=True, eq=False)
-class _Call:
-    call_id: str
-    skill: str
-    topic: str
-    priority: int
-    arrived: float
-    key: Key
-    state: CallState = CallState.WAITING
-    skills: list[str] = field(default_factory=list)  # eligible skills, primary first
-    overflow_stage: int = 0
-    targets: tuple[str, ...] = ()
-    target_reason: str = ""
-    target_until: float = 0.0
-    agent_id: str | None = None
-
-
-# Agent transitions outside a reservation: (state, event) -> new state. A missing pair is an
-# illegal operation. During a reservation the events are kept pending (see module docstring).
-_AGENT_TRANSITIONS: dict[tuple[AgentState, str], AgentState] = {
-    (AgentState.NOT_READY, "ready"): AgentState.READY,
-    (AgentState.BUSY, "ready"): AgentState.READY,
-    (AgentState.READY, "ready"): AgentState.READY,
-    (AgentState.READY, "not_ready"): AgentState.NOT_READY,
-    (AgentState.BUSY, "not_ready"): AgentState.NOT_READY,
-    (AgentState.NOT_READY, "not_ready"): AgentState.NOT_READY,
-    (AgentState.READY, "busy"): AgentState.BUSY,
-    (AgentState.NOT_READY, "busy"): AgentState.BUSY,
-    (AgentState.BUSY, "busy"): AgentState.BUSY,
-    (AgentState.READY, "logout"): AgentState.LOGGED_OUT,
-    (AgentState.NOT_READY, "logout"): AgentState.LOGGED_OUT,
-    (AgentState.BUSY, "logout"): AgentState.LOGGED_OUT,
-    (AgentState.READY, "reserve"): AgentState.RESERVED,
-    (AgentState.RESERVED, "confirm"): AgentState.BUSY,
-}
+from routing.state import AGENT_TRANSITIONS, AgentRecord, CallRecord
+from routing.types import AgentState, CallState, Decision, Offer
 
 
 class Router:
     def __init__(self, plan: RoutingPlan) -> None:
         self.plan = plan
         self._settings = plan.settings
-        self._agents: dict[str, _Agent] = {}
+        self._agents: dict[str, AgentRecord] = {}
         self._seats: dict[str, str] = {}  # seat -> agent id
         self._unreachable: set[str] = set()
-        self._calls: dict[str, _Call] = {}
+        self._calls: dict[str, CallRecord] = {}
         self._ready: dict[str, IndexedHeap] = {}  # skill -> ready agents, by fairness
         self._line: dict[str, IndexedHeap] = {}  # skill -> waiting calls, by priority
         self._line_by_topic = {topic: IndexedHeap() for topic in plan.leader_topics}
@@ -156,7 +55,7 @@ class Router:
         holder = self._seats.get(seat)
         if holder is not None:
             raise ValueError(f"seat {seat!r} is taken by agent {holder!r}")
-        self._agents[agent_id] = _Agent(
+        self._agents[agent_id] = AgentRecord(
             conf=conf,
             seat=seat,
             since=now,
@@ -231,7 +130,7 @@ class Router:
         plan, settings = self.plan, self._settings
         topic, skill = plan.route(did)
         priority = int(plan.priority(info))
-        call = _Call(
+        call = CallRecord(
             call_id=call_id,
             skill=skill,
             topic=topic,
@@ -242,7 +141,7 @@ class Router:
         )
         hold = settings.hold_when_busy
 
-        def decided(reason: str, agent: _Agent | None, leader: bool) -> Decision:
+        def decided(reason: str, agent: AgentRecord | None, leader: bool) -> Decision:
             return Decision(
                 call_id=call_id,
                 agent_id=agent.conf.id if agent else None,
@@ -278,12 +177,9 @@ class Router:
                 return decided("leader_wait", None, True)
 
         # 3. The floor.
-        self._apply_overflow(call, now)
-        found = self._find_agent(call, call.skills)
-        if found is not None:
-            agent, reason = found
-            self._reserve(call, agent, reason)
-            return decided(reason, agent, False)
+        offer = self._place(call, now)
+        if offer is not None:
+            return decided(offer.reason, self._agents[offer.agent_id], offer.leader)
         if hold:
             self._calls[call_id] = call
             self._enqueue(call, call.skills)
@@ -419,24 +315,24 @@ class Router:
 
     # --- internals -------------------------------------------------------------------
 
-    def _agent(self, agent_id: str) -> _Agent:
+    def _agent(self, agent_id: str) -> AgentRecord:
         agent = self._agents.get(agent_id)
         if agent is None:
             raise ValueError(f"agent {agent_id!r} is not logged in")
         return agent
 
-    def _agent_at(self, seat: str) -> _Agent | None:
+    def _agent_at(self, seat: str) -> AgentRecord | None:
         agent_id = self._seats.get(seat)
         return self._agents[agent_id] if agent_id is not None else None
 
-    def _reserved(self, call_id: str, agent_id: str) -> _Call:
+    def _reserved(self, call_id: str, agent_id: str) -> CallRecord:
         call = self._calls.get(call_id)
         if call is None or call.state is not CallState.RESERVED or call.agent_id != agent_id:
             raise ValueError(f"call {call_id!r} is not reserved for agent {agent_id!r}")
         return call
 
-    def _transition(self, agent: _Agent, event: str, now: float) -> None:
-        new = _AGENT_TRANSITIONS.get((agent.state, event))
+    def _transition(self, agent: AgentRecord, event: str, now: float) -> None:
+        new = AGENT_TRANSITIONS.get((agent.state, event))
         if new is None:
             raise ValueError(f"agent {agent.conf.id!r}: cannot {event} when {agent.state}")
         if new is not agent.state:
@@ -447,10 +343,10 @@ class Router:
         if new is not AgentState.NOT_READY:
             agent.reason = ""
 
-    def _offerable(self, agent: _Agent) -> bool:
+    def _offerable(self, agent: AgentRecord) -> bool:
         return agent.state is AgentState.READY and agent.reachable
 
-    def _coming_back(self, agent: _Agent) -> bool:
+    def _coming_back(self, agent: AgentRecord) -> bool:
         """Worth keeping a sticky or leader call waiting for: on a call or wrapping one up."""
         if not agent.reachable:
             return False
@@ -460,7 +356,7 @@ class Router:
             state = agent.pending or AgentState.BUSY
         return state is AgentState.BUSY or (state is AgentState.NOT_READY and agent.wrapup)
 
-    def _fairness_key(self, agent: _Agent, skill: str) -> Key:
+    def _fairness_key(self, agent: AgentRecord, skill: str) -> Key:
         fairness = self._settings.fairness
         if fairness == "least_calls":
             return (float(agent.calls), agent.ready_since)
@@ -468,20 +364,20 @@ class Router:
             return (float(-agent.conf.skills.get(skill, 0)), agent.ready_since)
         return (agent.ready_since,)
 
-    def _index_agent(self, agent: _Agent) -> None:
+    def _index_agent(self, agent: AgentRecord) -> None:
         for skill in agent.conf.skills:
             heap = self._ready.get(skill)
             if heap is None:
                 heap = self._ready[skill] = IndexedHeap()
             heap.push(agent.conf.id, self._fairness_key(agent, skill))
 
-    def _unindex_agent(self, agent: _Agent) -> None:
+    def _unindex_agent(self, agent: AgentRecord) -> None:
         for skill in agent.conf.skills:
             heap = self._ready.get(skill)
             if heap is not None:
                 heap.remove(agent.conf.id)
 
-    def _agent_available(self, agent: _Agent, now: float) -> list[Offer]:
+    def _agent_available(self, agent: AgentRecord, now: float) -> list[Offer]:
         """A READY, reachable agent: take the best call they may have, else wait indexed."""
         if not self._offerable(agent):
             return []
@@ -492,7 +388,7 @@ class Router:
         self._index_agent(agent)
         return []
 
-    def _find_call(self, agent: _Agent, now: float) -> tuple[_Call, str] | None:
+    def _find_call(self, agent: AgentRecord, now: float) -> tuple[CallRecord, str] | None:
         calls = self._calls
         # Calls waiting for this very agent come first: that is the point of sticky and leader.
         top = agent.targeted.top()
@@ -515,18 +411,18 @@ class Router:
                 reason = "skill" if calls[best[1]].skill in agent.conf.skills else "overflow"
         return (calls[best[1]], reason) if best is not None else None
 
-    def _leaders_on_duty(self, topic: str, now: float) -> list[_Agent]:
+    def _leaders_on_duty(self, topic: str, now: float) -> list[AgentRecord]:
         return [
             agent
             for shift in self.plan.leaders_on_duty(topic, now)
             if (agent := self._agents.get(shift.agent_id)) is not None
         ]
 
-    def _ready_leader(self, leaders: list[_Agent]) -> _Agent | None:
+    def _ready_leader(self, leaders: list[AgentRecord]) -> AgentRecord | None:
         ready = [a for a in leaders if self._offerable(a)]
         return min(ready, key=lambda a: a.ready_since) if ready else None
 
-    def _find_agent(self, call: _Call, skills: list[str]) -> tuple[_Agent, str] | None:
+    def _find_agent(self, call: CallRecord, skills: list[str]) -> tuple[AgentRecord, str] | None:
         """The fairest ready agent of the first of ``skills`` that has one (primary first)."""
         for skill in skills:
             heap = self._ready.get(skill)
@@ -535,7 +431,7 @@ class Router:
                 return self._agents[top[1]], "skill" if skill == call.skill else "overflow"
         return None
 
-    def _reserve(self, call: _Call, agent: _Agent, reason: str = "") -> Offer:
+    def _reserve(self, call: CallRecord, agent: AgentRecord, reason: str = "") -> Offer:
         if call.state is not CallState.RESERVED:
             self._unqueue(call)
         self._calls[call.call_id] = call
@@ -546,7 +442,7 @@ class Router:
         agent.call_id = call.call_id
         return Offer(call.call_id, agent.conf.id, agent.seat, reason, agent.conf.leader)
 
-    def _end_reservation(self, agent: _Agent, agent_ok: bool, now: float) -> list[Offer]:
+    def _end_reservation(self, agent: AgentRecord, agent_ok: bool, now: float) -> list[Offer]:
         pending = agent.pending
         agent.pending = None
         agent.call_id = None
@@ -565,12 +461,12 @@ class Router:
             return self._drop_targets(agent, now)
         return []
 
-    def _remove_agent(self, agent: _Agent, now: float) -> list[Offer]:
+    def _remove_agent(self, agent: AgentRecord, now: float) -> list[Offer]:
         del self._agents[agent.conf.id]
         del self._seats[agent.seat]
         return self._drop_targets(agent, now)
 
-    def _drop_targets(self, agent: _Agent, now: float) -> list[Offer]:
+    def _drop_targets(self, agent: AgentRecord, now: float) -> list[Offer]:
         """The agent will not be back soon: calls waiting only for them stop waiting."""
         offers: list[Offer] = []
         for call_id in agent.targeted.items():
@@ -581,7 +477,9 @@ class Router:
                 offers += self._enter_floor(call, now)
         return offers
 
-    def _target(self, call: _Call, agents: list[_Agent], reason: str, until: float) -> None:
+    def _target(
+        self, call: CallRecord, agents: list[AgentRecord], reason: str, until: float
+    ) -> None:
         call.state = CallState.TARGETED
         call.targets = tuple(a.conf.id for a in agents)
         call.target_reason = reason
@@ -591,23 +489,32 @@ class Router:
             agent.targeted.push(call.call_id, call.key)
         self._push_timer(until, "target", call.call_id)
 
-    def _enter_floor(self, call: _Call, now: float) -> list[Offer]:
+    def _enter_floor(self, call: CallRecord, now: float) -> list[Offer]:
+        """Put a call back on the floor (wait ran out, move failed): offer it or queue it."""
         self._unqueue(call)
         call.state = CallState.WAITING
         call.targets = ()
-        self._apply_overflow(call, now)
-        # A leader without skills is in no ready heap, so ask the duty roster directly.
-        leader = self._ready_leader(self._leaders_on_duty(call.topic, now))
-        if leader is not None:
-            return [self._reserve(call, leader, "leader")]
-        found = self._find_agent(call, call.skills)
-        if found is not None:
-            return [self._reserve(call, found[0], found[1])]
+        offer = self._place(call, now)
+        if offer is not None:
+            return [offer]
         self._enqueue(call, call.skills)
         self._schedule_overflow(call)
         return []
 
-    def _apply_overflow(self, call: _Call, now: float) -> list[str]:
+    def _place(self, call: CallRecord, now: float) -> Offer | None:
+        """Offer a floor call to a ready leader on duty for its topic or to the fairest ready
+        agent of its skills (overflow groups included once their threshold has passed)."""
+        self._apply_overflow(call, now)
+        # A leader without skills is in no ready heap, so ask the duty roster directly.
+        leader = self._ready_leader(self._leaders_on_duty(call.topic, now))
+        if leader is not None:
+            return self._reserve(call, leader, "leader")
+        found = self._find_agent(call, call.skills)
+        if found is not None:
+            return self._reserve(call, found[0], found[1])
+        return None
+
+    def _apply_overflow(self, call: CallRecord, now: float) -> list[str]:
         """Open the overflow groups whose threshold has passed; return the new skills."""
         rules = self.plan.overflow.get(call.skill, ())
         added: list[str] = []
@@ -622,7 +529,7 @@ class Router:
                     added.append(skill)
         return added
 
-    def _schedule_overflow(self, call: _Call) -> None:
+    def _schedule_overflow(self, call: CallRecord) -> None:
         rules = self.plan.overflow.get(call.skill, ())
         if call.overflow_stage < len(rules):
             due = call.arrived + rules[call.overflow_stage].after_s
@@ -631,7 +538,7 @@ class Router:
     def _push_timer(self, due: float, kind: str, call_id: str) -> None:
         heapq.heappush(self._timers, (due, next(self._seq), kind, call_id))
 
-    def _enqueue(self, call: _Call, skills: list[str]) -> None:
+    def _enqueue(self, call: CallRecord, skills: list[str]) -> None:
         for skill in skills:
             heap = self._line.get(skill)
             if heap is None:
@@ -641,7 +548,7 @@ class Router:
         if topic_heap is not None and call.call_id not in topic_heap:
             topic_heap.push(call.call_id, call.key)
 
-    def _unqueue(self, call: _Call) -> None:
+    def _unqueue(self, call: CallRecord) -> None:
         for skill in call.skills:
             heap = self._line.get(skill)
             if heap is not None:

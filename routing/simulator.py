@@ -23,8 +23,9 @@ import numpy as np
 
 from routing.plan import CallerInfo, RoutingPlan
 from routing.profiles import Profile
-from routing.router import AgentState, Offer, Router
+from routing.router import Router
 from routing.settings import AgentSettings
+from routing.types import AgentState, Offer
 
 # Event kinds, in the order they are handled at the same instant: staffing changes first,
 # then calls ending (agents freed), answers, abandonments, arrivals, and router timers.
