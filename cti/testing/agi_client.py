@@ -121,6 +121,9 @@ async def run_agi(sim: AsteriskSimulator, channel: Channel, script: str, args: l
                 waiters.add(hangup_task)  # type: ignore[arg-type]
             try:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                line_task.cancel()
+                raise
             finally:
                 if hangup_task is not None and not hangup_task.done():
                     hangup_task.cancel()
@@ -129,7 +132,10 @@ async def run_agi(sim: AsteriskSimulator, channel: Channel, script: str, args: l
                 hangup_sent = True
                 writer.write(b"HANGUP\n")
                 await writer.drain()
-                line = await line_task
+                try:
+                    line = await line_task
+                finally:
+                    line_task.cancel()
             else:
                 line = line_task.result()
             if not line:

@@ -340,6 +340,8 @@ async def test_asterisk_restart(rig: Rig) -> None:
     rig.sim.config.restart_delay_s = 0.05
     rig.sim.register_phone("8001")
     await rig.ami.action(Action="QueueAdd", Queue="hotline", Interface="PJSIP/8001")
+    call = rig.sim.place_call(talk_s=100)
+    await asyncio.wait_for(call.connected.wait(), 5)
     rig.ami.send(Action="Command", Command="core restart now")
     await asyncio.wait_for(rig.ami.closed.wait(), 5)
     names = [header(m, "Event") for m in rig.ami.messages]
@@ -361,6 +363,8 @@ async def test_asterisk_restart(rig: Rig) -> None:
         except OSError:
             await asyncio.sleep(0.02)
     assert header(r, "Response") == "Success"
+    assert rig.sim.channels == {}
+    assert call.done.is_set()
     await again.action(Action="QueueStatus")
     await again.wait_event("QueueStatusComplete")
     assert again.events("QueueMember") == []
