@@ -158,7 +158,7 @@ class Router:
         sticky = self._agents.get(info.last_agent_id or "") if info.open_ticket else None
         if sticky is not None:
             if self._offerable(sticky):
-                self._reserve(call, sticky, "sticky")
+                self._reserve(call, sticky, "sticky", now)
                 return decided("sticky", sticky, sticky.conf.leader)
             if hold and settings.sticky_wait_s > 0 and self._coming_back(sticky):
                 self._target(call, [sticky], "sticky", now + settings.sticky_wait_s)
@@ -169,7 +169,7 @@ class Router:
         if leaders:
             leader = self._ready_leader(leaders)
             if leader is not None:
-                self._reserve(call, leader, "leader")
+                self._reserve(call, leader, "leader", now)
                 return decided("leader", leader, True)
             waiting_for = [a for a in leaders if self._coming_back(a)]
             if hold and settings.leader_wait_s > 0 and waiting_for:
@@ -253,7 +253,7 @@ class Router:
                     self._schedule_overflow(call)
                     found = self._find_agent(call, added)
                     if found is not None:
-                        offers.append(self._reserve(call, found[0], found[1]))
+                        offers.append(self._reserve(call, found[0], found[1], now))
         return offers
 
     def next_due(self) -> float | None:
@@ -384,7 +384,7 @@ class Router:
         found = self._find_call(agent, now)
         if found is not None:
             call, reason = found
-            return [self._reserve(call, agent, reason)]
+            return [self._reserve(call, agent, reason, now)]
         self._index_agent(agent)
         return []
 
@@ -431,11 +431,10 @@ class Router:
                 return self._agents[top[1]], "skill" if skill == call.skill else "overflow"
         return None
 
-    def _reserve(self, call: CallRecord, agent: AgentRecord, reason: str = "") -> Offer:
-        if call.state is not CallState.RESERVED:
-            self._unqueue(call)
+    def _reserve(self, call: CallRecord, agent: AgentRecord, reason: str, now: float) -> Offer:
+        self._unqueue(call)
         self._calls[call.call_id] = call
-        self._transition(agent, "reserve", agent.since)
+        self._transition(agent, "reserve", now)
         call.state = CallState.RESERVED
         call.agent_id = agent.conf.id
         call.targets = ()
@@ -508,10 +507,10 @@ class Router:
         # A leader without skills is in no ready heap, so ask the duty roster directly.
         leader = self._ready_leader(self._leaders_on_duty(call.topic, now))
         if leader is not None:
-            return self._reserve(call, leader, "leader")
+            return self._reserve(call, leader, "leader", now)
         found = self._find_agent(call, call.skills)
         if found is not None:
-            return self._reserve(call, found[0], found[1])
+            return self._reserve(call, found[0], found[1], now)
         return None
 
     def _apply_overflow(self, call: CallRecord, now: float) -> list[str]:

@@ -36,6 +36,10 @@ class RoutingSettings(_Section):
     that arrived more than ``(3 - its class) * priority_aging_s`` seconds after it: with the
     default of 15 s, a normal caller waits behind at most 45 s worth of later arrivals.
     ``priority_aging_s = 0`` turns priorities off (plain first come, first served).
+
+    Fairness among agents who could all take a call: ``longest_idle`` (ready the longest
+    since their last call), ``least_calls`` (fewest calls answered since login, then longest
+    idle) or ``highest_skill`` (highest level in the call's skill, then longest idle).
     """
 
     fairness: Fairness = "longest_idle"
