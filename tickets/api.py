@@ -1,7 +1,8 @@
 """REST routes of the ticket slice.
 
-Every route a person uses declares its roles with ``Depends``; department users (role
-``department``) see and act on their own unit's tickets only. ``POST /api/sms/status`` is
+Every route a person uses declares its roles with ``Depends(require_roles(...))``; department
+users (role ``department``, unit in ``User.department_id``) see and act on their own unit's
+tickets only. ``POST /api/sms/status`` is
 twilio's delivery-report webhook: it has no user session, and is admitted by its
 ``X-Twilio-Signature`` (HMAC of the configured ``sms.status_callback_url`` and the form
 parameters with the auth token) instead; a bad or missing signature is a 403.
@@ -17,45 +18,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from console.security import ROLES as CONSOLE_ROLES
-from console.security import User, current_user, require_roles
-from cti.errors import ApiError, Forbidden, Invalid, NotFound
+from console.security import User, require_roles
+from cti.errors import Forbidden, Invalid, NotFound
 from tickets.hotspots import load_records, weekly_hotspots
 from tickets.reports import build_report, parse_period, to_json
 from tickets.service import TicketService
 from tickets.sms import SmsNotifier
 from tickets.statemachine import DEPARTMENT, Actor
 
-
-def roles(*names: str) -> Callable[[Request], User]:
-    """``require_roles`` that also knows the department role (``User.department_id`` or a
-    ``department:<id>`` role tag) while console.security does not list it."""
-    if all(n in CONSOLE_ROLES for n in names):
-        return require_roles(*names)
-    wanted = frozenset(names)
-
-    def dependency(request: Request) -> User:
-        user = current_user(request)
-        if not Actor.from_user(user).may(wanted):
-            raise ApiError(
-                403, "forbidden", "your role does not allow this", {"needs": list(names)}
-            )
-        return user
-
-    dependency.required_roles = names  # type: ignore[attr-defined]
-    return dependency
-
-
 DESK = ("agent", "leader", "supervisor")
 EVERYONE = ("agent", "leader", "window", "supervisor", DEPARTMENT)
 
 
-DeskUser = Annotated[User, Depends(roles(*DESK))]
-DeskOrUnit = Annotated[User, Depends(roles(*DESK, DEPARTMENT))]
-AnyUser = Annotated[User, Depends(roles(*EVERYONE))]
-ReportUser = Annotated[User, Depends(roles("supervisor", "leader"))]
-SupervisorUser = Annotated[User, Depends(roles("supervisor"))]
-WindowUser = Annotated[User, Depends(roles("window", "agent", "leader"))]
+DeskUser = Annotated[User, Depends(require_roles(*DESK))]
+DeskOrUnit = Annotated[User, Depends(require_roles(*DESK, DEPARTMENT))]
+AnyUser = Annotated[User, Depends(require_roles(*EVERYONE))]
+ReportUser = Annotated[User, Depends(require_roles("supervisor", "leader"))]
+SupervisorUser = Annotated[User, Depends(require_roles("supervisor"))]
+WindowUser = Annotated[User, Depends(require_roles("window", "agent", "leader"))]
 
 
 class _Body(BaseModel):

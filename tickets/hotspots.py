@@ -81,8 +81,7 @@ def _tfidf() -> Any:
         warnings.simplefilter("ignore", ResourceWarning)
         import jieba.analyse
 
-        extractor = jieba.analyse.TFIDF()
-    return extractor
+    return jieba.analyse.default_tfidf
 
 
 def keywords(texts: Iterable[str], top: int = 10) -> list[tuple[str, float]]:

@@ -360,9 +360,12 @@ def load_calls(conn: Connection, period: Period) -> list[CallRecord] | None:
     if not inspect(conn).has_table("calls"):
         return None
     calls = Table("calls", MetaData(), autoload_with=conn)
+    # The reflected column has a plain DATETIME type: bind UTC (the CTI stores UTC), since
+    # SQLite would drop a +08:00 offset and compare the local wall-clock time.
+    start, end = period.start.astimezone(UTC), period.end.astimezone(UTC)
     rows = conn.execute(
         select(calls.c.started_at, calls.c.answered, calls.c.wait_s).where(
-            calls.c.started_at >= period.start, calls.c.started_at < period.end
+            calls.c.started_at >= start, calls.c.started_at < end
         )
     )
     result = []

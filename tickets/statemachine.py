@@ -214,8 +214,8 @@ class Actor:
     @classmethod
     def from_user(cls, user: Any) -> Actor:
         """From ``console.security.User``. A department user carries the role
-        ``"department"`` and its unit in ``user.department_id``; until ``User`` has that
-        field, a role tag ``"department:<id>"`` says the same."""
+        ``"department"`` and its unit in ``user.department_id``; a role tag
+        ``"department:<id>"`` is read the same way."""
         roles: set[str] = set()
         department_id: str | None = getattr(user, "department_id", None)
         for role in getattr(user, "roles", frozenset()):

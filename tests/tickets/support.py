@@ -51,10 +51,10 @@ SETTINGS = TicketSettings(
 
 
 def user(*roles: str, name: str = "", department: str | None = None) -> User:
-    tags = set(roles)
-    if department:
-        tags.add(f"department:{department}")
-    return User(1, name or "-".join(sorted(tags)), name or "user", frozenset(tags))
+    tags = set(roles) | ({"department"} if department else set())
+    return User(
+        1, name or "-".join(sorted(tags)), name or "user", frozenset(tags), department_id=department
+    )
 
 
 AGENT = user("agent", name="a1001")
