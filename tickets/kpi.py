@@ -427,7 +427,9 @@ def load_inputs(conn: Connection, period: Period) -> KpiInputs:
         for tid, dept, at, action in conn.execute(
             select(
                 TicketEvent.ticket_id, TicketEvent.department_id, TicketEvent.at, TicketEvent.action
-            ).where(TicketEvent.at >= start, TicketEvent.at < end, TicketEvent.action.in_(names))
+            ).where(
+                TicketEvent.at >= start, TicketEvent.at < end, TicketEvent.action.in_(list(names))
+            )
         )
     ]
     return KpiInputs(calls or [], intakes, dispatches, surveys, actions, calls is not None)

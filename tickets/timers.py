@@ -25,6 +25,8 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 
+from cti.db import make_engine
+
 log = logging.getLogger(__name__)
 
 KINDS = ("response", "due", "survey")
@@ -63,11 +65,14 @@ class TicketTimers:
     ) -> None:
         if (url is None) == (engine is None):
             raise ValueError("pass the database url or an engine")
-        store = (
-            SQLAlchemyJobStore(engine=engine, tablename=tablename)
-            if engine is not None
-            else SQLAlchemyJobStore(url=url, tablename=tablename)
-        )
+        if engine is None:
+            assert url is not None
+            # Our engine: psycopg 3 for postgresql:// URLs, SQLite's WAL and busy timeout.
+            engine = make_engine(url)
+            self._own_engine: Engine | None = engine
+        else:
+            self._own_engine = None
+        store = SQLAlchemyJobStore(engine=engine, tablename=tablename)
         self.scheduler = AsyncIOScheduler(
             jobstores={"default": store},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
@@ -89,6 +94,8 @@ class TicketTimers:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
         _target = None
+        if self._own_engine is not None:
+            self._own_engine.dispose()
 
     def schedule(
         self, ticket_id: str, kind: str, phase: str, at: datetime, expected: datetime
