@@ -11,25 +11,23 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from cti.bus import Bus
 from cti.db import utcnow
-from cti.errors import Conflict, Forbidden, Invalid, NotFound
+from cti.errors import Conflict, Forbidden, Invalid
 from cti.events import Alarm, Event, TicketChanged, TicketOpened
 from tickets.calendar import WorkCalendar
 from tickets.deadlines import Deadlines
 from tickets.models import (
     Attachment,
     Department,
-    Extension,
-    Survey,
     Ticket,
     TicketCall,
     TicketEvent,
@@ -37,6 +35,7 @@ from tickets.models import (
 )
 from tickets.notify import Notifier, NullNotifier
 from tickets.phones import normalise_phone
+from tickets.queries import TicketQueries
 from tickets.settings import DepartmentSettings, TicketSettings
 from tickets.statemachine import (
     DEPARTMENT,
@@ -46,7 +45,7 @@ from tickets.statemachine import (
     State,
 )
 from tickets.timers import TicketTimers
-from tickets.views import TicketView, ticket_view, to_jsonable
+from tickets.views import TicketView, to_jsonable
 from tickets.workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ EDITABLE_FIELDS = {
 EDIT_ROLES = frozenset({"agent", "leader", "supervisor"})
 
 
-class TicketService:
+class TicketService(TicketQueries):
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -135,32 +134,6 @@ class TicketService:
             for dept_id, row in known.items():
                 if dept_id not in listed:
                     row.active = False
-
-    def departments(self) -> list[dict[str, Any]]:
-        with self.sessions() as session:
-            rows = session.scalars(select(Department).order_by(Department.id))
-            return [
-                {
-                    "id": d.id,
-                    "name": d.name,
-                    "contact_name": d.contact_name,
-                    "contact_phone": d.contact_phone,
-                    "co_handling": d.co_handling,
-                    "active": d.active,
-                }
-                for d in rows
-            ]
-
-    @staticmethod
-    def _load(session: Session, ticket_id: str) -> Ticket:
-        ticket = session.scalar(
-            select(Ticket)
-            .where(Ticket.id == ticket_id)
-            .options(selectinload(Ticket.calls), selectinload(Ticket.assignments))
-        )
-        if ticket is None:
-            raise NotFound("no-such-ticket", f"no ticket {ticket_id}", ticket_id=ticket_id)
-        return ticket
 
     def audit(
         self,
@@ -307,7 +280,7 @@ class TicketService:
         actor = actor or Actor(agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
         try:
             with self.sessions.begin() as session:
-                ticket = self._load(session, ticket_id)
+                ticket = self.load_ticket(session, ticket_id)
                 owner = self._ticket_of_call(session, node, call_id)
                 if owner is not None:
                     if owner != ticket_id:
@@ -377,8 +350,8 @@ class TicketService:
             if name == "contact_phone":
                 value = normalise_phone(value, field=name)
             clean[name] = value
-        with self._write() as session:
-            ticket = self._load(session, ticket_id)
+        with self.write_tx() as session:
+            ticket = self.load_ticket(session, ticket_id)
             if State(ticket.state) not in OPEN_STATES and ticket.state != State.ANSWERED:
                 raise Conflict(
                     "ticket-closed",
@@ -414,8 +387,8 @@ class TicketService:
             raise Forbidden("role-not-allowed", "window outcomes come from window staff or agents")
         if not text.strip():
             raise Invalid("empty-text", "the window's answer is empty", field="text")
-        with self._write() as session:
-            ticket = self._load(session, ticket_id)
+        with self.write_tx() as session:
+            ticket = self.load_ticket(session, ticket_id)
             session.add(
                 WindowOutcome(
                     ticket_id=ticket_id,
@@ -434,8 +407,8 @@ class TicketService:
         self, ticket_id: str, text: str, segments: list[dict[str, Any]] | dict[str, Any]
     ) -> None:
         """Store the transcript of the ticket's call (from the transcription workers)."""
-        with self._write() as session:
-            ticket = self._load(session, ticket_id)
+        with self.write_tx() as session:
+            ticket = self.load_ticket(session, ticket_id)
             ticket.transcript = text
             ticket.transcript_segments = (
                 dict(segments) if isinstance(segments, dict) else {"segments": list(segments)}
@@ -445,8 +418,8 @@ class TicketService:
         self, ticket_id: str, actor: Any, *, name: str, path: str, content_type: str, size: int
     ) -> TicketView:
         who = _actor(actor)
-        with self._write() as session:
-            ticket = self._load(session, ticket_id)
+        with self.write_tx() as session:
+            ticket = self.load_ticket(session, ticket_id)
             if DEPARTMENT in who.roles and ticket.lead_department_id != who.department_id:
                 raise Forbidden("not-your-ticket", "the ticket is not dispatched to your unit")
             session.add(
@@ -463,102 +436,9 @@ class TicketService:
             self.audit(session, ticket, "attach_file", who, ticket.state, data={"name": name})
         return self.get(ticket_id)
 
-    # --- reading ----------------------------------------------------------------------
-
-    def get(self, ticket_id: str) -> TicketView:
-        with self.sessions() as session:
-            ticket = self._load(session, ticket_id)
-
-            def rows(model: Any, order: Any) -> list[Any]:
-                return list(
-                    session.scalars(
-                        select(model).where(model.ticket_id == ticket_id).order_by(order)
-                    )
-                )
-
-            return ticket_view(
-                ticket,
-                events=rows(TicketEvent, TicketEvent.id),
-                extensions=rows(Extension, Extension.id),
-                surveys=rows(Survey, Survey.id),
-                attachments=rows(Attachment, Attachment.id),
-                window_outcomes=rows(WindowOutcome, WindowOutcome.id),
-            )
-
-    def history_for_caller(self, caller: str, limit: int = 20) -> list[TicketView]:
-        """The caller's tickets, newest first (for the agent desktop's screen pop)."""
-        if not caller:
-            return []
-        with self.sessions() as session:
-            tickets = session.scalars(
-                select(Ticket)
-                .where(Ticket.caller == caller)
-                .order_by(Ticket.opened_at.desc(), Ticket.id.desc())
-                .limit(limit)
-                .options(selectinload(Ticket.calls), selectinload(Ticket.assignments))
-            )
-            return [ticket_view(t) for t in tickets]
-
-    def caller_summary(self, caller: str) -> tuple[bool, str | None, bool]:
-        """(has an open ticket, agent of the latest ticket, flagged repeat caller)."""
-        if not caller:
-            return False, None, False
-        open_states = [s.value for s in OPEN_STATES if s != State.INTAKE]
-        since = self.clock() - timedelta(days=self.settings.repeat_caller_window_days)
-        with self.sessions() as session:
-            has_open = session.scalar(
-                select(func.count())
-                .select_from(Ticket)
-                .where(Ticket.caller == caller, Ticket.state.in_(open_states))
-            )
-            last_agent = session.scalar(
-                select(Ticket.agent_id)
-                .where(Ticket.caller == caller)
-                .order_by(Ticket.opened_at.desc(), Ticket.id.desc())
-                .limit(1)
-            )
-            most = session.scalar(
-                select(func.count())
-                .select_from(Ticket)
-                .where(Ticket.caller == caller, Ticket.opened_at >= since)
-                .group_by(Ticket.category)
-                .order_by(func.count().desc())
-                .limit(1)
-            )
-        return (
-            bool(has_open),
-            last_agent or None,
-            (most or 0) >= self.settings.repeat_caller_threshold,
-        )
-
-    def list_tickets(
-        self,
-        *,
-        state: str | None = None,
-        department_id: str | None = None,
-        caller: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[TicketView]:
-        query = select(Ticket)
-        if state:
-            query = query.where(Ticket.state == state)
-        if department_id:
-            query = query.where(Ticket.lead_department_id == department_id)
-        if caller:
-            query = query.where(Ticket.caller == caller)
-        query = (
-            query.order_by(Ticket.opened_at.desc(), Ticket.id.desc())
-            .limit(min(limit, 500))
-            .offset(offset)
-            .options(selectinload(Ticket.calls), selectinload(Ticket.assignments))
-        )
-        with self.sessions() as session:
-            return [ticket_view(t) for t in session.scalars(query)]
-
     # --- helpers for the workflow -----------------------------------------------------
 
-    def _write(self) -> _WriteTx:
+    def write_tx(self) -> _WriteTx:
         return _WriteTx(self.sessions)
 
     def alarm(self, kind: str, message: str, **details: Any) -> None:
