@@ -112,6 +112,8 @@ class TicketService(TicketQueries):
 
     def start_timers(self) -> None:
         """Start the SLA scheduler (inside the running loop); overdue timers fire now."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         if self.timers is not None and not self.timers.running:
             self.timers.start(self)
 

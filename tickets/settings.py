@@ -109,9 +109,6 @@ class TicketSettings(_Model):
     max_rehandlings: int = Field(default=1, ge=0)
     calendar_override: Path | None = None
     timezone: str = "Asia/Shanghai"
-    # A merged (并单) ticket may only be attached to an open ticket of the same caller
-    # opened within this many days.
-    merge_window_days: int = Field(default=30, ge=1)
 
     @field_validator("timezone")
     @classmethod
@@ -150,12 +147,24 @@ class DepartmentSettings(_Model):
     co_handling: bool = True  # may be named as a co-handler (协办) of another unit's ticket
     active: bool = True
 
+    @field_validator("contact_phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        from cti.errors import Invalid
+        from tickets.phones import normalise_phone
+
+        try:
+            return normalise_phone(value, field="contact_phone")
+        except Invalid as exc:
+            raise ValueError(exc.message) from exc
+
 
 class SmsTemplates(_Model):
     """Message texts; ``{ticket_id}``, ``{reply}``, ``{department}``, ``{due}`` are filled in."""
 
     citizen_opened: str = "【12345】您的诉求已受理,工单号{ticket_id},请留意办理结果。"
     citizen_reply: str = "【12345】工单{ticket_id}办理结果:{reply}"
+    citizen_extension: str = "【12345】工单{ticket_id}经批准延期,预计{due}前办结。"
     department_dispatch: str = "【12345】新工单{ticket_id}已派至{department},请于{due}前办结。"
     department_reminder: str = "【12345】工单{ticket_id}将于{due}到期,请尽快办理。"
 

@@ -177,3 +177,24 @@ def test_shipped_override_files_parse() -> None:
     if not folder.exists():
         pytest.skip("no config/calendar")
     load_override(folder)
+
+
+def test_settings_validation() -> None:
+    from pydantic import ValidationError
+
+    from tickets.settings import DepartmentSettings, SmsSettings, TicketSettings
+
+    with pytest.raises(ValidationError, match="two deadline rules"):
+        TicketSettings(rules=[DeadlineRule(category="a"), DeadlineRule(category="a")])
+    with pytest.raises(ValidationError):
+        TicketSettings.model_validate({"timezone": "Mars/Olympus"})
+    with pytest.raises(ValidationError):
+        TicketSettings.model_validate({"unknown": 1})  # extra="forbid"
+    with pytest.raises(ValidationError, match="area code"):
+        DepartmentSettings(id="x", name="x", contact_phone="5123456")
+    assert DepartmentSettings(id="x", name="x", contact_phone="0558 5123456").contact_phone == (
+        "0558-5123456"
+    )
+    with pytest.raises(ValidationError, match="from_number or messaging_service_sid"):
+        SmsSettings(enabled=True, account_sid="AC1", auth_token="t")
+    assert TicketSettings().rule_for("anything").limit == "5wd"

@@ -254,3 +254,27 @@ def test_undelivered_report_keeps_the_error(
     row = sms.messages()[0]
     assert row["status"] == "undelivered" and row["error_code"] == "30003"
     assert not sms.handle_status({"MessageSid": "SMunknown", "MessageStatus": "delivered"})
+
+
+def test_every_purpose_the_workflow_uses_has_a_template(
+    sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    import re
+    from pathlib import Path
+
+    import tickets
+
+    source = "".join(p.read_text() for p in Path(tickets.__file__).parent.glob("*.py"))
+    purposes = set(re.findall(r'(?:notify\(|_notify_citizen\(step,)\s*"([a-z_]+)"', source))
+    assert purposes == {
+        "citizen_opened",
+        "citizen_reply",
+        "citizen_extension",
+        "department_dispatch",
+        "department_reminder",
+    }
+    sms = SmsNotifier(sessions, settings("http://127.0.0.1:9"), clock=clock)
+    fields = {"reply": "r", "due": "d", "department": "x"}
+    for purpose in sorted(purposes):
+        sms.notify(purpose, "13812345678", "T", **fields)
+    assert len(sms.messages()) == len(purposes)
