@@ -13,7 +13,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from recordings.service import RecordingService
 from sqlalchemy import select
 
 from agi_scripts import route as route_script
@@ -40,6 +39,7 @@ from cti.persist import Persistence
 from cti.seats.registry import Seat, SeatRegistry
 from cti.store import Store
 from recordings.layout import recording_path
+from recordings.service import RecordingService
 from routing import Router, RoutingPlan
 from tickets.models import Ticket
 from tickets.numbers import TicketNumbers
@@ -226,6 +226,7 @@ class Hotline:
 
     async def _start_console(self) -> None:
         import uvicorn
+
         from console.app import create_app
 
         self.console_app = create_app(self)
@@ -338,8 +339,8 @@ class Hotline:
             answered_at=call.answered_at,
             recording_path=call.recording,
         )
-        self.store.submit(
-            lambda _s: self.tickets.open_for_call(ticket_id, **args), f"ticket {ticket_id}"
+        self.store.submit_task(
+            lambda: self.tickets.open_for_call(ticket_id, **args), f"ticket {ticket_id}"
         )
 
     def _register_recording(self, ev: RecordingStopped, call: Call | None) -> None:
@@ -349,8 +350,8 @@ class Hotline:
         ticket_id = ev.ticket_id or (call.ticket_id if call else "")
         agent_id = call.agent_id if call else ""
         started = call.answered_at or call.started_at if call else ev.at
-        self.store.submit(
-            lambda _s: self.recordings.register_stopped(
+        self.store.submit_task(
+            lambda: self.recordings.register_stopped(
                 call_id=ev.call_id,
                 node=ev.node,
                 ticket_id=ticket_id,

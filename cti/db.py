@@ -117,13 +117,13 @@ def load_models() -> MetaData:
         "cti.models",
         "tickets.models",
         "recordings.models",
-        "routing_store.models",
         "console.models",
     ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name != module:
+            # A slice that is not installed has no tables; a broken import inside one is a bug.
+            if exc.name is None or not module.startswith(exc.name):
                 raise
     return Base.metadata
 

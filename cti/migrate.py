@@ -25,6 +25,12 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    if not any((MIGRATIONS / "versions").glob("*.py")):
+        # No migration written yet (a development tree): create the tables directly.
+        from cti.db import load_models
+
+        load_models().create_all(engine)
+        return
     command.upgrade(alembic_config(engine), revision)
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 Write = Callable[[Session], None]
+Task = Callable[[], object]
 
 
 def _transient(exc: BaseException) -> bool:
@@ -46,7 +47,10 @@ class Store:
         self.buffer_max = buffer_max
         self.batch_max = batch_max
         self.backoff_max_s = backoff_max_s
-        self._queue: deque[tuple[str, Write]] = deque()
+        # (label, callable, own_transaction): a Write gets the batch's session; a Task opens
+        # its own (a service with its own sessions) and runs alone, between batches: inside an
+        # open batch it would wait on the batch's own SQLite write lock.
+        self._queue: deque[tuple[str, Callable[..., object], bool]] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -62,12 +66,20 @@ class Store:
     # --- API used from the event loop -------------------------------------------------
 
     def submit(self, write: Write, label: str = "") -> None:
+        self._put((label, write, False))
+
+    def submit_task(self, task: Task, label: str = "") -> None:
+        """A callable that manages its own transaction (e.g. ``TicketService`` methods);
+        retried like the others when the database is unreachable."""
+        self._put((label, task, True))
+
+    def _put(self, item: tuple[str, Callable[..., object], bool]) -> None:
         with self._cond:
             if len(self._queue) >= self.buffer_max:
                 # Memory is finite: keep the newest facts, count what we had to drop.
                 self._queue.popleft()
                 self.overflow += 1
-            self._queue.append((label, write))
+            self._queue.append(item)
             self._cond.notify()
 
     @property
@@ -133,9 +145,7 @@ class Store:
                     self._cond.wait(0.5)
                 if self._stopping and not self._queue:
                     return
-                batch = [
-                    self._queue.popleft() for _ in range(min(self.batch_max, len(self._queue)))
-                ]
+                batch = self._take_batch()
                 self._busy = True
             try:
                 while True:
@@ -148,6 +158,7 @@ class Store:
                         break
                     except Exception as exc:
                         if _transient(exc):
+                            log.debug("transient write error", exc_info=True)
                             self.healthy = False
                             self.retries += 1
                             self.last_error = str(exc).splitlines()[0][:200]
@@ -172,20 +183,33 @@ class Store:
                 with self._cond:
                     self._busy = False
 
-    def _write(self, batch: list[tuple[str, Write]]) -> None:
+    def _take_batch(self) -> list[tuple[str, Callable[..., object], bool]]:
+        """Consecutive session writes, or one own-transaction task (order is kept)."""
+        queue = self._queue
+        if queue[0][2]:
+            return [queue.popleft()]
+        batch = []
+        while queue and not queue[0][2] and len(batch) < self.batch_max:
+            batch.append(queue.popleft())
+        return batch
+
+    def _write(self, batch: list[tuple[str, Callable[..., object], bool]]) -> None:
         started = time.perf_counter()
-        with self._sessions() as session:
-            try:
-                for _label, write in batch:
-                    write(session)
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        if batch[0][2]:
+            batch[0][1]()
+        else:
+            with self._sessions() as session:
+                try:
+                    for _label, write, _own in batch:
+                        write(session)
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
         self.write_seconds.append(time.perf_counter() - started)
         self.written += len(batch)
 
-    def _write_one_by_one(self, batch: list[tuple[str, Write]]) -> None:
+    def _write_one_by_one(self, batch: list[tuple[str, Callable[..., object], bool]]) -> None:
         for item in batch:
             try:
                 self._write([item])

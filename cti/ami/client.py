@@ -264,7 +264,7 @@ class AmiNode:
         if manager is None or not self.connected:
             raise AmiUnavailable(self.name, f"not connected ({self.state})")
         paction = pactions.Action(dict(action), as_list=as_list)
-        future = manager.send_action(paction)
+        future = manager.send_action(paction, as_list=as_list)
         try:
             result = await asyncio.wait_for(asyncio.shield(future), timeout or self.action_timeout)
         except TimeoutError:
@@ -316,6 +316,8 @@ class AmiNode:
         assert self._on_login is not None
         try:
             await self._on_login(self)
+        except AmiUnavailable as exc:
+            log.warning("AMI %s: resync after login interrupted: %s", self.name, exc)
         except Exception:
             log.exception("AMI %s: resync after login failed", self.name)
         finally:

@@ -259,8 +259,9 @@ class CallTracker:
                 topic=topic,
                 skill=skill,
             )
-        elif seat is not None:
-            # A seat leg that starts its own call: an Originate from the seat (回访).
+        elif seat is not None and seat.kind == "seat":
+            # A seat leg that starts its own call: an Originate from the seat (回访). Windows
+            # and supervisors are Originated into conferences and ChanSpy: not calls.
             call = Call(
                 node=node,
                 call_id=linkedid,

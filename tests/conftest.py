@@ -1,0 +1,32 @@
+"""Shared fixtures. The database: a SQLite file by default; with HOTLINE_TEST_PG_URL set
+(``.ci/run`` starts a real PostgreSQL), a throwaway schema on PostgreSQL per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+PG_URL = os.environ.get("HOTLINE_TEST_PG_URL", "")
+
+
+@pytest.fixture
+def any_db_url(tmp_path: Path) -> Iterator[str]:
+    if not PG_URL:
+        yield f"sqlite:///{tmp_path / 'hotline.db'}"
+        return
+    from cti.db import make_engine
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()

@@ -1,0 +1,179 @@
+"""The FastAGI server: early closes, slow clients, hangups mid-command, unsafe values."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from agi_scripts.route import RouteAnswer, RouteRequest, serve
+from cti.agi.server import AgiHangup, AgiSession, FastAgiServer, quote
+from cti.ami.actions import UnsafeValue
+from cti.testing import AgiReplayClient, fixture_path
+
+ENV = (
+    "agi_network: yes\nagi_network_script: route\nagi_request: agi://127.0.0.1:4573/route\n"
+    "agi_channel: PJSIP/trunk-00000019\nagi_uniqueid: 1795317420.29\n"
+    "agi_callerid: 13800000001\nagi_calleridname: 张三\nagi_dnid: 12345\n"
+    "agi_extension: 12345\nagi_arg_1: 12345\n\n"
+)
+
+
+def answer(target: str = "PJSIP/8001") -> RouteAnswer:
+    return RouteAnswer(
+        target=target,
+        hold=not target,
+        recording="/rec/1.wav",
+        ticket_id="T1",
+        skill="general",
+        topic="综合咨询",
+        priority=0,
+        leader=False,
+        reason="skill",
+    )
+
+
+async def start(scripts, **kw) -> FastAgiServer:  # noqa: ANN001
+    server = FastAgiServer("127.0.0.1", 0, scripts, **kw)
+    await server.start()
+    return server
+
+
+async def test_route_sets_variables_like_the_recorded_session() -> None:
+    seen: list[RouteRequest] = []
+
+    async def decide(req: RouteRequest) -> RouteAnswer:
+        seen.append(req)
+        return answer()
+
+    server = await start({"route": lambda s: serve(s, decide)})
+    client = AgiReplayClient(fixture_path("direct_to_seat.agi.jsonl"), "127.0.0.1", server.port)
+    result = await client.run()
+    assert result.variables["ROUTE_TARGET"] == "PJSIP/8001"
+    assert result.variables["HOTLINE_REC"] == "/rec/1.wav"
+    assert result.variables["HOTLINE_TICKET"] == "T1"
+    assert seen[0].caller == "13800000001" and seen[0].caller_name == "张三"
+    assert seen[0].did == "12345"
+    await server.stop()
+
+
+async def test_early_close_does_not_spin() -> None:
+    """panoramisk's handler loops on read() forever when a client closes before the blank
+    line: here each such session ends at once and the server keeps serving."""
+    server = await start({"route": lambda s: serve(s, lambda r: _async(answer()))})
+    cpu0 = time.process_time()
+    for _ in range(50):
+        _r, w = await asyncio.open_connection("127.0.0.1", server.port)
+        w.write(b"agi_network: yes\n")
+        await w.drain()
+        w.close()
+        await w.wait_closed()
+    await asyncio.sleep(0.2)
+    assert server.stats["early_close"] == 50
+    assert time.process_time() - cpu0 < 2.0
+    client = AgiReplayClient(fixture_path("direct_to_seat.agi.jsonl"), "127.0.0.1", server.port)
+    assert (await client.run()).variables["ROUTE_TARGET"] == "PJSIP/8001"
+    await server.stop()
+
+
+async def _async(value):  # noqa: ANN001, ANN202
+    return value
+
+
+async def test_slowloris_times_out_and_others_are_served() -> None:
+    server = await start(
+        {"route": lambda s: serve(s, lambda r: _async(answer()))}, header_timeout=0.3
+    )
+    slow = []
+    for _ in range(20):
+        _r, w = await asyncio.open_connection("127.0.0.1", server.port)
+        w.write(b"agi_network: yes\nagi_netw")
+        await w.drain()
+        slow.append(w)
+    client = AgiReplayClient(fixture_path("direct_to_seat.agi.jsonl"), "127.0.0.1", server.port)
+    t0 = time.monotonic()
+    assert (await client.run()).variables["ROUTE_TARGET"] == "PJSIP/8001"
+    assert time.monotonic() - t0 < 0.3
+    await asyncio.sleep(0.5)
+    assert server.stats["bad_header"] == 20
+    for w in slow:
+        w.close()
+    await server.stop()
+
+
+async def test_oversized_header_is_refused() -> None:
+    server = await start({})
+    _r, w = await asyncio.open_connection("127.0.0.1", server.port)
+    w.write(b"agi_x: " + b"y" * 100_000 + b"\n\n")
+    await w.drain()
+    await asyncio.sleep(0.2)
+    assert server.stats["bad_header"] == 1
+    w.close()
+    await server.stop()
+
+
+async def test_hangup_mid_command_ends_only_that_session() -> None:
+    async def script(session: AgiSession) -> None:
+        await session.set_variable("A", "1")
+        await session.set_variable("B", "2")
+
+    server = await start({"route": script})
+    r, w = await asyncio.open_connection("127.0.0.1", server.port)
+    w.write(ENV.encode())
+    await w.drain()
+    line = await r.readline()
+    assert line.startswith(b"SET VARIABLE A")
+    w.write(b"HANGUP\n200 result=1\n")
+    await w.drain()
+    line = await r.readline()
+    w.close()
+    await asyncio.sleep(0.1)
+    assert server.stats["hangups"] == 1
+    # and a client that just closes mid-command
+    r, w = await asyncio.open_connection("127.0.0.1", server.port)
+    w.write(ENV.encode())
+    await w.drain()
+    await r.readline()
+    w.close()
+    await asyncio.sleep(0.1)
+    assert server.stats["hangups"] == 2
+    await server.stop()
+
+
+async def test_dead_channel_511_is_a_hangup() -> None:
+    got: list[BaseException] = []
+
+    async def script(session: AgiSession) -> None:
+        try:
+            await session.verbose("x")
+        except AgiHangup as exc:
+            got.append(exc)
+            raise
+
+    server = await start({"route": script})
+    r, w = await asyncio.open_connection("127.0.0.1", server.port)
+    w.write(ENV.encode())
+    await w.drain()
+    await r.readline()
+    w.write(b"511 Command Not Permitted on a dead channel or intercepted channel\n")
+    await w.drain()
+    await asyncio.sleep(0.1)
+    assert got and "511" in str(got[0])
+    w.close()
+    await server.stop()
+
+
+def test_unsafe_values_never_reach_agi() -> None:
+    with pytest.raises(UnsafeValue):
+        quote("PJSIP/8001\nEXEC Hangup")
+    assert quote('say "hi" \\') == '"say \\"hi\\" \\\\"'
+
+
+async def test_unknown_script_is_closed() -> None:
+    server = await start({})
+    client = AgiReplayClient(fixture_path("direct_to_seat.agi.jsonl"), "127.0.0.1", server.port)
+    result = await client.run()
+    assert "ROUTE_TARGET" not in result.variables
+    assert server.stats["unknown_script"] == 1
+    await server.stop()

@@ -1,0 +1,259 @@
+"""The AMI client against real sockets: each panoramisk defect reproduced, and fixed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from cti.ami.actions import AmiError, AmiUnavailable, UnsafeValue, build
+from cti.ami.client import AmiNode
+from cti.testing import fixture_path
+from tests.cti.streamer import TranscriptStreamer
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+
+
+class FakeAsterisk:
+    """A scriptable AMI peer: answers Login, then does what the test says."""
+
+    def __init__(self, *, secret: str = "cti-secret", answer: bool = True) -> None:
+        self.secret = secret
+        self.answer = answer
+        self.actions: list[str] = []
+        self.writers: list[asyncio.StreamWriter] = []
+        self.logins = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.extra: dict[str, bytes] = {}
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in self.writers:
+            w.close()
+            with contextlib.suppress(Exception):
+                await w.wait_closed()
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        writer.write(BANNER)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                raw = (await reader.readuntil(b"\r\n\r\n")).decode()
+                self.actions.append(raw)
+                headers = dict(
+                    line.split(": ", 1) for line in raw.strip().split("\r\n") if ": " in line
+                )
+                lower = {k.lower(): v for k, v in headers.items()}
+                aid = lower.get("actionid", "")
+                action = lower.get("action", "").lower()
+                if action == "login":
+                    if lower.get("secret") != self.secret:
+                        writer.write(
+                            f"Response: Error\r\nActionID: {aid}\r\n"
+                            "Message: Authentication failed\r\n\r\n".encode()
+                        )
+                        await writer.drain()
+                        writer.close()
+                        return
+                    self.logins += 1
+                    writer.write(
+                        f"Response: Success\r\nActionID: {aid}\r\n"
+                        "Message: Authentication accepted\r\n\r\n".encode()
+                    )
+                elif not self.answer:
+                    continue  # a dead peer: TCP up, nobody home
+                elif action in self.extra:
+                    writer.write(self.extra[action].replace(b"{aid}", aid.encode()))
+                elif action == "nonsense":
+                    writer.write(
+                        f"Response: Error\r\nActionID: {aid}\r\nMessage: Invalid/unknown "
+                        "command: Nonsense. Use Action: ListCommands to show available "
+                        "commands.\r\n\r\n".encode()
+                    )
+                else:
+                    writer.write(f"Response: Success\r\nActionID: {aid}\r\n\r\n".encode())
+                await writer.drain()
+
+
+def node_for(port: int, events: list | None = None, states: list | None = None, **kw) -> AmiNode:
+    return AmiNode(
+        "pbx1",
+        "127.0.0.1",
+        port,
+        "cti",
+        kw.pop("secret", "cti-secret"),
+        on_event=lambda n, m: events.append(m) if events is not None else None,
+        on_state=lambda n, s, d: states.append(s) if states is not None else None,
+        **kw,
+    )
+
+
+async def test_utf8_split_across_reads_keeps_names() -> None:
+    streamer = TranscriptStreamer(fixture_path("direct_to_seat.ami.jsonl"), split=5)
+    port = await streamer.start()
+    events: list[dict] = []
+    node = node_for(port, events)
+    await node.start()
+    await asyncio.wait_for(streamer.done.wait(), 5)
+    await asyncio.sleep(0.05)
+    names = {m.get("CallerIDName") for m in events if m.get("Event") == "Newchannel"}
+    assert "张三" in names
+    await node.stop()
+    await streamer.stop()
+
+
+async def test_dead_peer_is_detected_and_reconnected() -> None:
+    """panoramisk's Ping has no timeout: a silent peer is never noticed. Ours aborts."""
+    fake = FakeAsterisk(answer=False)
+    port = await fake.start()
+    states: list[str] = []
+    node = node_for(port, states=states, ping_interval=0.1, ping_timeout=0.2)
+    await node.start()
+    for _ in range(100):
+        if fake.logins >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert fake.logins >= 2
+    assert "disconnected" in states
+    await node.stop()
+    await fake.stop()
+
+
+async def test_actions_during_an_outage_fail_at_once() -> None:
+    node = node_for(1)  # nothing listens on port 1
+    await node.start()
+    with pytest.raises(AmiUnavailable):
+        await asyncio.wait_for(node.send(build("Ping")), 1)
+    await node.stop()
+
+
+async def test_pending_action_fails_when_the_connection_drops() -> None:
+    """panoramisk would keep it and replay it after the reconnect (a Redirect minutes late)."""
+    fake = FakeAsterisk(answer=False)
+    port = await fake.start()
+    node = node_for(port, ping_interval=60)
+    await node.start()
+    assert await node.wait_ready(2)
+    task = asyncio.create_task(
+        node.send(
+            build("Redirect", Channel="PJSIP/8001-1", Context="c", Exten="1", Priority=1), timeout=5
+        )
+    )
+    await asyncio.sleep(0.1)
+    for w in fake.writers:
+        w.close()
+    with pytest.raises(AmiUnavailable):
+        await asyncio.wait_for(task, 2)
+    await node.stop()
+    await fake.stop()
+
+
+async def test_wrong_secret_is_reported() -> None:
+    fake = FakeAsterisk()
+    port = await fake.start()
+    states: list[str] = []
+    node = node_for(port, states=states, secret="wrong")
+    await node.start()
+    for _ in range(40):
+        if "auth-failed" in states:
+            break
+        await asyncio.sleep(0.05)
+    assert "auth-failed" in states
+    assert not node.connected
+    await node.stop()
+    await fake.stop()
+
+
+async def test_queue_add_resolves() -> None:
+    """'Added interface to queue' made panoramisk treat QueueAdd as a list: it never resolved."""
+    fake = FakeAsterisk()
+    fake.extra["queueadd"] = (
+        b"Response: Success\r\nActionID: {aid}\r\nMessage: Added interface to queue\r\n\r\n"
+    )
+    port = await fake.start()
+    node = node_for(port)
+    await node.start()
+    assert await node.wait_ready(2)
+    resp = await node.send(build("QueueAdd", Queue="hotline", Interface="PJSIP/8001"), timeout=2)
+    assert resp["Message"] == "Added interface to queue"
+    await node.stop()
+    await fake.stop()
+
+
+async def test_error_response_is_typed_and_keeps_the_raw_message() -> None:
+    fake = FakeAsterisk()
+    port = await fake.start()
+    node = node_for(port)
+    await node.start()
+    assert await node.wait_ready(2)
+    with pytest.raises(AmiError) as err:
+        await node.send(build("Nonsense"))
+    assert "Invalid/unknown command" in err.value.raw["Message"]
+    await node.stop()
+    await fake.stop()
+
+
+async def test_crlf_never_reaches_the_socket() -> None:
+    fake = FakeAsterisk()
+    port = await fake.start()
+    node = node_for(port)
+    await node.start()
+    assert await node.wait_ready(2)
+    before = len(fake.actions)
+    with pytest.raises(UnsafeValue):
+        await node.send(
+            build(
+                "Originate",
+                Channel="PJSIP/8001",
+                CallerID="张三\r\nAction: Hangup\r\nChannel: PJSIP/8002",
+            )
+        )
+    with pytest.raises(UnsafeValue):
+        build("Setvar", Variable="X", Value="a\x00b")
+    await asyncio.sleep(0.05)
+    assert len(fake.actions) == before
+    await node.stop()
+    await fake.stop()
+
+
+async def test_malformed_frame_from_asterisk_is_survived() -> None:
+    fake = FakeAsterisk()
+    port = await fake.start()
+    events: list[dict] = []
+    node = node_for(port, events)
+    await node.start()
+    assert await node.wait_ready(2)
+    w = fake.writers[-1]
+    w.write(b"this is not AMI\r\n\x00\xff\r\n\r\nEvent: FullyBooted\r\nStatus: ok\r\n\r\n")
+    await w.drain()
+    await asyncio.sleep(0.1)
+    assert [e["Event"] for e in events] == ["FullyBooted"]
+    assert node.connected
+    await node.send(build("Ping"))
+    await node.stop()
+    await fake.stop()
+
+
+async def test_asterisk_restart_closes_socket_and_client_reconnects() -> None:
+    streamer = TranscriptStreamer(fixture_path("asterisk_restart.ami.jsonl"))
+    port = await streamer.start()
+    states: list[str] = []
+    node = node_for(port, states=states, backoff_max=0.2)
+    await node.start()
+    for _ in range(100):
+        if streamer.connections >= 2 and node.connected:
+            break
+        await asyncio.sleep(0.05)
+    assert streamer.connections >= 2
+    assert states.count("connected") >= 2
+    await node.stop()
+    await streamer.stop()
