@@ -1,0 +1,3 @@
+from tests.control.harness import pbx
+
+__all__ = ["pbx"]
