@@ -132,6 +132,10 @@ def router(control: Any) -> APIRouter:
         agent = acting_agent(user, agent_id)
         return {"agent_id": agent, "session": control.session_of(agent)}
 
+    @api.get("/api/control/sessions")
+    async def sessions(user: User = supervisors) -> dict[str, Any]:
+        return {"sessions": control.snapshot()}
+
     @api.post("/api/control/spy")
     async def spy(
         body: Spy,

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import select
 
 from cti.control import AsteriskRefused, BadNumber, NoActiveCall, NodeUnavailable
 from cti.errors import ApiError, Conflict, Invalid
 from cti.events import Alarm, CallTransferred
 from cti.testing.frames import header, headers_all
+from recordings.models import RecordingMute
 from tests.control.harness import Pbx
 
 
@@ -130,14 +132,18 @@ async def test_police_transfer_carries_the_ticket_id(pbx: Pbx) -> None:
     pbx.login()
     handle, call = await pbx.answered_call()
 
-    result = await pbx.control.police("li", "T-20260101-0007")
+    ticket = call.ticket_id
+    assert ticket
+    assert await pbx.hotline.store.flush()
+
+    result = await pbx.control.police("li", ticket)
 
     assert result["number"] == "110"
     setvar, redirect = pbx.actions("Setvar", "Redirect")
     assert fields(setvar) == {
         "Action": "Setvar",
         "Channel": handle.channel.name,
-        "Value": "T-20260101-0007",
+        "Value": ticket,
     }
     assert header(setvar, "Variable") == "HOTLINE_TICKET"
     assert fields(redirect) == {
@@ -148,10 +154,13 @@ async def test_police_transfer_carries_the_ticket_id(pbx: Pbx) -> None:
         "Priority": "1",
     }
     police = await pbx.until(lambda: [c for c in pbx.sim.channels.values() if c.cid_num == "110"])
-    assert handle.channel.cid_name == "12345 T-20260101-0007"
+    assert handle.channel.cid_name == f"12345 {ticket}"
     assert police
     await pbx.until(lambda: not pbx.channels("PJSIP/8001"))
     assert [(t.kind, t.target) for t in pbx.of(CallTransferred)] == [("police", "110")]
+    # The ticket goes to 转110, after its own creation in the write-behind queue.
+    assert await pbx.hotline.store.flush()
+    assert str(pbx.hotline.tickets.get(ticket).state) == "police"
 
 
 async def test_callback_originates_the_seat_then_the_citizen(pbx: Pbx) -> None:
@@ -239,6 +248,12 @@ async def test_mute_recording(pbx: Pbx) -> None:
     assert handle.channel.mixmonitor_mute == {"read": True, "write": True}
     await pbx.control.mute_recording("li", False)
     assert handle.channel.mixmonitor_mute == {"read": False, "write": False}
+    # The pause is kept with the recording, for the replay.
+    assert await pbx.hotline.store.flush()
+    with pbx.hotline.sessions() as session:
+        spans = session.scalars(select(RecordingMute).where(RecordingMute.call_id == call.call_id))
+        [span] = list(spans)
+    assert span.started_at is not None and span.stopped_at is not None
 
 
 BAD_INPUTS = [

@@ -55,6 +55,9 @@ class StubControl:
     def session_of(self, agent_id: str) -> None:
         return None
 
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [{"call_id": "1.1", "state": "three_way"}]
+
 
 @pytest.fixture
 async def client() -> AsyncIterator[tuple[httpx.AsyncClient, StubControl]]:
@@ -120,6 +123,9 @@ async def test_supervisor_names_the_agent_and_spies(
     assert control.calls[-1] == ("spy", ("S01", "li", "barge"))
     r = await http.post("/api/control/hold", headers={"x-user": "boss"})
     assert r.status_code == 409 and r.json()["error"] == "not-an-agent"
+    r = await http.get("/api/control/sessions", headers={"x-user": "boss"})
+    assert r.json() == {"sessions": [{"call_id": "1.1", "state": "three_way"}]}
+    assert (await http.get("/api/control/sessions", headers={"x-user": "li"})).status_code == 403
 
 
 async def test_roles(client: tuple[httpx.AsyncClient, StubControl]) -> None:
