@@ -17,6 +17,7 @@ from tests.tickets.support import AGENT, DEPARTMENTS, SUPERVISOR, ZJJ, Recording
 from tests.tickets.timer_process import FAST
 from tickets.notify import NullNotifier
 from tickets.service import TicketService
+from tickets.settings import DeadlineRule
 from tickets.timers import TicketTimers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def make(
     return service, bus, notifier
 
 
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
+async def wait_for(predicate: object, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
@@ -41,7 +42,12 @@ async def wait_for(predicate: object, timeout: float = 5.0) -> None:
 
 async def test_reminder_then_escalation(db_url: str, sessions: sessionmaker[Session]) -> None:
     timers = TicketTimers(db_url)
-    service, bus, notifier = make(sessions, timers)
+    # Remind 0.5 s after dispatch, overdue after 2 s: slack for a loaded machine, since a
+    # reminder that runs after its deadline is dropped.
+    rule = DeadlineRule(category="快", limit="2s", response_limit="1s", remind_before="1.5s")
+    bus, notifier = RecordingBus(), NullNotifier()
+    settings = FAST.model_copy(update={"rules": [rule]})
+    service = TicketService(sessions, bus, settings, DEPARTMENTS, notifier, timers)
     service.start_timers()
     try:
         ticket = service.open_for_call("20261001000001", call_id="c1", topic="快")
