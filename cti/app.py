@@ -118,7 +118,13 @@ class Hotline:
         )
         self.tickets = TicketService(self.sessions, self.bus, settings.tickets, clock=utcnow)
         self.ticket_numbers = TicketNumbers(self.sessions, settings.site.timezone)
-        self.recordings = RecordingService(self.sessions, settings.recordings, self.bus, utcnow)
+        self.recordings = RecordingService(
+            self.sessions,
+            settings.recordings,
+            self.bus,
+            utcnow,
+            transcription=settings.transcription,
+        )
         self.nodes: dict[str, AmiNode] = {}
         for n in settings.asterisk:
             self.nodes[n.name] = AmiNode(
@@ -174,6 +180,7 @@ class Hotline:
         self._console_server: Any = None
         self._console_task: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
         self.node_state: dict[str, tuple[str, str]] = {}
         self.resync_seconds: dict[str, float] = {}
         self.console_port = settings.console.port
@@ -199,13 +206,15 @@ class Hotline:
             await node.start()
         self.acd.start()
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="cti-heartbeat")
+        self._maintenance = asyncio.create_task(self._maintenance_loop(), name="cti-maintenance")
         if self._want_console:
             await self._start_console()
 
     async def stop(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        for task in (self._heartbeat, self._maintenance):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._console_server is not None:
             self._console_server.should_exit = True
             if self._console_task is not None:
@@ -298,6 +307,20 @@ class Hotline:
                     except (AmiError, AmiUnavailable) as exc:
                         log.debug("heartbeat to %s: %s", node.name, exc)
             await asyncio.sleep(interval)
+
+    async def _maintenance_loop(self) -> None:
+        """Transcripts the workers finished become events (the desktop shows them within a
+        second); recordings past their retention are deleted or moved once an hour."""
+        last_retention = 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await asyncio.to_thread(self.recordings.deliver_transcript_events)
+                if time.monotonic() - last_retention > 3600:
+                    last_retention = time.monotonic()
+                    await asyncio.to_thread(self.recordings.apply_retention)
+            except Exception as exc:  # the database may be away: the store reports that
+                log.warning("maintenance: %s", exc)
 
     def _ask_recording_path(self, call: Call) -> None:
         node = self.nodes.get(call.node)

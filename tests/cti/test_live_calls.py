@@ -1,0 +1,146 @@
+"""One call end to end, the ACD's moves and races, and the fallback when the CTI is down:
+the CTI's real code against the simulated PBX over loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from cti.events import CallAnswered, CallEnded, CallRouted
+from cti.models import CallbackTaskRow, CallRow
+from recordings.models import Recording
+from tests.cti.live import Floor, close_floor, open_floor
+from tickets.models import Ticket
+
+
+@pytest.fixture
+async def floor(any_db_url: str, tmp_path: Path):  # noqa: ANN201
+    f = await open_floor(any_db_url, tmp_path)
+    yield f
+    await close_floor(f)
+
+
+def db(floor: Floor, model):  # noqa: ANN001, ANN201
+    with floor.hotline.sessions() as s:
+        return list(s.scalars(select(model)))
+
+
+async def test_one_call_end_to_end(floor: Floor) -> None:
+    await floor.ready(("li", "8001"))
+    handle = floor.sim.place_call(caller="13800000001", name="张三", did="12345", talk_s=6)
+    assert await handle.wait(10) == "answered"
+    (routed,) = floor.of(CallRouted)
+    assert routed.target == "PJSIP/8001" and routed.reason in ("skill", "sticky")
+    (ans,) = floor.of(CallAnswered)
+    assert (ans.seat, ans.agent_id, ans.caller_name) == ("8001", "li", "张三")
+    await floor.until(lambda: bool(floor.of(CallEnded)))
+    assert await floor.hotline.store.flush(10)
+    (call,) = db(floor, CallRow)
+    assert call.routed_by == "cti" and call.answered and call.agent_id == "li"
+    (ticket,) = db(floor, Ticket)
+    assert ticket.id == call.ticket_id == routed.ticket_id
+    assert (ticket.caller, ticket.topic, ticket.agent_id) == ("13800000001", "综合咨询", "li")
+    await floor.until(lambda: bool(db(floor, Recording)), 10)
+    (rec,) = db(floor, Recording)
+    assert rec.path == routed.recording and rec.ticket_id == ticket.id
+    assert Path(routed.recording).exists()
+
+
+async def test_waiting_call_is_moved_when_an_agent_becomes_ready(floor: Floor) -> None:
+    handle = floor.sim.place_call(caller="13800000002", name="李四", did="12345", talk_s=4)
+    await floor.until(lambda: bool(floor.of(CallRouted)))
+    (routed,) = floor.of(CallRouted)
+    assert routed.target == "" and routed.reason == "queued"
+    await asyncio.sleep(0.3)
+    assert not floor.of(CallAnswered)
+    await floor.ready(("wang", "8002"))
+    assert await handle.wait(10) == "answered"
+    assert floor.of(CallAnswered)[0].seat == "8002"
+    assert floor.hotline.acd.stats["moves"] == 1
+
+
+async def test_two_seats_freeing_at_once_take_one_call_each(floor: Floor) -> None:
+    a = floor.sim.place_call(caller="13800000003", name="王五", did="12345", talk_s=4)
+    await floor.until(lambda: len(floor.of(CallRouted)) == 1)
+    floor.hotline.agents.login("li", "8001", ready=False)
+    floor.hotline.agents.login("wang", "8002", ready=False)
+    floor.hotline.agents.set_ready("li")
+    floor.hotline.agents.set_ready("wang")
+    assert await a.wait(10) == "answered"
+    assert len(floor.of(CallAnswered)) == 1
+    assert floor.hotline.acd.stats["moves"] == 1
+
+
+async def test_caller_hangs_up_while_waiting_gets_a_callback_task(floor: Floor) -> None:
+    handle = floor.sim.place_call(
+        caller="13800000004", name="赵六", did="12345", talk_s=4, patience_s=2
+    )
+    assert await handle.wait(10) == "abandoned"
+    await floor.until(lambda: bool(floor.of(CallEnded)))
+    assert floor.of(CallEnded)[0].abandoned
+    assert await floor.hotline.store.flush(10)
+    (task,) = db(floor, CallbackTaskRow)
+    assert task.caller == "13800000004" and task.status == "open"
+    # the router forgot the call: a ready agent now gets nothing
+    await floor.ready(("li", "8001"))
+    await asyncio.sleep(0.3)
+    assert floor.hotline.acd.snapshot()["waiting"] == []
+    # the citizen calls again and is reached: the task closes
+    again = floor.sim.place_call(caller="13800000004", name="赵六", did="12345", talk_s=2)
+    assert await again.wait(10) == "answered"
+    await floor.until(lambda: len(floor.of(CallEnded)) == 2)
+    assert await floor.hotline.store.flush(10)
+    (task,) = db(floor, CallbackTaskRow)
+    assert task.status == "done"
+
+
+async def test_seat_not_answering_goes_to_the_next_agent(floor: Floor) -> None:
+    await floor.ready(("li", "8001"))
+    floor.sim.set_phone_behaviour("8001", answer="ignore")
+    handle = floor.sim.place_call(caller="13800000005", name="钱七", did="12345", talk_s=3)
+    await floor.until(lambda: floor.hotline.agents.get("li").state == "ringing")
+    await floor.ready(("wang", "8002"))
+    assert await handle.wait(20) == "answered"
+    assert floor.of(CallAnswered)[0].seat == "8002"
+    li = floor.hotline.agents.get("li")
+    assert (li.state, li.reason) == ("not_ready", "no-answer")
+
+
+async def test_agent_going_not_ready_is_skipped(floor: Floor) -> None:
+    await floor.ready(("li", "8001"), ("wang", "8002"))
+    floor.hotline.agents.set_not_ready("li", "break")
+    handle = floor.sim.place_call(caller="13800000006", name="孙八", did="12345", talk_s=2)
+    assert await handle.wait(10) == "answered"
+    assert floor.of(CallAnswered)[0].seat == "8002"
+
+
+async def test_sticky_agent_gets_the_repeat_caller(floor: Floor) -> None:
+    await floor.ready(("li", "8001"))
+    first = floor.sim.place_call(caller="13800000007", name="周九", did="12345", talk_s=2)
+    assert await first.wait(10) == "answered"
+    await floor.until(lambda: floor.hotline.callers.info("13800000007").open_ticket)
+    await floor.ready(("wang", "8002"))
+    await floor.until(lambda: floor.hotline.agents.get("li").state == "ready")
+    # wang has been idle longer than li now? No: li just finished, wang logged in after.
+    second = floor.sim.place_call(caller="13800000007", name="周九", did="12345", talk_s=2)
+    assert await second.wait(10) == "answered"
+    routes = floor.of(CallRouted)
+    assert routes[-1].reason == "sticky" and routes[-1].target == "PJSIP/8001"
+
+
+async def test_fallback_queue_answers_when_the_cti_is_down(any_db_url: str, tmp_path: Path) -> None:
+    floor = await open_floor(any_db_url, tmp_path)
+    try:
+        await floor.ready(("li", "8001"))
+        await floor.until(lambda: "PJSIP/8001" in floor.sim.queue.members, 5)
+        # The CTI dies: no more heartbeat, no FastAGI. Calls still reach a human.
+        await floor.hotline.stop()
+        floor.sim.astdb[("cti", "heartbeat")] = "0"
+        handle = floor.sim.place_call(caller="13800000008", name="吴十", did="12345", talk_s=2)
+        assert await handle.wait(15) == "answered"
+        assert handle.answered_by.startswith("PJSIP/8001")
+    finally:
+        await floor.sim.stop()
