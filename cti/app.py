@@ -42,9 +42,12 @@ from recordings.layout import recording_path
 from recordings.service import RecordingService
 from routing import Router, RoutingPlan
 from tickets.models import Ticket
+from tickets.notify import NullNotifier
 from tickets.numbers import TicketNumbers
 from tickets.service import TicketService
+from tickets.sms import SmsNotifier
 from tickets.statemachine import OPEN_STATES
+from tickets.timers import TicketTimers
 
 OPEN_STATES_NAMES = frozenset(str(s) for s in OPEN_STATES)
 
@@ -116,7 +119,19 @@ class Hotline:
         self.callers = CallerCache(
             set(settings.routing.enterprise_callers), set(settings.routing.flagged_callers)
         )
-        self.tickets = TicketService(self.sessions, self.bus, settings.tickets, clock=utcnow)
+        self.ticket_timers = TicketTimers(engine=self.engine)
+        self.sms: SmsNotifier | None = (
+            SmsNotifier(self.sessions, settings.sms) if settings.sms.enabled else None
+        )
+        # Departments are synchronised at start(), once the schema exists.
+        self.tickets = TicketService(
+            self.sessions,
+            self.bus,
+            settings.tickets,
+            notifier=self.sms or NullNotifier(),
+            scheduler=self.ticket_timers,
+            clock=utcnow,
+        )
         self.ticket_numbers = TicketNumbers(self.sessions, settings.site.timezone)
         self.recordings = RecordingService(
             self.sessions,
@@ -201,6 +216,9 @@ class Hotline:
         self._warm_caller_cache()
         self.tickets.bind_loop(asyncio.get_running_loop())
         self.store.start()
+        self.tickets.start_timers()
+        if self.sms is not None:
+            self.sms.start()
         await self.agi.start()
         for node in self.nodes.values():
             await node.start()
@@ -226,6 +244,9 @@ class Hotline:
         for node in self.nodes.values():
             await node.stop()
         self.agents.stop()
+        if self.sms is not None:
+            await self.sms.stop()
+        self.ticket_timers.shutdown(wait=False)
         await asyncio.to_thread(self.store.stop)
         self.engine.dispose()
 
@@ -463,5 +484,8 @@ class Hotline:
             "database": {"ok": db_ok, **store},
             "agi": {"port": self.agi.port, **self.agi.stats},
             "calls": len(self.tracker.active_calls()),
-            "scheduler": {"running": bool(getattr(self.tickets, "timers", None))},
+            "scheduler": {"running": self.ticket_timers.running},
+            "sms": self.sms.stats()
+            if self.sms is not None and hasattr(self.sms, "stats")
+            else {"enabled": False},
         }

@@ -11,6 +11,14 @@ config = context.config
 target_metadata = load_models()
 
 
+# Tables other libraries own: APScheduler creates its job store table itself.
+FOREIGN_TABLES = frozenset({"ticket_timers", "apscheduler_jobs"})
+
+
+def _ours(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    return not (type_ == "table" and name in FOREIGN_TABLES)
+
+
 def run_migrations_online() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
@@ -22,6 +30,7 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
+            include_object=_ours,
             render_as_batch=sqlite,
             compare_type=True,
         )
