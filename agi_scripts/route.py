@@ -42,13 +42,11 @@ class RouteAnswer:
     reason: str
 
     def variables(self) -> list[tuple[str, str]]:
+        """What the dialplan uses after ``AGI()``; one AGI round trip each, so nothing else
+        (skill, topic and priority stay with the CTI, which owns the call's record)."""
         return [
             ("HOTLINE_REC", self.recording),
             ("HOTLINE_TICKET", self.ticket_id),
-            ("HOTLINE_SKILL", self.skill),
-            ("HOTLINE_TOPIC", self.topic),
-            ("HOTLINE_PRIORITY", str(self.priority)),
-            ("HOTLINE_LEADER", "1" if self.leader else "0"),
             ("HOTLINE_HOLD", "1" if self.hold else "0"),
             ("ROUTE_TARGET", self.target),
         ]

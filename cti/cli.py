@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from cti import config as config_mod
 from cti.errors import ConfigError
@@ -68,7 +69,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    warnings = config_mod.check_permissions(__import__("pathlib").Path(path)) if path else []
+    warnings = config_mod.check_permissions(Path(path), report=False) if path else []
     summary = {
         "ok": True,
         "source": path or "built-in defaults",
