@@ -344,6 +344,9 @@ class CallControl:
                 # The tracker publishes CallTransferred from Asterisk's BlindTransfer event.
             elif session.state in ("conference", "held"):
                 await self._redirect(node, citizen, exten, context=context)
+                # Ended before the seat is hung up: its Hangup event must not be taken for
+                # the agent leaving the citizen alone in the conference.
+                self._end_session(session)
                 await self._hangup_quietly(node, seat_ch.name)
                 self._published_transfer(call, "blind", exten)
             else:
@@ -448,13 +451,14 @@ class CallControl:
                 ),
             )
             await self._redirect(node, citizen, number, context=context)
-            if session.state != "bridged":
+            in_conference = session.state != "bridged"
+            self._end_session(session)
+            if in_conference:
                 # In a conference the seat (and a window) stay behind: release them.
                 await self._hangup_quietly(node, seat_ch.name)
                 if session.window_channel:
                     await self._hangup_quietly(node, session.window_channel)
             self._published_transfer(call, "police", number)
-            self._end_session(session)
         self._record_police(ticket, agent.id)
         return {"call_id": call.call_id, "number": number, "ticket_id": ticket}
 

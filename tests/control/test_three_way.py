@@ -31,8 +31,8 @@ async def test_three_way_follows_the_recorded_sequence(pbx: Pbx) -> None:
 
     assert conf == "3w-" + call.call_id.replace(".", "-")
     assert conf[0].isdigit()  # [cti-conf] matches _X.
-    session = await pbx.until(lambda: pbx.control.session_of("li"))
     await pbx.until(lambda: pbx.control.session_of("li")["state"] == "three_way")
+    await pbx.until(lambda: len(pbx.control.session_of("li")["members"]) == 3)
     redirect, originate, conflist = pbx.actions("Redirect", "Originate", "ConfbridgeList")
     assert fields(redirect) == {
         "Action": "Redirect",
