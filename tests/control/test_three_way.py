@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import cti.testing.ami_actions as sim_actions
+from console.security import User
 from cti.control import AsteriskRefused, NoActiveCall, WindowClosed, WindowUnreachable
+from cti.errors import Invalid
 from cti.events import Alarm, CallTransferred
 from cti.testing.frames import header, headers_all
 from tests.control.harness import Pbx
@@ -207,3 +209,22 @@ async def test_three_way_without_a_call_is_refused(pbx: Pbx) -> None:
 def test_headers_helper_is_what_the_simulator_parses() -> None:
     # The tests read repeated headers (Variable) the way the simulator does.
     assert headers_all([("Variable", "A=1"), ("Variable", "B=2")], "Variable") == ["A=1", "B=2"]
+
+
+async def test_window_records_its_outcome_on_the_ticket(pbx: Pbx) -> None:
+    pbx.login()
+    handle, call = await pbx.answered_call()
+    await pbx.control.three_way("li", "shebao")
+    await pbx.until(lambda: pbx.control.session_of("li")["state"] == "three_way")
+    assert await pbx.hotline.store.flush()
+    clerk = User(7, "clerk", "社保窗口", frozenset({"window"}), window_id="shebao")
+
+    view = await pbx.control.window_outcome(clerk, call.ticket_id, " 可以办理，带身份证原件 ")
+
+    [outcome] = view.window_outcomes
+    assert outcome["window_id"] == "shebao" and outcome["text"] == "可以办理，带身份证原件"
+    nobody = User(8, "x", "x", frozenset({"window"}))
+    with pytest.raises(Invalid):
+        await pbx.control.window_outcome(nobody, call.ticket_id, "text")
+    with pytest.raises(Invalid):
+        await pbx.control.window_outcome(clerk, call.ticket_id, "   ")
