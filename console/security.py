@@ -14,7 +14,8 @@ from fastapi import Request
 
 from cti.errors import ApiError
 
-ROLES = ("agent", "leader", "window", "supervisor", "admin")
+# "department": a member unit's user (tickets dispatched to its unit, ``department_id``).
+ROLES = ("agent", "leader", "window", "supervisor", "admin", "department")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,7 @@ class User:
     roles: frozenset[str] = field(default_factory=frozenset)
     agent_id: str | None = None  # the agent identity for agents and leaders
     window_id: str | None = None  # the service window for window staff
+    department_id: str | None = None  # the member unit of department users
 
     def has(self, *roles: str) -> bool:
         return "admin" in self.roles or bool(self.roles.intersection(roles))
@@ -46,7 +48,9 @@ def require_roles(*roles: str) -> Callable[[Request], User]:
     def dependency(request: Request) -> User:
         user = current_user(request)
         if not user.has(*roles):
-            raise ApiError(403, "forbidden", "your role does not allow this", {"needs": list(roles)})
+            raise ApiError(
+                403, "forbidden", "your role does not allow this", {"needs": list(roles)}
+            )
         return user
 
     dependency.required_roles = roles  # type: ignore[attr-defined]  # read by the route audit test
