@@ -1,0 +1,270 @@
+"""The websocket fan-out: bus events to browsers, filtered by role.
+
+The bus calls ``LiveHub.on_event`` synchronously on the event loop, so it only does
+``put_nowait`` into each client's bounded queue: a browser that stops reading fills its queue
+and is dropped (it reconnects and gets a fresh snapshot), and the bus never waits for it.
+
+Supervisors and administrators see every event. Agents and leaders see their own calls,
+tickets and state, the callback list, and a floor summary pushed at most once a second while
+something changes. Window staff see the events of their window's phone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from console.security import User
+from cti.db import utcnow
+from cti.events import Alarm, AmiDisconnected, Event, SeatAlarm
+
+log = logging.getLogger(__name__)
+
+QUEUE_MAX = 500
+SUMMARY_INTERVAL_S = 1.0
+ALARMS_KEPT = 200
+WINDOW_TICKETS_KEPT = 5
+DROP = {"type": "_drop"}
+
+# Events every logged-in desktop needs whatever their subject.
+FOR_EVERY_DESK = frozenset({"CallbackTaskChanged", "AmiConnected", "AmiDisconnected"})
+# Events that make the floor summary (waiting line, agents by state) change.
+FLOOR_EVENTS = frozenset(
+    {
+        "CallStarted",
+        "CallRouted",
+        "CallQueued",
+        "CallRinging",
+        "CallAnswered",
+        "CallEnded",
+        "AgentStateChanged",
+    }
+)
+
+
+@dataclass(eq=False)
+class Client:
+    user: User
+    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    calls: set[str] = field(default_factory=set)  # call ids this desktop is part of
+    tickets: set[str] = field(default_factory=set)
+    dropped: bool = False
+    closed_by_peer: bool = False
+
+    @property
+    def sees_all(self) -> bool:
+        return self.user.has("supervisor")
+
+
+class LiveHub:
+    def __init__(self, hotline: Any) -> None:
+        self.hotline = hotline
+        self.clients: set[Client] = set()
+        self.alarms: deque[dict[str, Any]] = deque(maxlen=ALARMS_KEPT)
+        self.events = 0
+        self.dropped = 0
+        self._floor_dirty = False
+        self._window_tickets: dict[str, deque[tuple[str, str]]] = {}
+        self._summary_task: asyncio.Task[None] | None = None
+        hotline.bus.subscribe_all(self.on_event)
+
+    @property
+    def client_count(self) -> int:
+        return len(self.clients)
+
+    # --- clients -------------------------------------------------------------------
+
+    def connect(self, user: User) -> Client:
+        client = Client(user)
+        self.clients.add(client)
+        if self._summary_task is None or self._summary_task.done():
+            self._summary_task = asyncio.get_running_loop().create_task(
+                self._summaries(), name="console-floor-summary"
+            )
+        return client
+
+    async def disconnect(self, client: Client) -> None:
+        self.clients.discard(client)
+        if not self.clients and self._summary_task is not None:
+            task, self._summary_task = self._summary_task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def close(self) -> None:
+        for client in list(self.clients):
+            self.drop(client)
+        self.clients.clear()
+        if self._summary_task is not None:
+            self._summary_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._summary_task
+            self._summary_task = None
+        self.hotline.bus.unsubscribe_all(self.on_event)
+
+    # --- bus -----------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        self.events += 1
+        data = event.to_dict()
+        kind = data["type"]
+        if isinstance(event, Alarm | SeatAlarm | AmiDisconnected):
+            self.alarms.append(data)
+        if kind in FLOOR_EVENTS:
+            self._floor_dirty = True
+        for client in list(self.clients):
+            if not client.dropped and self.visible(client, data):
+                self._put(client, data)
+
+    def _put(self, client: Client, data: dict[str, Any]) -> None:
+        try:
+            client.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            log.warning("console: dropping slow websocket client %s", client.user.username)
+            self.dropped += 1
+            self.drop(client)
+
+    @staticmethod
+    def drop(client: Client) -> None:
+        """Stop sending to ``client``: its sender sees ``DROP`` next and ends."""
+        client.dropped = True
+        while not client.queue.empty():
+            client.queue.get_nowait()
+        client.queue.put_nowait(DROP)
+
+    def visible(self, client: Client, ev: dict[str, Any]) -> bool:
+        if client.sees_all:
+            return True
+        user, kind = client.user, ev["type"]
+        if user.agent_id and user.has("agent", "leader"):
+            if kind in FOR_EVERY_DESK:
+                return True
+            if ev.get("agent_id") == user.agent_id:
+                # CallAnswered, CallEnded, AgentStateChanged, TicketOpened, SeatAlarm
+                if "call_id" in ev:
+                    client.calls.add(ev["call_id"])
+                if kind == "TicketOpened":
+                    client.tickets.add(ev["ticket_id"])
+                return True
+            if kind == "CallRinging":
+                agent = self.hotline.agents.find(user.agent_id)
+                if agent is not None and agent.seat and ev.get("seat") == agent.seat:
+                    client.calls.add(ev["call_id"])
+                    return True
+                return False
+            if kind in ("CallTransferred", "CallEnded", "RecordingStopped"):
+                return ev.get("call_id") in client.calls
+            if kind in ("TicketChanged", "TranscriptReady"):
+                return ev.get("ticket_id") in client.tickets
+            return False
+        if user.window_id and user.has("window"):
+            ext = self.window_extension(user.window_id)
+            if kind == "SeatStatusChanged" and ext and ev.get("seat") == ext:
+                self._follow_window(client, ext)
+                return True
+            if kind == "CallTransferred" and ev.get("kind") == "three_way":
+                target = str(ev.get("target", ""))
+                if (ext and ext in target) or user.window_id in target:
+                    client.calls.add(ev["call_id"])
+                    self._follow_window(client, ext)
+                    return True
+                return False
+            if kind in ("CallEnded", "RecordingStopped"):
+                return ev.get("call_id") in client.calls
+            if kind == "TicketChanged":
+                return ev.get("ticket_id") in client.tickets
+        return False
+
+    def _follow_window(self, client: Client, extension: str) -> None:
+        call = window_call(self.hotline.tracker, extension)
+        if call is not None:
+            client.calls.add(call.call_id)
+            if call.ticket_id and client.user.window_id:
+                client.tickets.add(call.ticket_id)
+                self.remember_window_ticket(client.user.window_id, call.ticket_id)
+
+    def remember_window_ticket(self, window_id: str, ticket_id: str) -> None:
+        """The clerk usually writes the answer after the call: keep the last few tickets."""
+        recent = self._window_tickets.setdefault(window_id, deque(maxlen=WINDOW_TICKETS_KEPT))
+        if not any(t == ticket_id for t, _ in recent):
+            recent.appendleft((ticket_id, utcnow().isoformat()))
+
+    def window_tickets(self, window_id: str) -> list[dict[str, str]]:
+        return [{"ticket_id": t, "at": at} for t, at in self._window_tickets.get(window_id, ())]
+
+    def window_extension(self, window_id: str) -> str:
+        for window in self.hotline.settings.windows:
+            if window.id == window_id:
+                return str(window.extension)
+        return ""
+
+    # --- snapshots and the floor summary -------------------------------------------
+
+    def floor_summary(self) -> dict[str, Any]:
+        waiting = self.hotline.acd.snapshot().get("waiting", [])
+        states = Counter(a.state for a in self.hotline.agents.all())
+        return {
+            "type": "FloorSummary",
+            "waiting": len(waiting),
+            "longest_wait_s": max((float(w.get("wait_s", 0)) for w in waiting), default=0.0),
+            "talking": sum(1 for c in self.hotline.tracker.active_calls() if c.state == "talking"),
+            "agents": dict(states),
+            "now": utcnow().isoformat(),
+        }
+
+    def snapshot(self, client: Client) -> dict[str, Any]:
+        """What a page needs to draw itself before the first event arrives."""
+        hotline = self.hotline
+        now = time.monotonic()
+        user = client.user
+        snap: dict[str, Any] = {"type": "Snapshot", "summary": self.floor_summary()}
+        if client.sees_all:
+            snap["calls"] = [c.to_dict(now) for c in hotline.tracker.active_calls()]
+            snap["waiting"] = hotline.acd.snapshot().get("waiting", [])
+            snap["agents"] = [a.to_dict(now) for a in hotline.agents.all()]
+            snap["seats"] = [s.to_dict() for s in hotline.seats.all()]
+            snap["alarms"] = list(self.alarms)[-50:]
+            snap["nodes"] = {name: n.connected for name, n in hotline.nodes.items()}
+        if user.agent_id:
+            agent = hotline.agents.find(user.agent_id)
+            snap["me"] = agent.to_dict(now) if agent is not None else None
+            call = self.current_call(user.agent_id)
+            if call is not None:
+                client.calls.add(call.call_id)
+                if call.ticket_id:
+                    client.tickets.add(call.ticket_id)
+            snap["call"] = call.to_dict(now) if call is not None else None
+        return snap
+
+    def current_call(self, agent_id: str) -> Any:
+        agent = self.hotline.agents.find(agent_id)
+        if agent is None or not agent.seat:
+            return None
+        return self.hotline.tracker.call_of_seat(agent.seat)
+
+    async def _summaries(self) -> None:
+        """Push the floor summary to desks that do not get every event."""
+        while True:
+            await asyncio.sleep(SUMMARY_INTERVAL_S)
+            if not self._floor_dirty:
+                continue
+            self._floor_dirty = False
+            summary = self.floor_summary()
+            for client in list(self.clients):
+                if not client.dropped:
+                    self._put(client, summary)
+
+
+def window_call(tracker: Any, extension: str) -> Any:
+    """The live call a window's phone takes part in (the three-way call), if any."""
+    if not extension:
+        return None
+    for call in tracker.active_calls():
+        if tracker.seat_channel(call, extension) is not None:
+            return call
+    return None

@@ -1,0 +1,269 @@
+// The supervisor wallboard: waiting line, live calls with listen/whisper/barge, the floor as
+// a map of seats, today's KPIs, alarms and the callback backlog. The snapshot draws the page,
+// then every bus event updates it; clocks tick locally.
+(function () {
+  "use strict";
+  var H = window.Hotline, t = H.t, $ = H.$, el = H.el;
+  var cfg = H.config;
+  var calls = {};   // call_id -> call
+  var agents = {};  // agent id -> agent
+  var seats = {};   // extension -> seat
+  var alarms = [];
+  var summary = {};
+  var SL = cfg.service_level_s || 15;
+
+  function callOf(m) {
+    var c = calls[m.call_id];
+    if (!c) c = calls[m.call_id] = { call_id: m.call_id, state: "new", started_at: m.at };
+    return c;
+  }
+
+  function onMessage(m) {
+    var c;
+    switch (m.type) {
+      case "Snapshot":
+        calls = {}; agents = {}; seats = {};
+        (m.calls || []).forEach(function (x) { calls[x.call_id] = x; });
+        (m.agents || []).forEach(function (a) { agents[a.id] = a; });
+        (m.seats || []).forEach(function (s) { seats[s.extension] = s; });
+        alarms = (m.alarms || []).slice().reverse();
+        summary = m.summary || {};
+        nodes(m.nodes || {});
+        renderAll();
+        loadKpis();
+        loadCallbacks();
+        return;
+      case "FloorSummary":
+        summary = m;
+        break;
+      case "CallStarted":
+        c = callOf(m);
+        c.caller = m.caller; c.caller_name = m.caller_name; c.did = m.did; c.started_at = m.at;
+        break;
+      case "CallRouted":
+        c = callOf(m);
+        c.topic = m.topic; c.leader = m.leader; c.ticket_id = m.ticket_id;
+        if (c.state === "new") c.state = "routed";
+        break;
+      case "CallQueued":
+        callOf(m).state = "waiting";
+        break;
+      case "CallRinging":
+        c = callOf(m);
+        c.state = "ringing"; c.seat = m.seat;
+        break;
+      case "CallAnswered":
+        c = callOf(m);
+        c.state = "talking"; c.seat = m.seat; c.agent_id = m.agent_id; c.answered_at = m.at;
+        c.caller = m.caller || c.caller; c.topic = m.topic || c.topic; c.wait_s = m.wait_s;
+        loadKpis();
+        break;
+      case "CallEnded":
+        delete calls[m.call_id];
+        loadKpis();
+        break;
+      case "AgentStateChanged":
+        var a = agents[m.agent_id] || (agents[m.agent_id] = { id: m.agent_id, name: cfg.agents[m.agent_id] || m.agent_id });
+        a.state = m.new; a.reason = m.reason; a.seat = m.seat; a.since = m.at;
+        Object.keys(seats).forEach(function (ext) {
+          if (seats[ext].agent_id === m.agent_id && ext !== m.seat) seats[ext].agent_id = "";
+        });
+        if (m.seat && seats[m.seat]) seats[m.seat].agent_id = m.new === "logged_out" ? "" : m.agent_id;
+        break;
+      case "SeatStatusChanged":
+        var s = seats[m.seat];
+        if (s) { s.contact = m.contact; s.device = m.device; s.rtt_ms = m.rtt_us / 1000; }
+        break;
+      case "SeatAlarm":
+      case "Alarm":
+      case "AmiDisconnected":
+        alarms.unshift(m);
+        alarms = alarms.slice(0, 50);
+        if (m.type === "AmiDisconnected") nodes(Object.fromEntries([[m.node, false]]));
+        break;
+      case "AmiConnected":
+        nodes(Object.fromEntries([[m.node, true]]));
+        break;
+      case "CallbackTaskChanged":
+        loadCallbacks();
+        return;
+      default:
+        return;
+    }
+    schedule();
+  }
+
+  var down = {};
+  function nodes(state) {
+    Object.keys(state).forEach(function (n) { if (state[n]) delete down[n]; else down[n] = true; });
+    var names = Object.keys(down);
+    $("ami-banner").hidden = !names.length;
+    H.setText("ami-banner", names.length ? t("wallboard.pbx_down", { nodes: names.join(", ") }) : "");
+  }
+
+  var pending = false;
+  function schedule() {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(function () { pending = false; renderAll(); });
+  }
+
+  // --- rendering ---------------------------------------------------------------------
+
+  function renderAll() {
+    renderCalls();
+    renderFloor();
+    renderAlarms();
+    renderSummary();
+  }
+
+  function waitOf(c) {
+    if (c.answered_at) return c.wait_s || 0;
+    return H.since(c.started_at);
+  }
+
+  function renderCalls() {
+    var list = Object.keys(calls).map(function (k) { return calls[k]; });
+    var waiting = list.filter(function (c) { return !c.answered_at && c.state !== "ended"; })
+      .sort(function (a, b) { return waitOf(b) - waitOf(a); });
+    var talking = list.filter(function (c) { return c.answered_at; })
+      .sort(function (a, b) { return Date.parse(a.answered_at) - Date.parse(b.answered_at); });
+    var body = H.clear($("waiting"));
+    waiting.forEach(function (c) {
+      var wait = waitOf(c);
+      body.appendChild(el("tr", { class: wait > SL ? "late" : "", "data-call": c.call_id }, [
+        el("td", { text: c.caller || t("call.withheld") }),
+        el("td", { text: [c.topic || c.did, c.leader ? t("agent.leader_badge") : ""].filter(Boolean).join(" · ") }),
+        el("td", { class: "timer", "data-since": c.started_at, text: H.duration(wait) }),
+      ]));
+    });
+    H.setText("waiting-count", waiting.length ? String(waiting.length) : "");
+    body = H.clear($("calls"));
+    talking.forEach(function (c) {
+      var agent = agents[c.agent_id];
+      body.appendChild(el("tr", { "data-call": c.call_id }, [
+        el("td", { text: c.caller || t("call.withheld") }),
+        el("td", { text: c.topic || c.did || "" }),
+        el("td", { text: (agent ? agent.name : c.agent_id || "") + (c.seat ? " · " + c.seat : "") }),
+        el("td", { class: "timer", "data-since": c.answered_at, text: H.duration(H.since(c.answered_at)) }),
+        el("td", { class: "spy" }, ["listen", "whisper", "barge"].map(function (mode) {
+          return el("button", { type: "button", class: "small-btn", "data-mode": mode, text: t("spy." + mode),
+            onclick: function () { spy(c, mode); } });
+        })),
+      ]));
+    });
+    H.setText("calls-count", talking.length ? String(talking.length) : "");
+  }
+
+  function spy(c, mode) {
+    H.api("POST", "/api/calls/" + encodeURIComponent(c.call_id) + "/spy", { mode: mode }).then(function () {
+      H.toast(t("spy.started", { mode: t("spy." + mode) }), "ok");
+    }, function (e) { H.toast(H.errorText(e), "error"); });
+  }
+
+  function phoneClass(s) {
+    if (s.contact === "Unreachable" || s.contact === "Removed" || s.device === "UNAVAILABLE" || s.device === "INVALID") return "down";
+    if (s.device === "INUSE" || s.device === "BUSY" || s.device === "ONHOLD") return "busy";
+    if (s.device === "RINGING" || s.device === "RINGINUSE") return "ringing";
+    if (s.contact === "Unknown" && s.device === "UNKNOWN") return "unknown";
+    return "idle";
+  }
+
+  function renderFloor() {
+    var floor = H.clear($("floor"));
+    var rooms = {};
+    Object.keys(seats).sort().forEach(function (ext) {
+      var s = seats[ext];
+      (rooms[s.room || ""] = rooms[s.room || ""] || []).push(s);
+    });
+    Object.keys(rooms).sort().forEach(function (room) {
+      var tiles = rooms[room].sort(function (a, b) { return (a.position || a.id).localeCompare(b.position || b.id); })
+        .map(function (s) {
+          var a = s.agent_id ? agents[s.agent_id] : null;
+          var state = a ? a.state : "empty";
+          return el("div", { class: "seat s-" + state + " k-" + s.kind, "data-seat": s.id, "data-ext": s.extension, title: s.phone_model || "" }, [
+            el("div", { class: "seat-head" }, [
+              el("span", { class: "seat-id", text: s.position || s.id }),
+              el("span", { class: "phone p-" + phoneClass(s), title: s.contact + " / " + s.device, text: t("phone." + phoneClass(s)) }),
+            ]),
+            el("div", { class: "seat-agent", text: a ? a.name : (s.kind === "window" ? t("wallboard.window") : t("wallboard.empty")) }),
+            el("div", { class: "seat-state" }, a ? [
+              el("span", { class: "agent-state", "data-state": a.state, text: H.stateLabel(a.state, a.reason) }),
+              el("span", { class: "timer", "data-since": a.since, text: H.duration(H.since(a.since)) }),
+            ] : [el("span", { class: "muted", text: s.extension })]),
+          ]);
+        });
+      floor.appendChild(el("div", { class: "room" }, [
+        el("h3", { text: room || t("wallboard.no_room") }),
+        el("div", { class: "tiles" }, tiles),
+      ]));
+    });
+  }
+
+  function renderAlarms() {
+    var list = H.clear($("alarms"));
+    alarms.forEach(function (a) {
+      var text;
+      if (a.type === "SeatAlarm") text = t(a.cleared ? "alarm.seat_back" : "alarm.seat", { seat: a.seat, agent: a.agent_id, reason: a.reason });
+      else if (a.type === "AmiDisconnected") text = t("alarm.pbx", { node: a.node });
+      else text = (t("alarm.kind." + a.kind) !== "alarm.kind." + a.kind ? t("alarm.kind." + a.kind) + ": " : "") + a.message;
+      list.appendChild(el("li", { class: a.cleared ? "cleared" : "" }, [
+        el("span", { class: "muted small", text: H.clock(a.at) + " " }), text,
+      ]));
+    });
+    H.setText("alarm-count", alarms.length ? String(alarms.length) : "");
+    if (!alarms.length) list.appendChild(el("li", { class: "muted", text: t("wallboard.no_alarms") }));
+  }
+
+  function renderSummary() {
+    H.setText("k-waiting", summary.waiting || 0);
+    H.setText("k-longest", H.duration(summary.longest_wait_s || 0));
+    H.setText("k-talking", summary.talking || 0);
+    H.setText("k-ready", (summary.agents || {}).ready || 0);
+    $("k-longest").parentNode.classList.toggle("late", (summary.longest_wait_s || 0) > SL);
+  }
+
+  // Timers tick every second from their data-since attribute; no request is made.
+  function tickTimers() {
+    document.querySelectorAll("#main [data-since]").forEach(function (node) {
+      node.textContent = H.duration(H.since(node.getAttribute("data-since")));
+    });
+    document.querySelectorAll("#waiting tr").forEach(function (row) {
+      var c = calls[row.getAttribute("data-call")];
+      if (c) row.classList.toggle("late", waitOf(c) > SL);
+    });
+  }
+
+  // --- data the events do not carry -------------------------------------------------
+
+  var loadKpis = H.debounce(1500, function () {
+    H.api("GET", "/api/kpi/today").then(function (k) {
+      H.setText("k-offered", k.offered);
+      H.setText("k-answered", k.answered);
+      H.setText("k-connection", H.percent(k.connection_rate));
+      H.setText("k-sl", H.percent(k.service_level_15s));
+      H.setText("k-abandoned", k.abandoned);
+      H.setText("k-asa", k.asa_s === null ? "—" : t("unit.seconds", { n: k.asa_s }));
+    }, function () {});
+  });
+
+  var loadCallbacks = H.debounce(500, function () {
+    H.api("GET", "/api/callbacks?limit=20").then(function (tasks) {
+      var list = H.clear($("callbacks"));
+      H.setText("callback-count", tasks.length ? String(tasks.length) : "");
+      tasks.forEach(function (task) {
+        list.appendChild(el("li", {}, [
+          el("span", { text: task.caller + " " }),
+          el("span", { class: "muted small", text: H.dateTime(task.first_call_at) + " · " + t("agent.missed", { n: task.missed_calls }) }),
+        ]));
+      });
+      if (!tasks.length) list.appendChild(el("li", { class: "muted", text: t("agent.none") }));
+    }, function () {});
+  });
+
+  ["ready", "not_ready", "ringing", "on_call", "wrap_up", "logged_out"].forEach(function (s) {
+    $("legend").appendChild(el("span", { class: "agent-state", "data-state": s, text: t("state." + s) }));
+  });
+  H.every(1000, tickTimers);
+  H.live(onMessage);
+})();
