@@ -24,6 +24,7 @@ from cti.ami.client import AmiNode
 from cti.bus import Bus
 from cti.calls.model import Call
 from cti.calls.tracker import CallTracker
+from cti.cdr import import_missed_calls
 from cti.config import Settings
 from cti.db import create_schema, make_engine, session_factory
 from cti.events import (
@@ -214,6 +215,7 @@ class Hotline:
         create_schema(self.engine)
         self._sync_reference_data()
         self._warm_caller_cache()
+        await import_missed_calls(self.settings, self.sessions, self.persistence)
         self.tickets.bind_loop(asyncio.get_running_loop())
         self.store.start()
         self.tickets.start_timers()

@@ -99,6 +99,8 @@ class SimConfig:
     )
     trunk_contact: str = "sip:127.0.0.2:5070"
     emit_dialplan_events: bool = True
+    # Append a CDR line (config/asterisk/cdr_custom.conf) at the end of each citizen call.
+    cdr_path: str = ""
 
     def rec_path(self, uniqueid: str, epoch: float) -> str:
         import time

@@ -18,6 +18,7 @@ from typing import Any
 
 from cti.testing import phones as phone_ops
 from cti.testing.ami_server import AmiServer
+from cti.testing.cdr import write_cdr
 from cti.testing.model import (
     RING,
     UP,
@@ -328,6 +329,8 @@ class AsteriskSimulator:
         )
         self.channels.pop(channel.name, None)
         handle = self.handles.pop(channel.uniqueid, None)
+        if channel.role == "citizen" and self.config.cdr_path:
+            write_cdr(self, channel, handle)
         if handle is not None:
             if not handle.outcome:
                 handle.outcome = "answered" if handle.connected.is_set() else "abandoned"
