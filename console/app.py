@@ -66,10 +66,11 @@ def create_app(hotline: Any) -> FastAPI:
     limiter = LoginLimiter(console.login_attempts_per_minute)
     kb = KnowledgeBase.load(getattr(console, "kb_path", "") or None)
     hub = LiveHub(hotline)
-    renderer = pages.PageRenderer(translator, settings.site.name)
+    renderer = pages.PageRenderer(translator, settings.site.name, settings.site.timezone)
     secure = console.public_url.startswith("https:")
-    token = getattr(console, "metrics_token", None)
-    metrics_token = token.get_secret_value() if hasattr(token, "get_secret_value") else token or ""
+    # ``console.metrics_token`` (a SecretStr) once ConsoleSettings has it; until then none.
+    token: Any = getattr(console, "metrics_token", None) or ""
+    metrics_token = str(token.get_secret_value() if hasattr(token, "get_secret_value") else token)
 
     app = FastAPI(
         title="hotline",
@@ -118,10 +119,18 @@ def create_app(hotline: Any) -> FastAPI:
                     await websocket.close(WS_CLOSE_SLOW, "too slow")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    # Start building the knowledge base index now, off the loop (jieba loads its dictionary).
+    # Build the knowledge base index now, off the loop (jieba loads its dictionary for ~1 s),
+    # rather than during the first agent's search. Outside a loop (tests) it builds lazily.
     with contextlib.suppress(RuntimeError):
-        asyncio.get_running_loop().run_in_executor(None, kb.build)
+        warmup = asyncio.get_running_loop().run_in_executor(None, kb.build)
+        warmup.add_done_callback(_log_failure)
+        app.state.kb_warmup = warmup
     return app
+
+
+def _log_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("knowledge base index: %s", future.exception())
 
 
 async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:

@@ -114,7 +114,7 @@ class KnowledgeBase:
                 return
             for doc, article in enumerate(self.articles):
                 head = " ".join((article.title, article.category, *article.keywords))
-                weights: Counter[str] = Counter()
+                weights: defaultdict[str, float] = defaultdict(float)
                 for tok in tokens(head):
                     weights[tok] += TITLE_BOOST
                 for tok in tokens(article.body):

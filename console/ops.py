@@ -116,7 +116,7 @@ def describe(app: FastAPI) -> dict[str, Any]:
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue
         roles = route_roles(route)
-        for method in route.methods:
+        for method in route.methods or ():
             op = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())
             if op is not None:
                 op["x-roles"] = list(roles) if roles is not None else []

@@ -56,9 +56,10 @@ def _json_for_script(data: Any) -> str:
 
 
 class PageRenderer:
-    def __init__(self, translator: Translator, site_name: str) -> None:
+    def __init__(self, translator: Translator, site_name: str, timezone: str) -> None:
         self.t = translator
         self.site_name = site_name
+        self.timezone = timezone
 
     def body(self, name: str) -> str:
         return _KEY.sub(lambda m: html.escape(self.t(m[1])), _template(name))
@@ -79,6 +80,7 @@ class PageRenderer:
             "csrf": session.get("c", ""),
             "user": user_dict(user) if user is not None else None,
             "lang": self.t.language,
+            "tz": self.timezone,
             "messages": self.t.messages,
             "config": config or {},
         }
@@ -213,7 +215,7 @@ def router(hotline: Any, renderer: PageRenderer, codec: SessionCodec, *, secure:
             request,
             title_key="wallboard.title",
             config=config,
-            body_class="wall" if wall else "",
+            body_class="tv" if wall else "",
         )
 
     @pages.get("/reports")

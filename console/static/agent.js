@@ -217,13 +217,27 @@
     });
   }
 
-  // --- call control --------------------------------------------------------------------
+  // --- call control (cti/control_api.py: the agent acts on her own call) ----------------
 
   function control(action, body) {
-    if (!call) return Promise.resolve();
-    return H.api("POST", "/api/calls/" + encodeURIComponent(call.call_id) + "/" + action, body || {}).then(function () {
+    return H.api("POST", "/api/control/" + action, body || {}).then(function (result) {
       H.toast(t("call.done." + action), "ok");
-    }, function (e) { H.toast(H.errorText(e), "error"); });
+      return result;
+    }, function (e) {
+      H.toast(H.errorText(e), "error");
+      throw e;
+    });
+  }
+
+  function loadWindows() {
+    // Opening hours come from the window directory; a closed window is shown as such.
+    H.api("GET", "/api/windows").then(function (data) {
+      var select = H.clear($("window-select"));
+      data.windows.forEach(function (w) {
+        var label = w.name + (w.department ? " · " + w.department : "") + (w.open === false ? " · " + t("call.window_closed") : "");
+        select.appendChild(el("option", { value: w.id, text: label }));
+      });
+    }, function () {});
   }
 
   // --- callbacks -----------------------------------------------------------------------
@@ -343,6 +357,7 @@
   // --- wiring ----------------------------------------------------------------------------
 
   fillSelects();
+  loadWindows();
   loadDepartments();
   loadCallbacks();
   $("btn-seat-login").addEventListener("click", function () {
@@ -367,26 +382,35 @@
     if (!dept) { H.setText("ticket-msg", t("ticket.department_required")); return; }
     transition("dispatch", $("dispatch-note").value.trim(), { department: dept }).then(null, function () {});
   });
+  function target() { return $("transfer-target").value.trim(); }
   $("btn-transfer").addEventListener("click", function () {
-    control("transfer", { target: $("transfer-target").value.trim(), attended: false });
+    if (target()) control("blind-transfer", { target: target() }).then(null, function () {});
   });
   $("btn-consult").addEventListener("click", function () {
-    control("transfer", { target: $("transfer-target").value.trim(), attended: true });
+    if (target()) control("attended-transfer", { target: target() }).then(null, function () {});
   });
   $("btn-three-way").addEventListener("click", function () {
-    control("three-way", { window: $("window-select").value });
+    control("three-way", { window_id: $("window-select").value, ticket_id: call && call.ticket_id || null })
+      .then(function () { $("btn-leave").hidden = false; }, function () {});
+  });
+  $("btn-leave").addEventListener("click", function () {
+    control("three-way/leave").then(function () { $("btn-leave").hidden = true; }, function () {});
   });
   $("btn-hold").addEventListener("click", function () {
     var held = $("btn-hold").getAttribute("data-held") === "1";
     control(held ? "unhold" : "hold").then(function () {
       $("btn-hold").setAttribute("data-held", held ? "0" : "1");
       H.setText("btn-hold", t(held ? "call.hold" : "call.unhold"));
-    });
+    }, function () {});
   });
   $("btn-police").addEventListener("click", function () {
-    if (confirm(t("call.police_confirm", { number: cfg.police_number }))) control("police");
+    var ticketId = (call && call.ticket_id) || (ticket && ticket.id);
+    if (!ticketId) { H.toast(t("call.police_needs_ticket"), "error"); return; }
+    if (confirm(t("call.police_confirm", { number: cfg.police_number }))) {
+      control("police", { ticket_id: ticketId }).then(null, function () {});
+    }
   });
-  $("btn-hangup").addEventListener("click", function () { control("hangup"); });
+  $("btn-hangup").addEventListener("click", function () { control("hangup").then(null, function () {}); });
   $("kb-form").addEventListener("submit", function (e) {
     e.preventDefault();
     var q = $("kb-q").value.trim();

@@ -93,16 +93,15 @@
     return (h ? h + ":" : "") + mm + ":" + ss;
   };
 
+  // Times are shown in the site's time zone, whatever the browser's is.
   H.clock = function (iso) {
     if (!iso) return "";
-    var d = new Date(iso);
-    return d.toLocaleTimeString(boot.lang, { hour12: false });
+    return new Date(iso).toLocaleTimeString(boot.lang, { hour12: false, timeZone: boot.tz });
   };
 
   H.dateTime = function (iso) {
     if (!iso) return "";
-    var d = new Date(iso);
-    return d.toLocaleString(boot.lang, { hour12: false });
+    return new Date(iso).toLocaleString(boot.lang, { hour12: false, timeZone: boot.tz });
   };
 
   H.percent = function (value) {

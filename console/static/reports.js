@@ -9,10 +9,11 @@
     "return_rate", "rehandling_rate"];
   var rows = [];
 
-  function pad(n) { return (n < 10 ? "0" : "") + n; }
-  var today = new Date();
-  $("period").value = today.getFullYear() + "-" + pad(today.getMonth() + 1);
-  $("rec-date").value = today.getFullYear() + "-" + pad(today.getMonth() + 1) + "-" + pad(today.getDate());
+  // Today in the site's time zone, as YYYY-MM-DD.
+  var today = new Intl.DateTimeFormat("en-CA", { timeZone: H.boot.tz, year: "numeric", month: "2-digit", day: "2-digit" })
+    .format(new Date());
+  $("period").value = today.slice(0, 7);
+  $("rec-date").value = today;
   KPIS.forEach(function (k) { $("kpi-select").appendChild(el("option", { value: k, text: t("kpi." + k) })); });
   $("kpi-select").value = "service_index";
 

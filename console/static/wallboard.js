@@ -9,7 +9,6 @@
   var agents = {};  // agent id -> agent
   var seats = {};   // extension -> seat
   var alarms = [];
-  var summary = {};
   var SL = cfg.service_level_s || 15;
 
   function callOf(m) {
@@ -27,15 +26,12 @@
         (m.agents || []).forEach(function (a) { agents[a.id] = a; });
         (m.seats || []).forEach(function (s) { seats[s.extension] = s; });
         alarms = (m.alarms || []).slice().reverse();
-        summary = m.summary || {};
         nodes(m.nodes || {});
+        fillMySeat();
         renderAll();
         loadKpis();
         loadCallbacks();
         return;
-      case "FloorSummary":
-        summary = m;
-        break;
       case "CallStarted":
         c = callOf(m);
         c.caller = m.caller; c.caller_name = m.caller_name; c.did = m.did; c.started_at = m.at;
@@ -155,8 +151,23 @@
     H.setText("calls-count", talking.length ? String(talking.length) : "");
   }
 
+  // The supervisor's own phone rings first, then listens to (or joins) the agent's call.
+  function fillMySeat() {
+    var select = H.clear($("my-seat")), saved = localStorage.getItem("hotline.mySeat") || "";
+    select.appendChild(el("option", { value: "", text: "—" }));
+    Object.keys(seats).sort(function (a, b) {
+      return (seats[a].kind === "supervisor" ? 0 : 1) - (seats[b].kind === "supervisor" ? 0 : 1) || a.localeCompare(b);
+    }).forEach(function (ext) {
+      var s = seats[ext];
+      select.appendChild(el("option", { value: s.id, text: s.id + " · " + s.extension, selected: s.id === saved }));
+    });
+  }
+  $("my-seat").addEventListener("change", function () { localStorage.setItem("hotline.mySeat", this.value); });
+
   function spy(c, mode) {
-    H.api("POST", "/api/calls/" + encodeURIComponent(c.call_id) + "/spy", { mode: mode }).then(function () {
+    var seat = $("my-seat").value;
+    if (!seat) { H.toast(t("spy.need_seat"), "error"); $("my-seat").focus(); return; }
+    H.api("POST", "/api/control/spy", { seat: seat, agent_id: c.agent_id, mode: mode }).then(function () {
       H.toast(t("spy.started", { mode: t("spy." + mode) }), "ok");
     }, function (e) { H.toast(H.errorText(e), "error"); });
   }
@@ -215,12 +226,16 @@
     if (!alarms.length) list.appendChild(el("li", { class: "muted", text: t("wallboard.no_alarms") }));
   }
 
+  // The wallboard holds every call and agent: its counters come from them, at once.
   function renderSummary() {
-    H.setText("k-waiting", summary.waiting || 0);
-    H.setText("k-longest", H.duration(summary.longest_wait_s || 0));
-    H.setText("k-talking", summary.talking || 0);
-    H.setText("k-ready", (summary.agents || {}).ready || 0);
-    $("k-longest").parentNode.classList.toggle("late", (summary.longest_wait_s || 0) > SL);
+    var list = Object.keys(calls).map(function (k) { return calls[k]; });
+    var waiting = list.filter(function (c) { return !c.answered_at; });
+    var longest = waiting.reduce(function (m, c) { return Math.max(m, waitOf(c)); }, 0);
+    H.setText("k-waiting", waiting.length);
+    H.setText("k-longest", H.duration(longest));
+    H.setText("k-talking", list.length - waiting.length);
+    H.setText("k-ready", Object.keys(agents).filter(function (id) { return agents[id].state === "ready"; }).length);
+    $("k-longest").parentNode.classList.toggle("late", longest > SL);
   }
 
   // Timers tick every second from their data-since attribute; no request is made.
@@ -232,6 +247,7 @@
       var c = calls[row.getAttribute("data-call")];
       if (c) row.classList.toggle("late", waitOf(c) > SL);
     });
+    renderSummary();
   }
 
   // --- data the events do not carry -------------------------------------------------
