@@ -120,7 +120,9 @@ async def test_import_records_the_calls_the_cti_missed_once(hotline: Hotline) ->
     h, path = hotline, Path(hotline.settings.asterisk[0].cdr_path)  # type: ignore[attr-defined]
     with h.sessions.begin() as s:
         # a00000 was ready at 8001 before the CTI went away
-        s.add(AgentStateLogRow(agent_id="a00000", seat="8001", old="logged_out", new="ready", at=T0))
+        s.add(
+            AgentStateLogRow(agent_id="a00000", seat="8001", old="logged_out", new="ready", at=T0)
+        )
         # 100.2: routed by the CTI (its ticket number), on hold when the CTI died
         s.add(
             CallRow(node="pbx1", linkedid="100.2", caller="13900000002", did="12300",
