@@ -182,10 +182,6 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
     async def alarms(user: Floor) -> list[dict[str, Any]]:
         return list(reversed(hub.alarms))
 
-    @api.get("/api/floor/summary", tags=["floor"])
-    async def floor_summary(user: Anyone) -> dict[str, Any]:
-        return hub.floor_summary()
-
     # --- callbacks (漏接回拨) ----------------------------------------------------------
 
     @api.get("/api/callbacks", tags=["callbacks"])

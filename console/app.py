@@ -83,8 +83,6 @@ def create_app(hotline: Any) -> FastAPI:
     app.state.hotline = hotline
     app.state.hub = hub
     app.state.users = users
-    app.state.kb = kb
-    app.state.limiter = limiter
     app.add_middleware(SecurityHeaders)
     app.add_middleware(SessionMiddleware, codec=codec, users=users, csrf_exempt=CSRF_EXEMPT)
     _error_handlers(app, renderer)

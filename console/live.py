@@ -168,8 +168,7 @@ class LiveHub:
                 self._follow_window(client, ext)
                 return True
             if kind == "CallTransferred" and ev.get("kind") == "three_way":
-                target = str(ev.get("target", ""))
-                if (ext and ext in target) or user.window_id in target:
+                if ev.get("target") in (user.window_id, ext or None):
                     client.calls.add(ev["call_id"])
                     self._follow_window(client, ext)
                     return True
@@ -248,7 +247,8 @@ class LiveHub:
         return self.hotline.tracker.call_of_seat(agent.seat)
 
     async def _summaries(self) -> None:
-        """Push the floor summary to desks that do not get every event."""
+        """Push the floor summary (at most once a second, when it changed) to the desks that
+        do not get every event."""
         while True:
             await asyncio.sleep(SUMMARY_INTERVAL_S)
             if not self._floor_dirty:
@@ -256,7 +256,8 @@ class LiveHub:
             self._floor_dirty = False
             summary = self.floor_summary()
             for client in list(self.clients):
-                if not client.dropped:
+                # Supervisors get every event and count for themselves.
+                if not client.dropped and not client.sees_all:
                     self._put(client, summary)
 
 

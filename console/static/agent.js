@@ -314,9 +314,16 @@
           renderState();
         }
         break;
+      case "CallTransferred":
+        if (m.kind === "three_way") {
+          var ok = String(m.result).indexOf("Success") === 0;
+          H.toast(t(ok ? "call.window_joined" : "call.window_failed"), ok ? "ok" : "error");
+          $("btn-leave").hidden = !ok;
+        }
+        refreshMe();
+        break;
       case "CallRinging":
       case "CallAnswered":
-      case "CallTransferred":
         refreshMe();
         break;
       case "TicketOpened":
@@ -391,7 +398,7 @@
   });
   $("btn-three-way").addEventListener("click", function () {
     control("three-way", { window_id: $("window-select").value, ticket_id: call && call.ticket_id || null })
-      .then(function () { $("btn-leave").hidden = false; }, function () {});
+      .then(null, function () {});
   });
   $("btn-leave").addEventListener("click", function () {
     control("three-way/leave").then(function () { $("btn-leave").hidden = true; }, function () {});

@@ -179,6 +179,7 @@ async def test_leader_takes_a_call_and_brings_the_window_in(tmp_path: Path) -> N
         await leader.select_option("#window-select", "shebao")
         await leader.click("#btn-three-way")
         await clerk.wait_for_selector(f"#w-ticket-id:has-text('{ticket_id}')", timeout=10_000)
+        await leader.wait_for_selector("#btn-leave:not([hidden])")  # told live: window joined
         await clerk.fill("#outcome-text", "养老保险可在社保窗口或线上补缴，需带身份证。")
         await clerk.click("#btn-outcome")
         await clerk.wait_for_selector("#outcome-msg:has-text('答复已写入工单')")
