@@ -20,9 +20,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from console.api import home_page, user_dict
+from console.api import Anyone, home_page, user_dict
 from console.i18n import Translator
-from console.security import ROLES, User, require_roles
+from console.security import User, require_roles
 from console.sessions import SessionCodec
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -31,8 +31,6 @@ CSP = (
     "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "form-action 'self'; object-src 'none'"
 )
-# Module level: with postponed annotations FastAPI resolves these names in the module.
-Anyone = Annotated[User, Depends(require_roles(*ROLES))]
 _KEY = re.compile(r"\{\{([a-z0-9_.-]+)\}\}")
 # Where each role may go, in the order the navigation shows them.
 NAV = (
