@@ -8,6 +8,7 @@ reverse order, cancelling and awaiting every background task it owns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -120,7 +121,9 @@ class Hotline:
         self.callers = CallerCache(
             set(settings.routing.enterprise_callers), set(settings.routing.flagged_callers)
         )
-        self.ticket_timers = TicketTimers(engine=self.engine)
+        # Its own engine: APScheduler's job store disposes the engine it was given at shutdown,
+        # which would orphan connections the store thread holds at that moment.
+        self.ticket_timers = TicketTimers(settings.database.url)
         self.sms: SmsNotifier | None = (
             SmsNotifier(self.sessions, settings.sms) if settings.sms.enabled else None
         )
@@ -197,6 +200,7 @@ class Hotline:
         self._console_task: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.node_state: dict[str, tuple[str, str]] = {}
         self.resync_seconds: dict[str, float] = {}
         self.console_port = settings.console.port
@@ -231,10 +235,12 @@ class Hotline:
             await self._start_console()
 
     async def stop(self) -> None:
-        for task in (self._heartbeat, self._maintenance):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        self._stopping.set()
+        if self._maintenance is not None:
+            await asyncio.gather(self._maintenance, return_exceptions=True)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         if self._console_server is not None:
             self._console_server.should_exit = True
             if self._console_task is not None:
@@ -248,8 +254,11 @@ class Hotline:
         self.agents.stop()
         if self.sms is not None:
             await self.sms.stop()
-        self.ticket_timers.shutdown(wait=False)
+        self.ticket_timers.shutdown(wait=True)
         await asyncio.to_thread(self.store.stop)
+        busy = self.engine.pool.checkedout() if hasattr(self.engine.pool, "checkedout") else 0
+        if busy:
+            log.warning("stopping with %d database connections still checked out", busy)
         self.engine.dispose()
 
     async def wait_connected(self, timeout: float = 10.0) -> bool:
@@ -335,8 +344,12 @@ class Hotline:
         """Transcripts the workers finished become events (the desktop shows them within a
         second); recordings past their retention are deleted or moved once an hour."""
         last_retention = 0.0
-        while True:
-            await asyncio.sleep(1.0)
+        while not self._stopping.is_set():
+            # Stopped by the event, not by cancellation: a database call running in a thread
+            # cannot be cancelled, and the engine must not be disposed under it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
+                return
             try:
                 await asyncio.to_thread(self.recordings.deliver_transcript_events)
                 if time.monotonic() - last_retention > 3600:

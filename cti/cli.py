@@ -18,7 +18,14 @@ from cti.errors import ConfigError
 
 log = logging.getLogger("hotline")
 
-SLICE_COMMANDS = ("routing.cli", "tickets.cli", "recordings.cli", "cti.seats.cli", "cti.demo")
+SLICE_COMMANDS = (
+    "routing.cli",
+    "tickets.cli",
+    "recordings.cli",
+    "cti.seats.cli",
+    "console.users",
+    "cti.demo",
+)
 
 
 def _setup_logging(verbose: int) -> None:

@@ -79,6 +79,10 @@ class ConsoleSettings(Section):
     public_url: str = ""
     session_hours: int = Field(12, ge=1)
     login_attempts_per_minute: int = Field(5, ge=1)
+    # knowledge-base articles (JSON); empty: the sample shipped with the console
+    kb_path: str = ""
+    # /metrics answers loopback clients; others need "Authorization: Bearer <token>"
+    metrics_token: SecretStr | None = None
 
 
 SeatKind = Literal["seat", "window", "supervisor"]

@@ -14,12 +14,17 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Tables other libraries own (APScheduler creates its job store table itself): not ours to
+# migrate, and autogenerate must not drop them.
+FOREIGN_TABLES = frozenset({"ticket_timers", "apscheduler_jobs"})
 
 
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # configparser interpolates "%": URL-encoded options (search_path%3D...) need doubling.
+    url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    cfg.set_main_option("sqlalchemy.url", url)
     cfg.attributes["engine"] = engine
     return cfg
 

@@ -30,3 +30,12 @@ def any_db_url(tmp_path: Path) -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_per_test() -> Iterator[None]:
+    """Leaked connections and sockets are reported against the test that leaked them."""
+    yield
+    import gc
+
+    gc.collect()

@@ -6,13 +6,10 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from cti.db import load_models, normalise_url
+from cti.migrate import FOREIGN_TABLES
 
 config = context.config
 target_metadata = load_models()
-
-
-# Tables other libraries own: APScheduler creates its job store table itself.
-FOREIGN_TABLES = frozenset({"ticket_timers", "apscheduler_jobs"})
 
 
 def _ours(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:

@@ -45,6 +45,7 @@ def test_writes_and_tasks_keep_their_order(any_db_url: str) -> None:
     assert seen == [1, 11, 21, 31, 41]
     with engine.connect() as c:
         assert c.execute(text("select count(*) from calls")).scalar() == 50
+    engine.dispose()
 
 
 def test_outage_buffers_and_nothing_is_lost(any_db_url: str) -> None:
@@ -66,6 +67,7 @@ def test_outage_buffers_and_nothing_is_lost(any_db_url: str) -> None:
     store.stop()
     with engine.connect() as c:
         assert c.execute(text("select count(*) from calls")).scalar() == 21
+    engine.dispose()
 
 
 def test_a_bad_write_is_set_aside_and_the_rest_goes_on(any_db_url: str) -> None:
@@ -83,3 +85,4 @@ def test_a_bad_write_is_set_aside_and_the_rest_goes_on(any_db_url: str) -> None:
     assert [label for label, _ in store.dead] == ["bad"]
     with engine.connect() as c:
         assert c.execute(text("select count(*) from calls")).scalar() == 2
+    engine.dispose()
