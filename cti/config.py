@@ -350,4 +350,28 @@ name = "社保窗口"
 department = "人社局"
 services = ["社保缴费", "养老金"]
 extension = "9001"
+
+[[departments]]
+id = "zjj"
+name = "住建局"
+contact_name = "王工"
+contact_phone = "13900000001"
+
+[[departments]]
+id = "cgj"
+name = "城管局"
+contact_name = "刘科长"
+contact_phone = "13900000002"
+
+[[departments]]
+id = "rsj"
+name = "人社局"
+contact_name = "张主任"
+contact_phone = "13900000003"
+
+[[departments]]
+id = "scjgj"
+name = "市场监管局"
+contact_name = "陈处长"
+contact_phone = "13900000004"
 """

@@ -196,7 +196,9 @@ class DemoFloor:
             log.warning("demo users not created: %s", exc)
             return
         first = next((a.id for a in self.hotline.settings.agents if not a.leader), "agent")
-        self.users_hint = f"{first}/demo-{first}, supervisor/demo-supervisor, admin/demo-admin"
+        self.users_hint = (
+            f"{first} / demo-{first}, supervisor / demo-supervisor, admin / demo-admin"
+        )
 
     async def _wait_usable(self, extension: str) -> None:
         for _ in range(100):
