@@ -334,6 +334,11 @@
           call.state = "ended";
           H.setText("call-state", t("call.state.ended"));
           $("call-actions").hidden = true;
+          // the next call starts recorded and not on hold
+          $("btn-mute").setAttribute("data-muted", "0");
+          H.setText("btn-mute", t("call.mute"));
+          $("btn-hold").setAttribute("data-held", "0");
+          H.setText("btn-hold", t("call.hold"));
         }
         break;
       case "TicketChanged":
@@ -408,6 +413,15 @@
     control(held ? "unhold" : "hold").then(function () {
       $("btn-hold").setAttribute("data-held", held ? "0" : "1");
       H.setText("btn-hold", t(held ? "call.hold" : "call.unhold"));
+    }, function () {});
+  });
+  // Privacy: the recording stops taking audio while the citizen gives, e.g., a bank card
+  // number; the pause is recorded on the recording (MixMonitorMute), the file is not cut.
+  $("btn-mute").addEventListener("click", function () {
+    var muted = $("btn-mute").getAttribute("data-muted") === "1";
+    control("recording-mute", { muted: !muted }).then(function () {
+      $("btn-mute").setAttribute("data-muted", muted ? "0" : "1");
+      H.setText("btn-mute", t(muted ? "call.mute" : "call.unmute"));
     }, function () {});
   });
   $("btn-police").addEventListener("click", function () {
