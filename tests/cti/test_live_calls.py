@@ -144,3 +144,25 @@ async def test_fallback_queue_answers_when_the_cti_is_down(any_db_url: str, tmp_
         assert handle.answered_by.startswith("PJSIP/8001")
     finally:
         await floor.sim.stop()
+
+
+async def test_caller_hanging_up_while_being_moved(floor: Floor) -> None:
+    """The Redirect meets a channel that is already gone: the reservation is undone and the
+    agent is free for the next caller."""
+    handle = floor.sim.place_call(caller="13800000009", name="郑一", did="12345", talk_s=4)
+    await floor.until(lambda: bool(floor.of(CallRouted)))
+    await floor.until(lambda: floor.hotline.acd.snapshot()["waiting"] != [])
+    floor.hotline.agents.login("li", "8001", ready=False)
+    await floor.until(lambda: floor.hotline.seats.get("8001").usable)
+    # The citizen hangs up; before the CTI has read the Hangup, the agent becomes ready and
+    # the ACD moves the (already gone) call to her.
+    floor.sim.hangup(handle.channel)
+    floor.hotline.agents.set_ready("li")
+    assert await handle.wait(10) == "abandoned"
+    await floor.until(lambda: floor.hotline.acd.snapshot()["reserved"] == [])
+    await floor.until(lambda: floor.hotline.router.agent_state("li") == "ready")
+    assert floor.hotline.acd.stats["moves"] + floor.hotline.acd.stats["move_failed"] >= 1
+    # and she takes the next call
+    nxt = floor.sim.place_call(caller="13800000010", name="冯二", did="12345", talk_s=2)
+    assert await nxt.wait(10) == "answered"
+    assert floor.of(CallAnswered)[-1].seat == "8001"
