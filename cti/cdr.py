@@ -110,6 +110,7 @@ class CitizenCall:
     did: str
     started_at: datetime
     ended_at: datetime
+    context: str = ""
     answered_at: datetime | None = None
     seat: str = ""
     userfield: str = ""
@@ -219,9 +220,11 @@ def fold(
                 did=rec.dst if rec.dcontext == inbound_context else "",
                 started_at=rec.start,
                 ended_at=rec.end,
+                context=rec.dcontext,
             )
         call.started_at = min(call.started_at, rec.start)
-        call.ended_at = max(call.ended_at, rec.end)
+        if rec.end >= call.ended_at:
+            call.ended_at, call.context = rec.end, rec.dcontext
         call.userfield = call.userfield or rec.userfield
         d_tech, d_endpoint = split_channel(rec.dstchannel)
         if rec.disposition == "ANSWERED" and seats.get(d_endpoint) == "seat":
@@ -378,9 +381,14 @@ class CdrImport:
             skill=row.get("skill") or skill,
             priority=row.get("priority") or 0,
             route_reason=row.get("route_reason") or "",
-            routed_by=row.get("routed_by") or "fallback",
+            # Ended in the CTI's line: the CTI had routed it; otherwise the fallback queue.
+            routed_by=row.get("routed_by")
+            or ("cti" if cdr.context in HOLD_CONTEXTS else "fallback"),
             leader=bool(row.get("leader")),
-            ticket_id=row.get("ticket_id") or "",
+            # The route's ticket number is only reused when its ticket exists: a number handed
+            # out by a CTI that died before writing the ticket may be handed out again by the
+            # new process (the counter starts from the tickets in the database).
+            ticket_id=(row.get("ticket_id") or "") if not plan.needs_ticket else "",
             recording=row.get("recording") or "",
             seat=row.get("seat") or cdr.seat,
             agent_id=row.get("agent_id") or plan.agent_id,

@@ -73,9 +73,7 @@ async def until(cond: Callable[[], bool], timeout: float = 10.0, step: float = 0
 
 def sim_for(settings: Settings, tmp: Path, **config: Any) -> AsteriskSimulator:
     endpoints = {s.extension: f"Seat {s.extension}" for s in settings.seats}
-    return AsteriskSimulator(
-        SimConfig(endpoints=endpoints, rec_dir=str(tmp / "rec"), **config)
-    )
+    return AsteriskSimulator(SimConfig(endpoints=endpoints, rec_dir=str(tmp / "rec"), **config))
 
 
 async def open_site(
