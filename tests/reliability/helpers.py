@@ -83,6 +83,7 @@ async def open_site(
     *,
     sim_config: dict[str, Any] | None = None,
     ready: bool = True,
+    console: bool = False,
 ) -> Floor:
     """Simulator and CTI in this process, every seat's phone registered, every agent logged
     in at the seat of the same index (ready unless ``ready`` is false)."""
@@ -94,7 +95,7 @@ async def open_site(
     data["agi"] = {"port": 0}
     data["recordings"] = {"dir": str(tmp / "rec")}
     data.setdefault("control", {})["wrapup_s"] = 0
-    hotline = Hotline(parse(data), console=False)
+    hotline = Hotline(parse(data), console=console)
     floor = Floor(sim, hotline)
     await hotline.start()
     sim.config.agi_port = hotline.agi.port

@@ -1,0 +1,169 @@
+"""Secrets stay secret: the AMI secret, the twilio token, the console's signing key and the
+database password appear in no log line (DEBUG included) and no HTTP answer of a running CTI
+(/healthz, /metrics, every GET of the API), and repr/str of the settings mask them; the
+configuration file's permissions are checked with a warning."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from console import passwords
+from console.users import Users
+from cti.ami.client import AmiNode
+from cti.config import check_permissions, load, parse
+from tests.cti.live import close_floor
+from tests.reliability.cti_process import toml_dumps
+from tests.reliability.helpers import open_site, site_data, until
+
+AMI_SECRET = "ami-Secr3t-7f3a9e"
+CONSOLE_KEY = "console-Key-9c1b2d3e4f5a6b7c8d9e0f1a"
+TWILIO_TOKEN = "twilio-Tok3n-4e5f6a7b"
+DB_PASSWORD = "db-Passw0rd-8b7c6d"
+WRONG_SECRET = "wrong-Secr3t-0a0b0c"
+SECRETS = (AMI_SECRET, CONSOLE_KEY, TWILIO_TOKEN, DB_PASSWORD, WRONG_SECRET)
+
+
+def with_password(url: str) -> str:
+    """The test server trusts every connection: a password in the URL is accepted, unused."""
+    return re.sub(r"^(postgresql\+psycopg://[^:@/]+)@", rf"\1:{DB_PASSWORD}@", url)
+
+
+def secret_data(db_url: str) -> dict[str, Any]:
+    data = site_data(2, skills=1)
+    data["asterisk"][0]["secret"] = AMI_SECRET
+    data["console"] = {"secret_key": CONSOLE_KEY, "port": 0}
+    data["database"] = {"url": db_url}
+    data["sms"] = {
+        "enabled": True,
+        "account_sid": "AC0123456789",
+        "auth_token": TWILIO_TOKEN,
+        "from_number": "+8610000000",
+        "api_base_url": "http://127.0.0.1:9",
+    }
+    return data
+
+
+def leaks(text: str) -> list[str]:
+    return [s for s in SECRETS if s in text]
+
+
+def test_settings_repr_masks_the_secrets() -> None:
+    settings = parse(secret_data("sqlite:///./x.db"))
+    dumps = (repr(settings), str(settings), settings.model_dump_json(), str(settings.model_dump()))
+    for text in dumps:
+        assert leaks(text) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="database.url is a plain str: repr(Settings) and model_dump show the password",
+)
+def test_settings_repr_masks_the_database_password() -> None:
+    settings = parse(secret_data(f"postgresql+psycopg://hotline:{DB_PASSWORD}@db/hotline"))
+    assert leaks(repr(settings)) == [] and leaks(settings.model_dump_json()) == []
+
+
+async def test_running_cti_shows_no_secret(
+    any_db_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(passwords, "N", 2**10)
+    data = secret_data(with_password(any_db_url))
+    floor = await open_site(
+        data, data["database"]["url"], tmp_path, sim_config={"secret": AMI_SECRET, "scale": 0.1},
+        console=True,
+    )  # fmt: skip
+    sim, hotline = floor.sim, floor.hotline
+    bodies: list[str] = []
+    try:
+        users = Users(hotline.sessions)
+        for name, roles, agent in (("boss", ["supervisor"], None), ("root", ["admin"], None),
+                                   ("agent", ["agent"], "a00000")):  # fmt: skip
+            users.create(name, f"pw-{name}-123", roles, agent_id=agent, display_name=name)
+        handle = sim.place_call(caller="13800000001", did="12300", talk_s=3)
+        assert await handle.wait(5) == "answered"
+        assert await hotline.store.flush(10)
+        # a node with a wrong secret: its refusal is logged, the secret it tried is not
+        states: list[str] = []
+        bad = AmiNode(
+            "bad",
+            "127.0.0.1",
+            sim.ami_port,
+            "cti",
+            WRONG_SECRET,
+            on_event=lambda _node, _msg: None,
+            on_state=lambda _node, state, _detail: states.append(state),
+        )
+        await bad.start()
+        await until(lambda: "auth-failed" in states, 5)
+        await bad.stop()
+        base = f"http://127.0.0.1:{hotline.console_port}"
+        paths: list[str] = []
+        async with httpx.AsyncClient(base_url=base, timeout=10) as anon:
+            for path in ("/healthz", "/metrics", "/login"):
+                r = await anon.get(path)
+                bodies.append(f"{path} {r.status_code} {r.headers} {r.text}")
+        for user in ("boss", "root", "agent"):
+            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                page = await client.get("/login")
+                token = re.search(r'"csrf":"([^"]+)"', page.text)
+                assert token is not None
+                r = await client.post(
+                    "/api/login",
+                    json={"username": user, "password": f"pw-{user}-123"},
+                    headers={"X-CSRF-Token": token[1]},
+                )
+                assert r.status_code == 200
+                bodies.append(f"login {r.headers} {r.text}")
+                if not paths:  # every GET of the API, from its own description
+                    described = (await client.get("/openapi.json")).json()["paths"]
+                    paths += sorted(p for p, ops in described.items() if "get" in ops)
+                    paths = [p for p in paths if "{" not in p] + ["/openapi.json", "/docs"]
+                for path in paths:
+                    r = await client.get(path)
+                    bodies.append(f"{user} {path} {r.status_code} {r.text}")
+    finally:
+        await close_floor(floor)
+    assert len(bodies) > 20, len(bodies)
+    found = {b[:80]: leaks(b) for b in bodies if leaks(b)}
+    assert found == {}
+    logged = [
+        f"{r.name}: {r.getMessage()} {r.exc_text or ''}"
+        for r in caplog.records
+        if leaks(f"{r.getMessage()} {r.exc_text or ''} {r.args!r}")
+    ]
+    assert logged == []
+    assert any(r.name == "cti.ami.client" for r in caplog.records)  # logs were captured
+
+
+def test_config_file_permissions_are_checked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "hotline.toml"
+    path.write_text(toml_dumps(secret_data("sqlite:///./x.db")), encoding="utf-8")
+    expectations = {0o600: 0, 0o640: 0, 0o660: 1, 0o644: 1, 0o666: 1}
+    for mode, warnings in expectations.items():
+        path.chmod(mode)
+        assert len(check_permissions(path, report=False)) == warnings, oct(mode)
+    path.chmod(0o644)
+    caplog.set_level(logging.WARNING, logger="cti.config")
+    settings = load(path)
+    assert settings.asterisk[0].secret.get_secret_value() == AMI_SECRET
+    (record,) = [r for r in caplog.records if r.name == "cti.config"]
+    assert "chmod 600" in record.getMessage() and leaks(record.getMessage()) == []
+    path.chmod(0o600)
+    caplog.clear()
+    load(path)
+    assert not [r for r in caplog.records if r.name == "cti.config"]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
