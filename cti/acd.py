@@ -92,6 +92,7 @@ class Acd:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self.stats = {"routed": 0, "direct": 0, "held": 0, "moves": 0, "move_failed": 0}
+        tracker.on_waiting.append(self._waiting)
         tracker.on_answered.append(self._answered)
         tracker.on_ended.append(self._ended)
         tracker.on_dial_failed.append(self._dial_failed)
@@ -227,6 +228,32 @@ class Acd:
             # Answered by a seat that was not reserved for it (the fallback queue, a
             # transfer): whatever reservation the call had is void.
             self._dispatch(self.router.call_gone(call.call_id, now))
+
+    def _waiting(self, call: Call) -> None:
+        """A call found waiting after a reconnect (its route happened while the AMI link was
+        down, or before a CTI restart) joins the line like a new call, so it gets moved."""
+        if call.routed_by != "resync" or call.direction != "inbound":
+            return
+        now = self._clock()
+        info = self.callers.info(call.caller)
+        try:
+            decision = self.router.new_call(call.call_id, call.did, info, now)
+        except ValueError:
+            return  # already known
+        call.routed_by = "cti"
+        call.topic, call.skill = call.topic or decision.topic, call.skill or decision.skill
+        if decision.agent_id and decision.seat:
+            self._dispatch(
+                [
+                    Offer(
+                        call.call_id,
+                        decision.agent_id,
+                        decision.seat,
+                        decision.reason,
+                        decision.leader,
+                    )
+                ]
+            )
 
     def _ended(self, call: Call) -> None:
         self._dispatch(self.router.call_gone(call.call_id, self._clock()))

@@ -36,7 +36,7 @@ from cti.events import (
     TicketChanged,
     TicketOpened,
 )
-from cti.models import AgentRow, SeatRow
+from cti.models import AgentRow, CallRow, SeatRow
 from cti.persist import Persistence
 from cti.seats.registry import Seat, SeatRegistry
 from cti.store import Store
@@ -184,6 +184,7 @@ class Hotline:
             register_recording=self._register_recording,
         )
         self.tracker.on_recording_unknown.append(self._ask_recording_path)
+        self.tracker.on_adopted.append(self._adopted)
         self.bus.subscribe(TicketOpened, lambda ev: self.callers.set_open(ev.caller, ev.agent_id))
         self.bus.subscribe(TicketChanged, self._ticket_changed)
         self.agi = FastAgiServer(
@@ -201,6 +202,7 @@ class Hotline:
         self._heartbeat: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
         self.node_state: dict[str, tuple[str, str]] = {}
         self.resync_seconds: dict[str, float] = {}
         self.console_port = settings.console.port
@@ -245,6 +247,9 @@ class Hotline:
             self._console_server.should_exit = True
             if self._console_task is not None:
                 await asyncio.gather(self._console_task, return_exceptions=True)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.acd.stop()
         if self.control is not None and hasattr(self.control, "stop"):
             await self.control.stop()
@@ -358,6 +363,32 @@ class Hotline:
             except Exception as exc:  # the database may be away: the store reports that
                 log.warning("maintenance: %s", exc)
 
+    def _adopted(self, call: Call) -> None:
+        """A call found by a resync: what the route gave it (ticket, recording, dialled number)
+        is in its channel variables; read them back so nothing is drawn twice."""
+        node = self.nodes.get(call.node)
+        if node is None:
+            return
+
+        async def read_back() -> None:
+            for var, attr in (
+                ("HOTLINE_TICKET", "ticket_id"),
+                ("HOTLINE_REC", "recording"),
+                ("HOTLINE_DID", "did"),
+            ):
+                try:
+                    resp = await node.send(build("Getvar", Channel=call.channel, Variable=var))
+                except (AmiError, AmiUnavailable) as exc:
+                    log.info("adopted call %s: %s: %s", call.call_id, var, exc)
+                    return
+                value = resp.get("Value", "")
+                if value and not getattr(call, attr):
+                    setattr(call, attr, value)
+
+        task = asyncio.get_running_loop().create_task(read_back())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _ask_recording_path(self, call: Call) -> None:
         node = self.nodes.get(call.node)
         channel = self.tracker.citizen_channel(call)
@@ -373,7 +404,9 @@ class Hotline:
             except (AmiError, AmiUnavailable) as exc:
                 log.info("no recording path for %s: %s", call.call_id, exc)
 
-        asyncio.get_running_loop().create_task(ask())
+        task = asyncio.get_running_loop().create_task(ask())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- FastAGI ------------------------------------------------------------------------
 
@@ -398,9 +431,26 @@ class Hotline:
             answered_at=call.answered_at,
             recording_path=call.recording,
         )
-        self.store.submit_task(
-            lambda: self.tickets.open_for_call(ticket_id, **args), f"ticket {ticket_id}"
-        )
+        loop = asyncio.get_running_loop()
+
+        def open_ticket() -> None:
+            view = self.tickets.open_for_call(ticket_id, **args)
+            if view.id == ticket_id:
+                return
+            # The call already had a ticket (seen again after a reconnect or a CTI restart):
+            # the call row names that one, not the number just drawn.
+            with self.sessions() as session:
+                row = session.scalar(
+                    select(CallRow).where(
+                        CallRow.node == call.node, CallRow.linkedid == call.call_id
+                    )
+                )
+                if row is not None:
+                    row.ticket_id = view.id
+                    session.commit()
+            loop.call_soon_threadsafe(setattr, call, "ticket_id", view.id)
+
+        self.store.submit_task(open_ticket, f"ticket {ticket_id}")
 
     def _register_recording(self, ev: RecordingStopped, call: Call | None) -> None:
         path = ev.path or (call.recording if call else "")

@@ -59,7 +59,10 @@ def _copy(row: CallRow, call: Call, ended_at: datetime | None = None) -> None:
     row.abandoned = call.abandoned
     row.seat = call.seat
     row.agent_id = call.agent_id
-    row.ticket_id = call.ticket_id
+    # The ticket task is the authority on which ticket a call has (a call seen again after a
+    # reconnect keeps its first one): later snapshots only fill an empty field.
+    if call.ticket_id and not row.ticket_id:
+        row.ticket_id = call.ticket_id
     row.recording = call.recording
     row.state = call.state
     row.cause = call.cause[:64]

@@ -86,6 +86,7 @@ class CallTracker:
         self.on_ended: list[CallHook] = []
         self.on_dial_failed: list[Callable[[Call, str], None]] = []
         self.on_recording_unknown: list[CallHook] = []
+        self.on_adopted: list[CallHook] = []  # calls found by a resync, not seen starting
         self.handlers: dict[str, Callable[[str, Msg], None]] = {
             "Newchannel": self._newchannel,
             "Newstate": self._newstate,
@@ -242,8 +243,13 @@ class CallTracker:
         if uid != linkedid:
             return  # a leg of a call we do not track (internal, or started before us)
         seat = self._seats.get(endpoint) if tech == "PJSIP" else None
-        if ch.context == self._inbound(node) and seat is None:
-            did = m.get("Exten", "")
+        inbound = ch.context == self._inbound(node)
+        # After a reconnect a citizen's channel may sit anywhere in the dialplan (on hold in
+        # [cti-hold], in the queue): the first leg of a call on a non-seat PJSIP endpoint is
+        # the citizen's, whatever its context now.
+        adopted = resync and not inbound and tech == "PJSIP" and seat is None
+        if (inbound or adopted) and seat is None:
+            did = m.get("Exten", "") if inbound else ""
             topic, skill = self._topics(did)
             call = Call(
                 node=node,
@@ -296,8 +302,14 @@ class CallTracker:
         if pending is not None:
             self._apply_route(call, pending)
         if resync and m.get("ChannelStateDesc") == "Up" and call.direction == "inbound":
-            call.set_state("waiting")
-            call.waiting_since = time.monotonic()
+            if m.get("BridgeId"):
+                call.set_state("waiting")  # the bridge that follows makes it "talking"
+                call.waiting_since = time.monotonic()
+            else:
+                # On hold or in the queue: the ACD must hear of it to move it.
+                self._enter_waiting(call, m.get("Context", ""), 0)
+            for hook in self.on_adopted:
+                hook(call)
 
     def _newstate(self, node: str, m: Msg) -> None:
         ch = self.channels.get((node, m["Uniqueid"]))

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from cti.events import AmiResynced
 from cti.testing.pbx import AsteriskSimulator, CallHandle
 from tests.cti.live import Floor, close_floor
@@ -180,12 +178,6 @@ async def test_ami_blip_calls_survive_and_are_adopted(any_db_url: str, tmp_path:
         await close_floor(floor)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CallTracker.resync adopts only channels in the inbound context: a call waiting in "
-    "[cti-hold] is not adopted, and the ACD's router never hears of it (tracker.on_waiting has "
-    "no subscriber), so nobody moves it while the heartbeat is fresh",
-)
 async def test_call_held_while_blind_is_adopted(any_db_url: str, tmp_path: Path) -> None:
     """A call arrives while the AMI connection is down and every agent is busy: the FastAGI
     route (still up) puts it on hold. After the reconnect the CTI must know the call and give

@@ -173,11 +173,6 @@ async def test_cti_killed_under_load_loses_no_call(
         engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an adopted call gets a fresh ticket number in Hotline._open_ticket; open_for_call "
-    "returns the ticket the call already has, but the call row keeps the fresh number",
-)
 async def test_adopted_call_row_names_its_ticket(any_db_url: str, tmp_path: Path) -> None:
     """A CTI restarted while a call is up adopts it from CoreShowChannels; the call already
     has its ticket, and its row must name that ticket (not a number nobody holds)."""
