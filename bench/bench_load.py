@@ -1,0 +1,448 @@
+"""Load: the CTI under a steady stream of citizens, with thousands of seats, for minutes.
+
+    python bench/bench_load.py [--seconds 600] [--seats 2000] [--rate 20] [--skills 40]
+                               [--db URL] [--wrapup 0] [--out FILE]
+
+Two processes, so that each side's numbers are its own: this process is the CTI (the real
+``Hotline`` composition root, console off, SQLite in a temporary directory unless ``--db``),
+and a child process (this file with ``--role sim``) runs the Asterisk simulator with one
+registered phone per seat and places the calls. The site is generated: ``--seats`` seats and
+as many agents, spread over ``--skills`` skills (two skills each), one hotline number per
+skill; every agent logs in ready before the first call. Talk times are uniform around
+0.6 x seats / rate, so the floor runs at about 60 % occupancy and nobody waits long.
+
+Measured, over the load window (the drain at the end is left out of CPU and memory):
+- CTI CPU (this process, all threads: event loop, store writer) in % of one core, mean and
+  p95 of 1 s samples; the simulator's CPU alongside, to see which side is the limit;
+- CTI RSS sampled every second: start, end, max, least-squares slope after the first fifth
+  (warm-up), and ``memory_flat`` (growth over the steady part < max(5 MiB, 5 %));
+- event-loop lag (how late a 100 ms timer fires), p99;
+- AMI event lag: the simulator's wall time when it emitted a call's Newchannel against the
+  CTI's wall time when it published CallStarted for it (same machine, same clock);
+- route time: what Asterisk waits in ``AGI()``, from the simulator's AGI step to its next
+  dialplan step (connect, the agi_* block, the route's commands), p50/p99/max;
+- ticket write time: the store's batch timings (every write the CTI makes, tickets included);
+- calls: placed, answered, recorded in the database, tickets, and ``lost`` (placed calls with
+  no call row, answered calls without exactly one ticket): must be 0.
+
+Prints one JSON object (and writes it to ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
+FIRST_EXTENSION = 20000
+
+
+# --- the generated site ---------------------------------------------------------------------
+
+
+def site(seats: int, skills: int) -> dict[str, Any]:
+    from cti.config import default_data
+
+    names = [f"skill{k:02d}" for k in range(skills)]
+    data = default_data()
+    data["hotlines"] = [
+        {"did": str(12300 + k), "name": f"热线{k:02d}", "topic": f"话题{k:02d}", "skill": name}
+        for k, name in enumerate(names)
+    ]
+    data["routing"] = {"default_skill": names[0]}
+    data["seats"] = [
+        {
+            "id": f"S{i:05d}",
+            "extension": str(FIRST_EXTENSION + i),
+            "room": f"{i // 100 + 1}号厅",
+            "position": f"{i % 100 + 1:02d}",
+        }
+        for i in range(seats)
+    ]
+    data["agents"] = [
+        {
+            "id": f"a{i:05d}",
+            "name": f"坐席{i:05d}",
+            "skills": {names[i % skills]: 8, names[(i * 7 + 1) % skills]: 5},
+        }
+        for i in range(seats)
+    ]
+    data["windows"] = []
+    return data
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50": round(pct(values, 0.50) * 1000, 2),
+        "p99": round(pct(values, 0.99) * 1000, 2),
+        "max": round(max(values, default=0.0) * 1000, 2),
+    }
+
+
+def slope_per_min(samples: list[tuple[float, float]]) -> float:
+    if len(samples) < 3:
+        return 0.0
+    xs = [t for t, _ in samples]
+    ys = [v for _, v in samples]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return 60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/statm") as fh:
+        return int(fh.read().split()[1]) * PAGE / 2**20
+
+
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+# --- the simulator's process ------------------------------------------------------------------
+
+
+async def sim_main(args: argparse.Namespace) -> None:
+    from cti.testing.model import SimConfig
+    from cti.testing.pbx import AsteriskSimulator
+
+    class Measured(AsteriskSimulator):
+        """Times what a channel spends in AGI(): from that step to its next one."""
+
+        def __init__(self, config: SimConfig) -> None:
+            super().__init__(config)
+            self.in_agi: dict[str, float] = {}
+            self.route_s: list[float] = []
+
+        def newexten(self, channel: Any, app: str, data: str, priority: int | None = None) -> None:
+            now = time.perf_counter()
+            if app == "AGI":
+                self.in_agi[channel.uniqueid] = now
+            else:
+                began = self.in_agi.pop(channel.uniqueid, None)
+                if began is not None:
+                    self.route_s.append(now - began)
+            super().newexten(channel, app, data, priority)
+
+    out = sys.stdout
+
+    def say(obj: dict[str, Any]) -> None:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    exts = [str(FIRST_EXTENSION + i) for i in range(args.seats)]
+    sim = Measured(
+        SimConfig(
+            scale=1.0,
+            endpoints={e: f"Seat {e}" for e in exts},
+            emit_dialplan_events=False,  # the CTI's login leaves them out anyway
+            queue_timeout_s=3600,
+            rec_dir=args.tmp,
+        )
+    )
+    port = await sim.start()
+    for i, ext in enumerate(exts):
+        sim.register_phone(ext, ip=f"10.0.{i // 250}.{i % 250 + 1}", answer_delay=0.2)
+    say({"ami_port": port})
+    loop = asyncio.get_running_loop()
+    go = json.loads(await loop.run_in_executor(None, sys.stdin.readline))
+    sim.config.agi_port = int(go["agi_port"])
+    while sim.heartbeat_stale():
+        await asyncio.sleep(0.1)
+    rng = random.Random(args.seed)
+    talk = (args.talk_min, args.talk_max)
+    dids = [str(12300 + k) for k in range(args.skills)]
+    placed: dict[str, float] = {}
+    handles = []
+    started = time.time()
+    say({"started": started})
+    gap = 1.0 / args.rate
+    n = 0
+    next_at = loop.time()
+    while time.time() - started < args.seconds:
+        n += 1
+        handle = sim.place_call(
+            caller=str(15000000000 + n),
+            name=rng.choice(["张三", "李四", "王五", "赵六", "市民"]),
+            did=rng.choice(dids),
+            talk_s=rng.uniform(*talk),
+            patience_s=None,
+        )
+        placed[handle.uniqueid] = time.time()
+        handles.append(handle)
+        next_at += rng.expovariate(args.rate) if args.poisson else gap
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+    say({"placing_done": time.time(), "placed": len(handles)})
+    drain = args.talk_max + 60
+    done, pending = await asyncio.wait([asyncio.ensure_future(h.done.wait()) for h in handles],
+                                       timeout=drain)  # fmt: skip
+    for fut in pending:
+        fut.cancel()
+    outcomes: dict[str, int] = {}
+    for h in handles:
+        key = h.outcome or "unfinished"
+        outcomes[key] = outcomes.get(key, 0) + 1
+    say(
+        {
+            "finished": time.time(),
+            "outcomes": outcomes,
+            "placed_at": placed,
+            "answered": [h.uniqueid for h in handles if h.outcome == "answered"],
+            "route_s": sim.route_s,
+        }
+    )
+    await loop.run_in_executor(None, sys.stdin.readline)  # until the CTI has looked
+    await sim.stop()
+
+
+# --- the CTI's process --------------------------------------------------------------------------
+
+
+async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from cti.app import Hotline
+    from cti.config import parse
+    from cti.events import CallStarted
+    from cti.models import CallRow
+    from tickets.models import TicketCall
+
+    tmp = args.tmp
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--role",
+        "sim",
+        *args.forward,
+        "--tmp",
+        tmp,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=2**28,
+    )
+    assert child.stdin is not None and child.stdout is not None
+
+    async def hear() -> dict[str, Any]:
+        assert child.stdout is not None
+        line = await child.stdout.readline()
+        if not line:
+            raise RuntimeError("the simulator's process ended")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    hotline: Hotline | None = None
+    try:
+        hello = await asyncio.wait_for(hear(), 120)
+        data = site(args.seats, args.skills)
+        data["asterisk"][0].update(port=hello["ami_port"], backoff_max_s=1.0)
+        data["database"] = {"url": args.db or f"sqlite:///{tmp}/hotline.db"}
+        data["agi"] = {"port": 0, "max_sessions": 4000}
+        data["recordings"] = {"dir": f"{tmp}/rec"}
+        data["control"] = {"wrapup_s": args.wrapup}
+        setup_started = time.monotonic()
+        hotline = Hotline(parse(data), console=False)
+        seen: dict[str, float] = {}
+        hotline.bus.subscribe(CallStarted, lambda ev: seen.setdefault(ev.call_id, time.time()))
+        await hotline.start()
+        if not await hotline.wait_connected(120):
+            raise RuntimeError("the CTI did not connect to the simulator")
+        seats = [s.extension for s in hotline.settings.seats]
+        while not all(hotline.seats.get(e).usable for e in seats):  # type: ignore[union-attr]
+            await asyncio.sleep(0.1)
+        for agent, ext in zip(hotline.settings.agents, seats, strict=True):
+            hotline.agents.login(agent.id, ext, ready=True)
+        setup_s = time.monotonic() - setup_started
+        child.stdin.write(json.dumps({"agi_port": hotline.agi.port}).encode() + b"\n")
+        await child.stdin.drain()
+        started = (await asyncio.wait_for(hear(), 120))["started"]
+
+        samples: list[dict[str, float]] = []
+        lag: list[float] = []
+
+        async def sample() -> None:
+            me, pid = os.getpid(), child.pid
+            last = (time.monotonic(), cpu_s(me), cpu_s(pid))
+            while True:
+                before = time.monotonic()
+                await asyncio.sleep(0.1)
+                lag.append(time.monotonic() - before - 0.1)
+                now = time.monotonic()
+                if now - last[0] < 1.0:
+                    continue
+                mine, theirs = cpu_s(me), cpu_s(pid)
+                span = now - last[0]
+                samples.append(
+                    {
+                        "t": time.time() - started,
+                        "cpu": 100 * (mine - last[1]) / span,
+                        "sim_cpu": 100 * (theirs - last[2]) / span,
+                        "rss": rss_mb(),
+                        "calls": len(hotline.tracker.active_calls()) if hotline else 0,
+                        "pending": hotline.store.pending if hotline else 0,
+                    }
+                )
+                last = (now, mine, theirs)
+
+        sampler = asyncio.create_task(sample())
+        placing = await hear()
+        load_end = placing["placing_done"] - started
+        final = await hear()
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
+        deadline = time.monotonic() + 60
+        while hotline.tracker.active_calls() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await hotline.store.flush(120)
+        child.stdin.write(b"done\n")
+        await child.stdin.drain()
+
+        placed_at: dict[str, float] = final["placed_at"]
+        answered = set(final["answered"])
+        with hotline.sessions() as s:
+            rows = set(s.scalars(select(CallRow.linkedid)))
+            ticket_calls = dict(
+                s.execute(
+                    select(TicketCall.call_id, func.count()).group_by(TicketCall.call_id)
+                ).all()
+            )
+        lost_rows = [u for u in placed_at if u not in rows]
+        bad_tickets = [u for u in answered if ticket_calls.get(u) != 1]
+        event_lag = [seen[u] - t for u, t in placed_at.items() if u in seen]
+        window = [x for x in samples if x["t"] <= load_end]
+        steady = [x for x in window if x["t"] >= load_end / 5]
+        rss_slope = slope_per_min([(x["t"], x["rss"]) for x in steady])
+        growth = (steady[-1]["rss"] - steady[0]["rss"]) if len(steady) > 1 else 0.0
+        base_rss = steady[0]["rss"] if steady else 0.0
+        writes = list(hotline.store.write_seconds)
+        store = hotline.store.stats()
+        return {
+            "config": {
+                "seconds": args.seconds,
+                "seats": args.seats,
+                "agents": args.seats,
+                "skills": args.skills,
+                "rate_per_s": args.rate,
+                "talk_s": [args.talk_min, args.talk_max],
+                "wrapup_s": args.wrapup,
+                "database": "postgresql" if (args.db or "").startswith("postgres") else "sqlite",
+                "cores": os.cpu_count(),
+                "processes": "CTI (this process) + simulator (child process)",
+            },
+            "setup_s": round(setup_s, 2),
+            "calls": {
+                "placed": len(placed_at),
+                "outcomes": final["outcomes"],
+                "recorded": len(rows),
+                "tickets_for_answered": sum(1 for u in answered if ticket_calls.get(u) == 1),
+                "lost": len(lost_rows) + len(bad_tickets),
+                "lost_examples": (lost_rows + bad_tickets)[:5],
+                "peak_active": max((x["calls"] for x in samples), default=0),
+            },
+            "cti": {
+                "cpu_pct_mean": round(statistics.fmean(x["cpu"] for x in window), 1)
+                if window
+                else 0.0,
+                "cpu_pct_p95": round(pct([x["cpu"] for x in window], 0.95), 1),
+                "rss_mb_start": round(window[0]["rss"], 1) if window else 0.0,
+                "rss_mb_end": round(window[-1]["rss"], 1) if window else 0.0,
+                "rss_mb_max": round(max((x["rss"] for x in window), default=0.0), 1),
+                "rss_slope_mb_per_min": round(rss_slope, 3),
+                "rss_growth_steady_mb": round(growth, 1),
+                "memory_flat": growth < max(5.0, 0.05 * base_rss),
+                "loop_lag_ms": summary_ms(lag),
+            },
+            "sim": {
+                "cpu_pct_mean": round(statistics.fmean(x["sim_cpu"] for x in window), 1)
+                if window
+                else 0.0
+            },
+            "ami_event_lag_ms": summary_ms(event_lag),
+            "route_ms": summary_ms(final["route_s"]),
+            "store": {
+                "batch_ms": summary_ms(writes),
+                "written": store["written"],
+                "retries": store["retries"],
+                "dead": store["dead"],
+                "pending_max": max((x["pending"] for x in samples), default=0),
+            },
+            "rss_series_mb": [round(x["rss"], 1) for x in window[:: max(1, len(window) // 60)]],
+        }
+    finally:
+        if hotline is not None:
+            await hotline.stop()
+        if child.returncode is None:
+            child.terminate()
+            try:
+                await asyncio.wait_for(child.wait(), 20)
+            except TimeoutError:
+                child.kill()
+                await child.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--role", choices=["cti", "sim"], default="cti")
+    ap.add_argument("--seconds", type=float, default=600)
+    ap.add_argument("--seats", type=int, default=2000)
+    ap.add_argument("--skills", type=int, default=40)
+    ap.add_argument("--rate", type=float, default=20.0, help="new calls per second")
+    ap.add_argument("--poisson", action="store_true", help="exponential gaps, not fixed ones")
+    ap.add_argument("--talk", help="talk time range in seconds, MIN,MAX (default: ~60%% load)")
+    ap.add_argument("--wrapup", type=int, default=0, help="agents' wrap-up seconds")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--db", help="database URL (default: SQLite in a temporary directory)")
+    ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--tmp", help=argparse.SUPPRESS)
+    ap.add_argument("--talk-min", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--talk-max", type=float, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.talk:
+        args.talk_min, args.talk_max = (float(x) for x in args.talk.split(","))
+    elif args.talk_min is None:
+        mean = 0.6 * args.seats / args.rate
+        args.talk_min, args.talk_max = round(mean / 2, 1), round(mean * 1.5, 1)
+    if args.role == "sim":
+        asyncio.run(sim_main(args))
+        return 0
+    args.forward = [
+        f"--seconds={args.seconds}",
+        f"--seats={args.seats}",
+        f"--skills={args.skills}",
+        f"--rate={args.rate}",
+        f"--seed={args.seed}",
+        f"--talk-min={args.talk_min}",
+        f"--talk-max={args.talk_max}",
+        *(["--poisson"] if args.poisson else []),
+    ]
+    with tempfile.TemporaryDirectory(prefix="hotline-load-") as tmp:
+        args.tmp = tmp
+        result = asyncio.run(cti_main(args))
+    text = json.dumps(result, ensure_ascii=False)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
