@@ -12,11 +12,20 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Iterator
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
 from cti.errors import ConfigError
 from recordings.settings import RecordingSettings, TranscriptionSettings
@@ -42,6 +51,24 @@ class DatabaseSettings(Section):
     url: str = "sqlite:///./var/hotline.db"
     # Events are buffered in memory while the database is unreachable, up to this many.
     buffer_max: int = Field(100_000, ge=1000)
+
+    @field_serializer("url")
+    def _masked_url(self, url: str) -> str:
+        return mask_url(url)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for key, value in super().__repr_args__():
+            yield key, mask_url(value) if key == "url" else value
+
+
+def mask_url(url: str) -> str:
+    """The database URL without its password, for logs, repr and API output."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
 
 
 class AsteriskNode(Section):

@@ -49,7 +49,7 @@ class TransitionBody(_Body):
 
 
 class MergeBody(_Body):
-    into: str = Field(min_length=1, max_length=20)
+    into: str = Field(min_length=1, max_length=20, pattern=r"^[0-9A-Za-z_-]+$")
     reason: str = ""
 
 

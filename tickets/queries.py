@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +23,8 @@ from tickets.models import (
 from tickets.settings import TicketSettings
 from tickets.statemachine import OPEN_STATES, State
 from tickets.views import TicketView, ticket_view
+
+_TICKET_ID = re.compile(r"[0-9A-Za-z_-]{1,20}")
 
 
 class TicketQueries:
@@ -46,6 +49,10 @@ class TicketQueries:
 
     @staticmethod
     def load_ticket(session: Session, ticket_id: str) -> Ticket:
+        if not _TICKET_ID.fullmatch(ticket_id):
+            # Not a ticket number at all (a NUL, markup, 200 characters): PostgreSQL would
+            # refuse the query outright; it is simply no ticket.
+            raise NotFound("no-such-ticket", "no such ticket", ticket_id=ticket_id[:40])
         ticket = session.scalar(
             select(Ticket)
             .where(Ticket.id == ticket_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -60,6 +61,9 @@ EDITABLE_FIELDS = {
     "channel": 16,
 }
 EDIT_ROLES = frozenset({"agent", "leader", "supervisor"})
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class TicketService(TicketQueries):
@@ -197,6 +201,9 @@ class TicketService(TicketQueries):
                     answered_at=answered_at,
                     recording_path=recording_path,
                 )
+        # From the phone network, not a person: bounded to the columns, no control characters.
+        caller = _CONTROL_CHARS.sub("", caller)[:32]
+        caller_name = _CONTROL_CHARS.sub("", caller_name)[:50]
         ticket = Ticket(
             id=ticket_id,
             state=State.INTAKE.value,

@@ -12,6 +12,7 @@ The subscriptions of this slice are the keys of ``CallTracker.handlers``: one pl
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,15 @@ class RouteInfo:
     leader: bool
     seat: str = ""
     agent_id: str = ""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean_text(value: str, limit: int) -> str:
+    """Caller ids come from the citizen's side: control characters (NUL, CR, LF) are dropped
+    and the length bounded before they reach state, tickets or the database."""
+    return _CONTROL.sub("", value)[:limit]
 
 
 class CallTracker:
@@ -227,8 +237,8 @@ class CallTracker:
             endpoint=endpoint,
             tech=tech,
             state=m.get("ChannelStateDesc", ""),
-            caller=m.get("CallerIDNum", ""),
-            caller_name=m.get("CallerIDName", ""),
+            caller=clean_text(m.get("CallerIDNum", ""), 32),
+            caller_name=clean_text(m.get("CallerIDName", ""), 64),
             context=m.get("Context", ""),
             exten=m.get("Exten", ""),
             created_at=self._now(),
