@@ -64,7 +64,9 @@ mkdir -p artifacts
 log "pytest on SQLite"
 "$PY" -m pytest -q "$@"
 log "pytest on PostgreSQL (database-facing tests)"
-HOTLINE_TEST_PG_URL="$PG_URL" "$PY" -m pytest -q -m "not browser and not vosk" "$@"
+# Pure code (routing, the simulator's protocol) does not touch the database: not run twice.
+HOTLINE_TEST_PG_URL="$PG_URL" "$PY" -m pytest -q -m "not browser and not vosk" \
+  --ignore=tests/routing --ignore=tests/testing "$@"
 
 log "demo smoke test: 20 calls"
 demo_dir=$(mktemp -d)

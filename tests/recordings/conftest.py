@@ -30,10 +30,10 @@ def shared_recordings_dir() -> Path | None:
 
 
 def _db_params() -> list[object]:
-    params: list[object] = ["sqlite"]
+    # The suite runs once per database (scripts/test.sh): SQLite, then PostgreSQL when set.
     if os.environ.get("HOTLINE_TEST_PG_URL"):
-        params.append(pytest.param("postgresql", marks=pytest.mark.postgres))
-    return params
+        return [pytest.param("postgresql", marks=pytest.mark.postgres)]
+    return ["sqlite"]
 
 
 @pytest.fixture(params=_db_params())

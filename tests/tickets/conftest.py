@@ -21,7 +21,8 @@ from tickets.notify import NullNotifier
 from tickets.service import TicketService
 
 PG_URL = os.environ.get("HOTLINE_TEST_PG_URL", "")
-BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
+# The suite runs once per database (scripts/test.sh): SQLite, then PostgreSQL when set.
+BACKENDS = ["postgres"] if PG_URL else ["sqlite"]
 
 
 @pytest.fixture(params=BACKENDS)
