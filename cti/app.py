@@ -364,18 +364,16 @@ class Hotline:
                 log.warning("maintenance: %s", exc)
 
     def _adopted(self, call: Call) -> None:
-        """A call found by a resync: what the route gave it (ticket, recording, dialled number)
-        is in its channel variables; read them back so nothing is drawn twice."""
+        """A call found by a resync: its recording path and dialled number are in its channel
+        variables; read them back. Not its ticket number: one drawn by a process that died
+        before writing it may be drawn again by this one (the ticket service finds the ticket
+        of a call it already opened by the call's id)."""
         node = self.nodes.get(call.node)
         if node is None:
             return
 
         async def read_back() -> None:
-            for var, attr in (
-                ("HOTLINE_TICKET", "ticket_id"),
-                ("HOTLINE_REC", "recording"),
-                ("HOTLINE_DID", "did"),
-            ):
+            for var, attr in (("HOTLINE_REC", "recording"), ("HOTLINE_DID", "did")):
                 try:
                     resp = await node.send(build("Getvar", Channel=call.channel, Variable=var))
                 except (AmiError, AmiUnavailable) as exc:
