@@ -82,8 +82,9 @@ async def serve(session: object, decide: AsyncDecide) -> None:
 
     assert isinstance(session, AgiSession)
     answer = await decide(request_from_env(session.env, session.peer))
-    for name, value in answer.variables():
-        await session.set_variable(name, value)
+    # One write for all of them: ROUTE_TARGET is last, so a hangup midway leaves no target
+    # without its recording path and ticket.
+    await session.set_variables(answer.variables())
 
 
 def run_classic(agi: object, decide: Decide) -> RouteAnswer:

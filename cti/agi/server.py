@@ -121,12 +121,22 @@ class AgiSession:
         return out
 
     async def command(self, line: str) -> AgiResponse:
-        if _UNSAFE.search(line):
-            raise UnsafeValue("CR, LF or NUL not allowed in an AGI command")
+        return (await self.commands([line]))[0]
+
+    async def commands(self, lines: list[str]) -> list[AgiResponse]:
+        """Send several commands in one write and read their answers in order. Asterisk reads
+        an AGI socket line by line and answers each command before reading the next, so the
+        answers come back in order; one round trip instead of one per command."""
+        for line in lines:
+            if _UNSAFE.search(line):
+                raise UnsafeValue("CR, LF or NUL not allowed in an AGI command")
         if self.hung_up:
             raise AgiHangup(511, "channel already hung up")
-        self._writer.write(line.encode("utf-8") + b"\n")
+        self._writer.write("".join(line + "\n" for line in lines).encode("utf-8"))
         await self._writer.drain()
+        return [await self._response() for _ in lines]
+
+    async def _response(self) -> AgiResponse:
         while True:
             raw = await asyncio.wait_for(self._reader.readline(), self.command_timeout)
             if not raw:
@@ -151,9 +161,15 @@ class AgiSession:
             return parse_response(text)
 
     async def set_variable(self, name: str, value: str) -> None:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_()]{0,63}", name):
-            raise UnsafeValue(f"bad variable name {name!r}")
-        await self.command(f"SET VARIABLE {name} {quote(value)}")
+        await self.set_variables([(name, value)])
+
+    async def set_variables(self, pairs: list[tuple[str, str]]) -> None:
+        lines = []
+        for name, value in pairs:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_()]{0,63}", name):
+                raise UnsafeValue(f"bad variable name {name!r}")
+            lines.append(f"SET VARIABLE {name} {quote(value)}")
+        await self.commands(lines)
 
     async def get_variable(self, name: str) -> str | None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_()]{0,63}", name):

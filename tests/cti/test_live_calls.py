@@ -161,7 +161,9 @@ async def test_caller_hanging_up_while_being_moved(floor: Floor) -> None:
     assert await handle.wait(10) == "abandoned"
     await floor.until(lambda: floor.hotline.acd.snapshot()["reserved"] == [])
     await floor.until(lambda: floor.hotline.router.agent_state("li") == "ready")
-    assert floor.hotline.acd.stats["moves"] + floor.hotline.acd.stats["move_failed"] >= 1
+    # Whether the Redirect met the gone channel (NoSuchChannel) or the Hangup was read first,
+    # the reservation is undone and nothing was answered.
+    assert not floor.of(CallAnswered)
     # and she takes the next call
     nxt = floor.sim.place_call(caller="13800000010", name="冯二", did="12345", talk_s=2)
     assert await nxt.wait(10) == "answered"
