@@ -28,6 +28,7 @@ import asyncio
 import csv
 import logging
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -226,7 +227,7 @@ def fold(
         if rec.end >= call.ended_at:
             call.ended_at, call.context = rec.end, rec.dcontext
         call.userfield = call.userfield or rec.userfield
-        d_tech, d_endpoint = split_channel(rec.dstchannel)
+        _d_tech, d_endpoint = split_channel(rec.dstchannel)
         if rec.disposition == "ANSWERED" and seats.get(d_endpoint) == "seat":
             at = rec.answer or rec.start
             if call.answered_at is None or at < call.answered_at:
@@ -234,9 +235,12 @@ def fold(
     return calls
 
 
-def _fit(column: Any, value: str) -> str:
-    length = getattr(column.type, "length", None)
-    return value[:length] if length else value
+def _fit(value: str, *columns: Any) -> str:
+    """Without control characters (PostgreSQL refuses NUL in text) and no longer than the
+    narrowest of ``columns``: a caller id from the carrier is not to be trusted."""
+    text = "".join(ch for ch in value if unicodedata.category(ch) != "Cc")
+    lengths = [n for c in columns if (n := getattr(c.type, "length", None))]
+    return text[: min(lengths)] if lengths else text
 
 
 class CdrImport:
@@ -370,10 +374,10 @@ class CdrImport:
             direction=row.get("direction") or "inbound",
             channel=row.get("channel") or cdr.channel,
             uniqueid=cdr.linkedid,
-            caller=row.get("caller") or _fit(CallRow.caller, cdr.caller),
+            caller=row.get("caller") or _fit(cdr.caller, CallRow.caller, Ticket.caller),
             caller_name=row.get("caller_name")
-            or _fit(Ticket.citizen_name, _fit(CallRow.caller_name, cdr.caller_name)),
-            did=row.get("did") or cdr.did,
+            or _fit(cdr.caller_name, CallRow.caller_name, Ticket.citizen_name),
+            did=row.get("did") or _fit(cdr.did, CallRow.did, Ticket.did),
             started_at=row.get("started_at") or cdr.started_at,
             started_mono=started_mono,
             state="ended",
@@ -385,10 +389,8 @@ class CdrImport:
             routed_by=row.get("routed_by")
             or ("cti" if cdr.context in HOLD_CONTEXTS else "fallback"),
             leader=bool(row.get("leader")),
-            # The route's ticket number is only reused when its ticket exists: a number handed
-            # out by a CTI that died before writing the ticket may be handed out again by the
-            # new process (the counter starts from the tickets in the database).
-            ticket_id=(row.get("ticket_id") or "") if not plan.needs_ticket else "",
+            # The number the route handed out (and the call row names) is kept for the ticket.
+            ticket_id=row.get("ticket_id") or "",
             recording=row.get("recording") or "",
             seat=row.get("seat") or cdr.seat,
             agent_id=row.get("agent_id") or plan.agent_id,
@@ -442,5 +444,11 @@ def _agent_at_seat(session: Session, extension: str, at: datetime) -> str:
 async def import_missed_calls(
     settings: Settings, sessions: sessionmaker[Session], sink: CallSink
 ) -> ImportResult:
-    """The calls Asterisk recorded and the database misses (see the module's docstring)."""
-    return await CdrImport(settings, sessions, sink).run()
+    """The calls Asterisk recorded and the database misses (see the module's docstring).
+    A recovery step: whatever goes wrong here is logged and must not keep the CTI from
+    starting and taking calls."""
+    try:
+        return await CdrImport(settings, sessions, sink).run()
+    except Exception:
+        log.exception("CDR import failed; the calls of the outage are not recorded yet")
+        return ImportResult()

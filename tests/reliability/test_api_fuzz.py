@@ -5,7 +5,6 @@ values it shows."""
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -28,7 +27,6 @@ from cti.config import parse
 from cti.db import create_schema
 from tests.reliability.helpers import site_data
 
-PG_URL = os.environ.get("HOTLINE_TEST_PG_URL", "")
 XSS = '"><script>alert(1)</script>'
 # Text a hostile client sends: control characters, NUL, lone surrogates excluded (JSON can't).
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=64) | st.sampled_from(
@@ -100,19 +98,7 @@ ENDPOINTS: list[tuple[str, str, list[str]]] = [
 ]  # fmt: skip
 
 
-NUL_TICKET_ID = pytest.mark.xfail(
-    condition=bool(PG_URL),
-    strict=True,
-    reason="MergeBody.into is any text: a NUL reaches the query and PostgreSQL answers "
-    "DataError, a 500",
-)
-PARAMS = [
-    pytest.param(*e, id=e[1], marks=NUL_TICKET_ID if e[1].endswith("/merge") else ())
-    for e in ENDPOINTS
-]
-
-
-@pytest.mark.parametrize(("method", "path", "keys"), PARAMS)
+@pytest.mark.parametrize(("method", "path", "keys"), ENDPOINTS, ids=[e[1] for e in ENDPOINTS])
 def test_hostile_bodies_get_typed_answers(
     console: Any, method: str, path: str, keys: list[str]
 ) -> None:

@@ -179,8 +179,7 @@ async def test_import_records_the_calls_the_cti_missed_once(hotline: Hotline) ->
     assert new.did == "12345" and new.ticket_id
     held = rows["100.2"]
     assert held.answered and held.seat == "8003" and held.topic == "话题00"
-    # a fresh number: the route's (never written) may be reissued by the new process
-    assert book["ticket_calls"]["100.2"] == [held.ticket_id] != ["20990101000042"]
+    assert book["ticket_calls"]["100.2"] == [held.ticket_id] == ["20990101000042"]
     assert book["ticket_calls"]["100.1"] == [new.ticket_id]
     assert book["ticket_calls"]["100.3"] == ["20990101000007"]
     assert book["tickets"] == 3
@@ -200,3 +199,34 @@ async def test_import_records_the_calls_the_cti_missed_once(hotline: Hotline) ->
 async def test_no_file_or_no_setting_imports_nothing(hotline: Hotline) -> None:
     result = await import_missed_calls(hotline.settings, hotline.sessions, hotline.persistence)
     assert result.calls == 0 and result.files == []
+
+
+async def test_hostile_values_in_the_file_are_cleaned(hotline: Hotline) -> None:
+    """The carrier's caller id is not to be trusted: control characters are dropped and the
+    values cut to the columns, so the call and its ticket are written (PostgreSQL refuses
+    NUL and over-long text)."""
+    h, path = hotline, Path(hotline.settings.asterisk[0].cdr_path)  # type: ignore[attr-defined]
+    name = "李\x00四\r\n" + "王" * 300
+    path.write_text(
+        line("200.1", seat="8001", src="1" * 80, clid=f'"{name}" <1>', dst="9" * 60) + "\n",
+        encoding="utf-8",
+    )
+    result = await import_missed_calls(h.settings, h.sessions, h.persistence)
+    assert (result.new, result.tickets) == (1, 1)
+    h.store.start()
+    assert await h.store.flush(10)
+    assert h.store.stats()["dead"] == 0
+    book = ledger(h.sessions)
+    row = book["rows"]["200.1"]
+    assert row.caller_name.startswith("李四王") and len(row.caller) <= 32
+    (ticket,) = book["ticket_calls"]["200.1"]
+    assert h.tickets.get(ticket).citizen_name.startswith("李四王")
+
+
+async def test_an_unreadable_file_does_not_stop_the_cti(
+    hotline: Hotline, caplog: pytest.LogCaptureFixture
+) -> None:
+    Path(hotline.settings.asterisk[0].cdr_path).mkdir()  # type: ignore[attr-defined]
+    result = await import_missed_calls(hotline.settings, hotline.sessions, hotline.persistence)
+    assert result.calls == 0
+    assert any("CDR import failed" in r.getMessage() for r in caplog.records)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -20,7 +19,6 @@ from tests.cti.live import close_floor
 from tests.reliability.helpers import ledger, open_site, site_data
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_URL = os.environ.get("HOTLINE_TEST_PG_URL", "")
 SMUGGLED = "\r\nAction: Hangup\r\nChannel: PJSIP/8001"
 HOSTILE_NAMES = [
     "张三" + SMUGGLED,
@@ -90,22 +88,13 @@ async def test_hostile_caller_names_and_targets_never_reach_ami_or_agi(
         assert ROUTE_VARIABLES <= set(variables)
 
 
-ON_PG_LOST = pytest.mark.xfail(
-    condition=bool(PG_URL),
-    strict=True,
-    reason="the caller name reaches the database as received: tickets.citizen_name is "
-    "VARCHAR(50) and PostgreSQL refuses NUL in text, so the insert fails and the ticket "
-    "(and the call row, for NUL) is set aside in store.dead",
-)
-
-
 @pytest.mark.parametrize(
     "name",
     [
         pytest.param("张三" + SMUGGLED, id="crlf"),
         pytest.param('"><script>alert(1)</script>', id="html"),
-        pytest.param("李\x00四", id="nul", marks=ON_PG_LOST),
-        pytest.param("王" * 200, id="oversized", marks=ON_PG_LOST),
+        pytest.param("李\x00四", id="nul"),
+        pytest.param("王" * 200, id="oversized"),
     ],
 )
 async def test_hostile_caller_name_keeps_its_call_and_ticket(

@@ -62,10 +62,6 @@ def test_settings_repr_masks_the_secrets() -> None:
         assert leaks(text) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="database.url is a plain str: repr(Settings) and model_dump show the password",
-)
 def test_settings_repr_masks_the_database_password() -> None:
     settings = parse(secret_data(f"postgresql+psycopg://hotline:{DB_PASSWORD}@db/hotline"))
     assert leaks(repr(settings)) == [] and leaks(settings.model_dump_json()) == []
