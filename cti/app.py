@@ -205,6 +205,7 @@ class Hotline:
         self._background: set[asyncio.Task[None]] = set()
         self.node_state: dict[str, tuple[str, str]] = {}
         self.resync_seconds: dict[str, float] = {}
+        self.node_state_seen: dict[str, bool] = {}
         self.console_port = settings.console.port
         self._build_control()
 
@@ -317,6 +318,11 @@ class Hotline:
             self.seats.on_device_state(node.name, d)
         await self.acd.sync_queue(node)
         seconds = time.monotonic() - started
+        if self.node_state_seen.get(node.name):
+            # A reconnect: calls that began and ended while the link was down left no event,
+            # only Asterisk's CDR (the FastAGI route kept working meanwhile).
+            await import_missed_calls(self.settings, self.sessions, self.persistence)
+        self.node_state_seen[node.name] = True
         self.resync_seconds[node.name] = seconds
         self.bus.publish(
             AmiResynced(

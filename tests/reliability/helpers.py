@@ -84,18 +84,21 @@ async def open_site(
     sim_config: dict[str, Any] | None = None,
     ready: bool = True,
     console: bool = False,
+    cdr_path: str = "",
 ) -> Floor:
     """Simulator and CTI in this process, every seat's phone registered, every agent logged
-    in at the seat of the same index (ready unless ``ready`` is false)."""
+    in at the seat of the same index (ready unless ``ready`` is false). With ``cdr_path``
+    the simulator writes CDR lines there and the CTI reads them."""
     settings = parse(data)
-    sim = sim_for(settings, tmp, **(sim_config or {}))
+    sim = sim_for(settings, tmp, **{**(sim_config or {}), "cdr_path": cdr_path})
     port = await sim.start()
     data["asterisk"][0].update(port=port)
     data["database"] = {"url": db_url}
     data["agi"] = {"port": 0}
     data["recordings"] = {"dir": str(tmp / "rec")}
     data.setdefault("control", {})["wrapup_s"] = 0
-    hotline = Hotline(parse(data), console=console)
+    settings = parse(data)
+    hotline = Hotline(with_cdr_path(settings, cdr_path) if cdr_path else settings, console=console)
     floor = Floor(sim, hotline)
     await hotline.start()
     sim.config.agi_port = hotline.agi.port

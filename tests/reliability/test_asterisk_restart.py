@@ -203,3 +203,27 @@ async def test_call_held_while_blind_is_adopted(any_db_url: str, tmp_path: Path)
         assert counts == {"calls": 2, "answered": 2, "tickets": 2}
     finally:
         await close_floor(floor)
+
+
+async def test_call_entirely_inside_an_ami_outage_is_recorded(
+    any_db_url: str, tmp_path: Path
+) -> None:
+    """The FastAGI route still works while AMI is down, so a call can be routed, answered and
+    finished without one AMI event reaching the CTI. Asterisk's CDR has it."""
+    data = site_data(2, skills=1)
+    data["asterisk"][0].update(backoff_max_s=1.0)
+    floor = await open_site(
+        data, any_db_url, tmp_path, sim_config={"scale": 0.1}, cdr_path=str(tmp_path / "cdr.csv")
+    )
+    sim, hotline = floor.sim, floor.hotline
+    try:
+        port = sim.ami.port
+        await sim.ami.close_listener_and_sessions()
+        await until(lambda: not hotline.nodes["pbx1"].connected, 5)
+        unseen = sim.place_call(caller="13700000021", did="12300", talk_s=3)
+        assert await unseen.wait(5) == "answered"
+        await sim.ami.start(sim.config.host, port)
+        assert await hotline.wait_connected(5)
+        await until(lambda: unseen.uniqueid in ledger(hotline.sessions)["ticket_calls"], 3)
+    finally:
+        await close_floor(floor)
