@@ -29,7 +29,7 @@ the hotline, not to a department: department rows have them as ``None``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -185,16 +185,10 @@ def on_time_completion_rate(
     department: str | None = None,
     as_of: datetime | None = None,
 ) -> Ratio:
-    cutoff = min(period.end, as_of) if as_of else period.end
-    rows = [
-        d
-        for d in _of(dispatches, department)
-        if d.due_at in period
-        and d.due_at is not None
-        and d.due_at <= cutoff
-        and d.end_reason not in EXCLUDED_END
-    ]
-    return Ratio(sum(_by(d.replied_at, d.due_at) for d in rows), len(rows))
+    """按时办结率: completed by the (extended) due date / dispatches due in the period."""
+    return _done_by_deadline(
+        dispatches, period, department, as_of, lambda d: d.due_at, lambda d: d.replied_at
+    )
 
 
 def timely_feedback_rate(
@@ -203,16 +197,39 @@ def timely_feedback_rate(
     department: str | None = None,
     as_of: datetime | None = None,
 ) -> Ratio:
+    """及时反馈率: first reply filed by the feedback deadline / dispatches requiring one."""
+    return _done_by_deadline(
+        dispatches,
+        period,
+        department,
+        as_of,
+        lambda d: d.feedback_due_at,
+        lambda d: d.first_replied_at,
+    )
+
+
+def _done_by_deadline(
+    dispatches: Iterable[DispatchRecord],
+    period: Period,
+    department: str | None,
+    as_of: datetime | None,
+    due: Callable[[DispatchRecord], datetime | None],
+    done: Callable[[DispatchRecord], datetime | None],
+) -> Ratio:
+    """Dispatches whose deadline fell in the period (and is already past at ``as_of``),
+    and how many of them were done by it."""
     cutoff = min(period.end, as_of) if as_of else period.end
-    rows = [
-        d
-        for d in _of(dispatches, department)
-        if d.feedback_due_at in period
-        and d.feedback_due_at is not None
-        and d.feedback_due_at <= cutoff
-        and d.end_reason not in EXCLUDED_END
-    ]
-    return Ratio(sum(_by(d.first_replied_at, d.feedback_due_at) for d in rows), len(rows))
+    rows = []
+    for d in _of(dispatches, department):
+        deadline = due(d)
+        if (
+            deadline is not None
+            and deadline in period
+            and deadline <= cutoff
+            and d.end_reason not in EXCLUDED_END
+        ):
+            rows.append((done(d), deadline))
+    return Ratio(sum(_by(finished, deadline) for finished, deadline in rows), len(rows))
 
 
 def satisfaction_rate(
