@@ -154,6 +154,10 @@ class AmiServer:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # Cancelled by stop(): end the session quietly. Left to propagate, asyncio's stream
+            # callback logs the cancelled handler as an error at every shutdown.
+            pass
         finally:
             self.sessions.discard(session)
             self._handlers.discard(task)
