@@ -340,7 +340,13 @@ class CdrImport:
                     agent = ""
                     if cdr.answered_at is not None and not (row is not None and row.agent_id):
                         agent = _agent_at_seat(session, cdr.seat, cdr.answered_at)
+                    if needs_ticket and row is not None and row.ticket_id:
+                        # A number the route drew but no ticket holds: the process that drew
+                        # it died, and this one may draw it again for another call. The call
+                        # gets a fresh number, which the call row then names.
+                        row.ticket_id = ""
                     plans.append(_Plan(node, cdr, _row_facts(row), needs_ticket, agent))
+                session.commit()
         return plans
 
     # --- writing (event loop) -------------------------------------------------------------
@@ -389,7 +395,6 @@ class CdrImport:
             routed_by=row.get("routed_by")
             or ("cti" if cdr.context in HOLD_CONTEXTS else "fallback"),
             leader=bool(row.get("leader")),
-            # The number the route handed out (and the call row names) is kept for the ticket.
             ticket_id=row.get("ticket_id") or "",
             recording=row.get("recording") or "",
             seat=row.get("seat") or cdr.seat,

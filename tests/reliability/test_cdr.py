@@ -179,7 +179,8 @@ async def test_import_records_the_calls_the_cti_missed_once(hotline: Hotline) ->
     assert new.did == "12345" and new.ticket_id
     held = rows["100.2"]
     assert held.answered and held.seat == "8003" and held.topic == "话题00"
-    assert book["ticket_calls"]["100.2"] == [held.ticket_id] == ["20990101000042"]
+    # a fresh number: the route's was never written, and the new process may draw it again
+    assert book["ticket_calls"]["100.2"] == [held.ticket_id] != ["20990101000042"]
     assert book["ticket_calls"]["100.1"] == [new.ticket_id]
     assert book["ticket_calls"]["100.3"] == ["20990101000007"]
     assert book["tickets"] == 3
