@@ -82,10 +82,15 @@ class AsteriskNode(Section):
     action_timeout_s: float = Field(5.0, gt=0)
     ping_interval_s: float = Field(5.0, gt=0)
     ping_timeout_s: float = Field(3.0, gt=0)
-    backoff_max_s: float = Field(30.0, gt=0)
+    # Reconnect backoff ceiling: low, so that a restarted Asterisk is back in the CTI's view
+    # within about 2 s (the dialplan's fallback covers the calls meanwhile).
+    backoff_max_s: float = Field(2.0, gt=0)
     # Dialplan names the CTI uses on this node (see config/asterisk/extensions.conf).
     inbound_context: str = "from-citizen"
     queue: str = "hotline"
+    # Asterisk's cdr_custom file (config/asterisk/cdr_custom.conf), readable by the CTI: calls
+    # that began and ended while the CTI was down or disconnected are recorded from it.
+    cdr_path: str = ""
 
 
 class AgiSettings(Section):
