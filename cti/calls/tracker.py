@@ -32,7 +32,7 @@ from cti.events import (
     RecordingStarted,
     RecordingStopped,
 )
-from cti.seats.registry import SeatRegistry
+from cti.seats.registry import Seat, SeatRegistry
 
 log = logging.getLogger(__name__)
 
@@ -480,18 +480,12 @@ class CallTracker:
         )
         if call is None:
             return
-        tech, endpoint = split_channel(dest)
-        if call.direction == "callback" and tech == "PJSIP" and self._seats.get(endpoint) is None:
+        seat = self._seat_of(dest)
+        if call.direction == "callback" and seat is None and dest.startswith("PJSIP/"):
             call.caller = m.get("DestExten", "") or m.get("DestCallerIDNum", "")
             return
-        if (
-            tech == "PJSIP"
-            and self._seats.get(endpoint) is not None
-            and call.direction == "inbound"
-        ):
-            seat = self._seats.get(endpoint)
-            if seat is not None and seat.kind == "seat":
-                call.offered_seat = endpoint
+        if seat is not None and seat.kind == "seat" and call.direction == "inbound":
+            call.offered_seat = seat.extension
 
     def _dial_end(self, node: str, m: Msg) -> None:
         status = m.get("DialStatus", "")
@@ -500,9 +494,10 @@ class CallTracker:
         call = self.calls.get((node, m.get("Linkedid", "")))
         if call is None or call.direction != "inbound":
             return
-        tech, endpoint = split_channel(m.get("DestChannel", ""))
-        if tech != "PJSIP" or self._seats.get(endpoint) is None:
+        seat = self._seat_of(m.get("DestChannel", ""))
+        if seat is None:
             return
+        endpoint = seat.extension
         if status in ("NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION") or status == "":
             self._agents.ring_failed(endpoint)
         if call.offered_seat == endpoint:
@@ -604,9 +599,9 @@ class CallTracker:
 
     def _agent_connect(self, node: str, m: Msg) -> None:
         call = self.calls.get((node, m.get("Linkedid", "")))
-        tech, endpoint = split_channel(m.get("DestChannel", ""))
-        if call is not None and call.answered_at is None and self._seats.get(endpoint) is not None:
-            self._answer(call, endpoint)
+        seat = self._seat_of(m.get("DestChannel", ""))
+        if call is not None and call.answered_at is None and seat is not None:
+            self._answer(call, seat.extension)
 
     # --- recording, hold, transfers, conferences ------------------------------------------
 
@@ -686,6 +681,11 @@ class CallTracker:
         self.conferences[conference] = call.key
 
     # --- lookups --------------------------------------------------------------------------
+
+    def _seat_of(self, channel: str) -> Seat | None:
+        """The seat (or window) behind a PJSIP channel name such as ``PJSIP/8001-0000001a``."""
+        tech, endpoint = split_channel(channel)
+        return self._seats.get(endpoint) if tech == "PJSIP" else None
 
     def _call_of_uniqueid(self, uid: str, node: str | None = None) -> Call | None:
         if node is not None:
