@@ -65,7 +65,7 @@ log "pytest on SQLite"
 "$PY" -m pytest -q "$@"
 log "pytest on PostgreSQL (database-facing tests)"
 # Pure code (routing, the simulator's protocol) does not touch the database: not run twice.
-HOTLINE_TEST_PG_URL="$PG_URL" "$PY" -m pytest -q -m "not browser and not vosk" \
+HOTLINE_TEST_PG_URL="$PG_URL" "$PY" -m pytest -q -m "not vosk" \
   --ignore=tests/routing --ignore=tests/testing "$@"
 
 log "demo smoke test: 20 calls"

@@ -68,9 +68,12 @@ async def test_reminder_then_escalation(db_url: str, sessions: sessionmaker[Sess
         assert {"due_remind", "due_overdue", "response_overdue"} <= set(actions)
         assert view.supervision_reason == "overdue"
         assert ("department_reminder", "13900000001") in [(p, to) for p, to, _, _ in notifier.sent]
-        await wait_for(lambda: any(isinstance(e, Alarm) for e in bus.events))
-        kinds = {e.kind for e in bus.events if isinstance(e, Alarm)}
-        assert {"ticket_due_overdue", "ticket_due_reminder"} <= kinds
+
+        def alarm_kinds() -> set[str]:
+            return {e.kind for e in bus.events if isinstance(e, Alarm)}
+
+        # The alarm is published after the escalation is committed: wait for it, not for any.
+        await wait_for(lambda: {"ticket_due_overdue", "ticket_due_reminder"} <= alarm_kinds())
         assert timers.jobs(ticket.id) == []
     finally:
         timers.shutdown(wait=False)
