@@ -32,6 +32,7 @@ from cti.events import (
     AmiConnected,
     AmiDisconnected,
     AmiResynced,
+    RecordingStarted,
     RecordingStopped,
     TicketChanged,
     TicketOpened,
@@ -40,6 +41,7 @@ from cti.models import AgentRow, CallRow, SeatRow
 from cti.persist import Persistence
 from cti.seats.registry import Seat, SeatRegistry
 from cti.store import Store
+from recordings import models as rec_models
 from recordings.layout import recording_path
 from recordings.service import RecordingService
 from routing import Router, RoutingPlan
@@ -187,6 +189,7 @@ class Hotline:
         self.tracker.on_adopted.append(self._adopted)
         self.bus.subscribe(TicketOpened, lambda ev: self.callers.set_open(ev.caller, ev.agent_id))
         self.bus.subscribe(TicketChanged, self._ticket_changed)
+        self.bus.subscribe(RecordingStarted, self._recording_started)
         self.agi = FastAgiServer(
             settings.agi.host,
             settings.agi.port,
@@ -456,6 +459,26 @@ class Hotline:
 
         self.store.submit_task(open_ticket, f"ticket {ticket_id}")
 
+    def _recording_started(self, ev: RecordingStarted) -> None:
+        """MixMonitor started: the recording is known while the call goes on (its
+        transcription can follow it live)."""
+        if not ev.path:
+            return
+        call = self.tracker.calls.get((ev.node, ev.call_id))
+        ticket_id = call.ticket_id if call else ""
+        agent_id = call.agent_id if call else ""
+        self.store.submit_task(
+            lambda: self.recordings.register_started(
+                call_id=ev.call_id,
+                node=ev.node,
+                ticket_id=ticket_id,
+                agent_id=agent_id,
+                path=ev.path,
+                started_at=ev.at,
+            ),
+            f"recording started {ev.call_id}",
+        )
+
     def _register_recording(self, ev: RecordingStopped, call: Call | None) -> None:
         path = ev.path or (call.recording if call else "")
         if not path:
@@ -463,8 +486,10 @@ class Hotline:
         ticket_id = ev.ticket_id or (call.ticket_id if call else "")
         agent_id = call.agent_id if call else ""
         started = call.answered_at or call.started_at if call else ev.at
-        self.store.submit_task(
-            lambda: self.recordings.register_stopped(
+        loop = asyncio.get_running_loop()
+
+        def register() -> None:
+            rid = self.recordings.register_stopped(
                 call_id=ev.call_id,
                 node=ev.node,
                 ticket_id=ticket_id,
@@ -472,9 +497,29 @@ class Hotline:
                 path=path,
                 started_at=started,
                 ended_at=ev.at,
-            ),
-            f"recording {ev.call_id}",
-        )
+            )
+            self._recheck_pending(loop, rid, 1)
+
+        self.store.submit_task(register, f"recording {ev.call_id}")
+
+    def _recheck_pending(self, loop: asyncio.AbstractEventLoop, rid: int, attempt: int) -> None:
+        """In the store's thread: a file still being closed when MixMonitor stopped is looked
+        at again once it has settled, not left to the periodic sweep (its transcript waits
+        on the registration)."""
+        if attempt > 5 or self.recordings.status(rid) != rec_models.PENDING:
+            return
+        delay = self.settings.recordings.settle_s * attempt + 0.1
+
+        def again() -> None:
+            self.recordings.register_pending(rid)
+            self._recheck_pending(loop, rid, attempt + 1)
+
+        def later() -> None:
+            if not self._stopping.is_set():
+                self.store.submit_task(again, f"recording {rid} settled")
+
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(loop.call_later, delay, later)
 
     def _ticket_changed(self, ev: TicketChanged) -> None:
         if ev.new not in OPEN_STATES_NAMES:

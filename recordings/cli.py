@@ -14,6 +14,8 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
+from pydantic import ValidationError
+
 from cti.errors import ConfigError
 from recordings.masking import mask_numbers
 from recordings.settings import (
@@ -46,6 +48,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--no-legs", action="store_true", help="ignore -in/-out files beside FILE")
     p.add_argument("--mask", action="store_true", help="mask phone and ID numbers")
     p.add_argument("--words", action="store_true", help="include word timings (JSON)")
+    p.add_argument("--beam", type=float, default=None, help="decoder beam (model's if unset)")
+    p.add_argument("--max-active", type=int, default=None, help="decoder max active states")
     p.set_defaults(func=cmd_transcribe)
 
     w = subparsers.add_parser(
@@ -71,9 +75,11 @@ def add_commands(subparsers: Any) -> None:
 _transcriber: Transcriber | None = None
 
 
-def _init(model: str, rate: int, phrases: list[str] | None) -> None:
+def _init(
+    model: str, rate: int, phrases: list[str] | None, decoder: dict[str, float | int]
+) -> None:
     global _transcriber
-    _transcriber = Transcriber(model, rate, phrases)
+    _transcriber = Transcriber(model, rate, phrases, decoder=decoder)
 
 
 def _one(path: str, use_legs: bool) -> Transcript:
@@ -100,13 +106,15 @@ def _file_list(files: list[str], use_legs: bool) -> list[str]:
 def cmd_transcribe(args: argparse.Namespace) -> int:
     try:
         trans = load_config(args.config)[2] if args.config else TranscriptionSettings()
-        if args.model:
-            trans = trans.model_copy(update={"model": args.model})
+        update = {"model": args.model, "beam": args.beam, "max_active": args.max_active}
+        update = {k: v for k, v in update.items() if v is not None}
+        trans = TranscriptionSettings.model_validate({**trans.model_dump(), **update})
         model = resolve_model_path(trans)
         phrases = load_phrases(args.phrases or trans.phrases)
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, OSError, ValidationError) as exc:
         print(f"hotline transcribe: {exc}", file=sys.stderr)
         return 2
+    decoder = trans.decoder()
     rate = args.sample_rate or trans.sample_rate
     use_legs = not args.no_legs
     files = _file_list(list(args.files), use_legs)
@@ -115,7 +123,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     results: dict[str, Transcript | Exception] = {}
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, desc="transcribe", disable=None)
     if args.workers <= 1:
-        _init(model, rate, phrases)
+        _init(model, rate, phrases, decoder)
         for f in files:
             try:
                 results[f] = _one(f, use_legs)
@@ -125,7 +133,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
-            args.workers, mp_context=ctx, initializer=_init, initargs=(model, rate, phrases)
+            args.workers,
+            mp_context=ctx,
+            initializer=_init,
+            initargs=(model, rate, phrases, decoder),
         ) as pool:
             futures = {pool.submit(_one, f, use_legs): f for f in files}
             for fut in as_completed(futures):

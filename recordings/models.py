@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from cti.db import Base, UTCDateTime, utcnow
 
 # Recording status
+RECORDING = "recording"  # MixMonitor is writing it (the call goes on)
 PENDING = "pending"  # MixMonitor stopped; the file was not there (or still being written)
 REGISTERED = "registered"
 LOST = "lost"  # never appeared within the grace period
@@ -32,6 +33,8 @@ DELETED = "deleted"  # removed by retention
 ARCHIVED = "archived"  # moved by retention
 
 # Job status
+LIVE = "live"  # the call goes on: for a live follower to take
+FOLLOWING = "following"  # a live follower decodes the file as it is written
 QUEUED = "queued"
 RUNNING = "running"
 DONE = "done"

@@ -147,6 +147,62 @@ class RecordingService:
 
     # --- registration ------------------------------------------------------------------
 
+    def register_started(
+        self,
+        *,
+        call_id: str,
+        node: str,
+        ticket_id: str,
+        agent_id: str | None,
+        path: str,
+        started_at: datetime,
+    ) -> int:
+        """Record that MixMonitor started writing ``path``: the recording is ``recording``
+        and, with live transcription on, its job waits for a live follower that decodes the
+        file as the call goes on (so the transcript is there moments after the hangup).
+
+        Idempotent per (call_id, path); a recording already stopped is left alone.
+        """
+        with self.sf() as s:
+            existing = s.scalar(
+                select(m.Recording).where(m.Recording.call_id == call_id, m.Recording.path == path)
+            )
+            if existing is not None:
+                return existing.id
+            rec = m.Recording(
+                call_id=call_id,
+                node=node,
+                ticket_id=ticket_id or "",
+                agent_id=agent_id or None,
+                path=path,
+                started_at=started_at,
+                ended_at=started_at,
+                status=m.RECORDING,
+                created_at=self.clock(),
+            )
+            s.add(rec)
+            try:
+                s.flush()
+                if self.transcription.enabled and self.transcription.live:
+                    now = self.clock()
+                    s.add(
+                        m.TranscriptionJob(
+                            recording_id=rec.id, status=m.LIVE, created_at=now, updated_at=now
+                        )
+                    )
+                s.commit()
+            except IntegrityError:  # registered concurrently
+                s.rollback()
+                again = s.scalar(
+                    select(m.Recording.id).where(
+                        m.Recording.call_id == call_id, m.Recording.path == path
+                    )
+                )
+                if again is None:
+                    raise
+                return again
+            return rec.id
+
     def register_stopped(
         self,
         *,
@@ -168,6 +224,12 @@ class RecordingService:
                 select(m.Recording).where(m.Recording.call_id == call_id, m.Recording.path == path)
             )
             if existing is not None:
+                if existing.status == m.RECORDING:
+                    existing.status = m.PENDING
+                    existing.ended_at = ended_at
+                    existing.ticket_id = ticket_id or existing.ticket_id
+                    existing.agent_id = agent_id or existing.agent_id
+                    s.commit()
                 rid = existing.id
                 status = existing.status
             else:
@@ -215,6 +277,14 @@ class RecordingService:
                 if waited > self.settings.missing_grace_s:
                     rec.status = m.LOST
                     rec.error = f"file not found after {waited:.0f} s: {local}"
+                    s.execute(
+                        update(m.TranscriptionJob)
+                        .where(
+                            m.TranscriptionJob.recording_id == rid,
+                            m.TranscriptionJob.status.in_((m.LIVE, m.FOLLOWING)),
+                        )
+                        .values(status=m.FAILED, lease_until=None, error=rec.error, updated_at=now)
+                    )
                     log.error("recording %s of call %s lost: %s", rid, rec.call_id, rec.error)
                     s.commit()
                     return m.LOST
@@ -231,7 +301,14 @@ class RecordingService:
             rec.registered_at = now
             rec.error = None
             if self.transcription.enabled:
-                s.add(m.TranscriptionJob(recording_id=rid, created_at=now, updated_at=now))
+                job = s.scalar(
+                    select(m.TranscriptionJob).where(m.TranscriptionJob.recording_id == rid)
+                )
+                if job is None:
+                    s.add(m.TranscriptionJob(recording_id=rid, created_at=now, updated_at=now))
+                elif job.status == m.LIVE:  # no live follower took it: the queue's now
+                    job.status, job.lease_until, job.updated_at = m.QUEUED, None, now
+                # FOLLOWING: the follower sees the recording registered and finishes it
             try:
                 s.commit()
             except IntegrityError:  # registered concurrently by the sweeper
@@ -267,8 +344,22 @@ class RecordingService:
                 legs[name] = {"path": leg, "size": facts.size, "sha256": facts.sha256}
         return legs or None
 
+    def register_pending(self, recording_id: int) -> str:
+        """Try again to register a recording left pending; returns its status."""
+        return self._try_register(recording_id)
+
+    def status(self, recording_id: int) -> str:
+        with self.sf() as s:
+            status = s.scalar(select(m.Recording.status).where(m.Recording.id == recording_id))
+            return status or m.LOST
+
     def sweep_pending(self) -> dict[str, int]:
-        """Re-check recordings whose file was not there yet; returns counts by new status."""
+        """Re-check recordings whose file was not there yet; returns counts by new status.
+
+        A recording still ``recording`` whose file has not grown for ``stale_recording_s``
+        lost its stop (the CTI was down when MixMonitor stopped): taken as stopped then.
+        """
+        self._close_stale()
         with self.sf() as s:
             ids = list(s.scalars(select(m.Recording.id).where(m.Recording.status == m.PENDING)))
         counts: dict[str, int] = {}
@@ -276,6 +367,36 @@ class RecordingService:
             status = self._try_register(rid)
             counts[status] = counts.get(status, 0) + 1
         return counts
+
+    def _close_stale(self) -> None:
+        now = self.clock()
+        stale = self.settings.stale_recording_s
+        with self.sf() as s:
+            rows = list(
+                s.scalars(
+                    select(m.Recording).where(
+                        m.Recording.status == m.RECORDING,
+                        m.Recording.started_at < now - timedelta(seconds=stale),
+                    )
+                )
+            )
+            for rec in rows:
+                try:
+                    mtime = os.stat(local_path(self.settings, rec.path)).st_mtime
+                except FileNotFoundError:
+                    mtime = rec.started_at.timestamp()
+                if time.time() - mtime < stale:
+                    continue  # still being written: a long call
+                rec.status = m.PENDING
+                rec.ended_at = max(rec.started_at, datetime.fromtimestamp(mtime, now.tzinfo))
+                log.warning(
+                    "recording %s of call %s: no stop seen and the file idle for %.0f s: "
+                    "taken as stopped",
+                    rec.id,
+                    rec.call_id,
+                    time.time() - mtime,
+                )
+            s.commit()
 
     # --- privacy pauses ----------------------------------------------------------------
 

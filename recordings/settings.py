@@ -35,6 +35,9 @@ class RecordingSettings(BaseModel):
     settle_s: float = Field(default=1.0, ge=0)
     # How long the sweeper keeps looking for a file that was not there when MixMonitor stopped.
     missing_grace_s: float = Field(default=3600.0, gt=0)
+    # A recording whose stop was never seen (the CTI was down) is taken as stopped once its
+    # file has not grown for this long.
+    stale_recording_s: float = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
     def _defaults(self) -> RecordingSettings:
@@ -64,9 +67,27 @@ class TranscriptionSettings(BaseModel):
     lease_s: float = Field(default=300.0, gt=0)
     poll_s: float = Field(default=1.0, gt=0)
     sample_rate: int = Field(default=8000, ge=8000)
+    # Follow calls live: decode the MixMonitor files while they are written, so that the
+    # transcript is on the ticket seconds after the hangup whatever the length of the call.
+    live: bool = True
+    # Calls one worker process follows at once (a core decodes about 1/RTF legs in real time).
+    live_calls: int = Field(default=8, ge=0)
+    # How often a live follower reads what was written since.
+    live_poll_s: float = Field(default=0.5, gt=0)
+    # Decoder search limits, over the model's own conf/model.conf (unset: the model's value).
+    # Narrower is faster and a little less accurate: recordings/README.md has measurements.
+    beam: float | None = Field(default=None, gt=0)
+    max_active: int | None = Field(default=None, gt=0)
+    lattice_beam: float | None = Field(default=None, gt=0)
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+    def decoder(self) -> dict[str, float | int]:
+        """The decoder options to set over the model's (``model.conf`` names)."""
+        options = {"beam": self.beam, "max-active": self.max_active}
+        options["lattice-beam"] = self.lattice_beam
+        return {k: v for k, v in options.items() if v is not None}
 
 
 def korean_test_model() -> str | None:

@@ -13,11 +13,14 @@ the citizen and the transmitted leg (``-out.wav``) the agent; a mono file alone 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,17 +47,59 @@ _models: dict[str, Any] = {}
 _models_lock = threading.Lock()
 
 
-def load_model(path: str) -> Any:
-    """The process-wide vosk ``Model`` for ``path`` (loaded once, shared by all threads)."""
-    key = str(Path(path).resolve())
+def tuned_model_dir(path: str, decoder: Mapping[str, float | int]) -> str:
+    """A view of the model at ``path`` whose ``conf/model.conf`` sets ``decoder`` options.
+
+    vosk reads its search limits (``--beam``, ``--max-active``, ``--lattice-beam``) from the
+    model's own ``conf/model.conf``. The model directory is left alone (it may be read-only or
+    shared); the view is a directory of symbolic links to its parts with a rewritten
+    ``model.conf``, made once per model and options under the system's temporary directory.
+    """
+    src = Path(path).resolve()
+    conf = src / "conf" / "model.conf"
+    if not decoder or not conf.is_file():
+        return str(src)
+    lines = [
+        line
+        for line in conf.read_text(encoding="utf-8").splitlines()
+        if line.strip() and line.strip().lstrip("-").split("=", 1)[0] not in decoder
+    ]
+    lines += [f"--{k}={v}" for k, v in sorted(decoder.items())]
+    text = "\n".join(lines) + "\n"
+    digest = hashlib.sha1(f"{src}\0{text}".encode()).hexdigest()[:12]
+    root = Path(tempfile.gettempdir()) / "hotline-vosk"
+    view = root / f"{src.name}-{digest}"
+    if (view / "conf" / "model.conf").is_file():
+        return str(view)
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    for part in src.iterdir():
+        if part.name != "conf":
+            (work / part.name).symlink_to(part)
+    (work / "conf").mkdir()
+    for part in (src / "conf").iterdir():
+        if part.name != "model.conf":
+            (work / "conf" / part.name).symlink_to(part)
+    (work / "conf" / "model.conf").write_text(text, encoding="utf-8")
+    try:
+        work.rename(view)
+    except OSError:  # another process made the same view meanwhile
+        shutil.rmtree(work, ignore_errors=True)
+    return str(view)
+
+
+def load_model(path: str, decoder: Mapping[str, float | int] | None = None) -> Any:
+    """The process-wide vosk ``Model`` for ``path`` (loaded once, shared by all threads),
+    with ``decoder`` options over the model's own (see :func:`tuned_model_dir`)."""
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"no vosk model at {path}")
+    key = tuned_model_dir(path, decoder or {})
     with _models_lock:
         model = _models.get(key)
         if model is None:
             import vosk
 
             vosk.SetLogLevel(-1)
-            if not Path(key).is_dir():
-                raise FileNotFoundError(f"no vosk model at {path}")
             started = time.monotonic()
             model = vosk.Model(key)
             log.info("loaded vosk model %s in %.1f s", key, time.monotonic() - started)
@@ -140,11 +185,12 @@ class Transcriber:
         phrases: Sequence[str] | None = None,
         *,
         pause_s: float = PAUSE_S,
+        decoder: Mapping[str, float | int] | None = None,
     ) -> None:
         self.model_path = model_path
         self.sample_rate = sample_rate
         self.pause_s = pause_s
-        self.model = load_model(model_path)
+        self.model = load_model(model_path, decoder)
         self.grammar: str | None = None
         self._idle: list[_Pooled] = []
         self._idle_lock = threading.Lock()
@@ -224,20 +270,21 @@ class Transcriber:
 
     def decode_pcm(self, pcm: bytes, speaker: str = MIXED) -> list[Segment]:
         """Segments of 16-bit mono PCM at ``self.sample_rate``."""
+        stream = self.stream(speaker)
+        stream.feed(pcm)
+        return stream.finish()
+
+    def stream(self, speaker: str = MIXED) -> LegStream:
+        """Incremental decoding of one leg: feed PCM as it arrives, then ``finish``."""
         with self._idle_lock:
             pooled = self._idle.pop() if self._idle else _Pooled(self.recognizer())
-        rec = pooled.rec
-        # A reused recogniser counts time on from everything it decoded before.
-        base = pooled.fed / self.sample_rate
-        step = int(self.sample_rate * CHUNK_S) * 2
-        results: list[dict[str, Any]] = []
-        for i in range(0, len(pcm), step):
-            if rec.AcceptWaveform(pcm[i : i + step]):
-                results.append(json.loads(rec.Result()))
-        results.append(json.loads(rec.FinalResult()))
-        pooled.fed += len(pcm) // 2
+        return LegStream(self, pooled, speaker)
+
+    def _release(self, pooled: _Pooled) -> None:
         with self._idle_lock:
             self._idle.append(pooled)
+
+    def _segments(self, results: list[dict[str, Any]], base: float, speaker: str) -> list[Segment]:
         segments: list[Segment] = []
         for result in results:
             words = [
@@ -272,6 +319,66 @@ class Transcriber:
             )
             for g in groups
         ]
+
+
+class LegStream:
+    """One leg decoded as its audio arrives (the live path), or all at once.
+
+    The audio is cut into the same fixed chunks whichever way it is fed, so a call followed
+    live and the same file decoded afterwards give the same words.
+    """
+
+    def __init__(self, transcriber: Transcriber, pooled: _Pooled, speaker: str) -> None:
+        self._tr = transcriber
+        self._pooled: _Pooled | None = pooled
+        self.speaker = speaker
+        # A reused recogniser counts time on from everything it decoded before.
+        self._base = pooled.fed / transcriber.sample_rate
+        self._step = int(transcriber.sample_rate * CHUNK_S) * 2
+        self._pending = bytearray()
+        self._results: list[dict[str, Any]] = []
+        self.samples = 0
+        self.busy_s = 0.0  # time spent decoding
+
+    @property
+    def audio_s(self) -> float:
+        return self.samples / self._tr.sample_rate
+
+    def feed(self, pcm: bytes) -> None:
+        if self._pooled is None:
+            raise RuntimeError("stream already finished")
+        self._pending += pcm
+        self.samples += len(pcm) // 2
+        if len(self._pending) < self._step:
+            return
+        started = time.monotonic()
+        rec = self._pooled.rec
+        whole = len(self._pending) - len(self._pending) % self._step
+        view = memoryview(self._pending)
+        for i in range(0, whole, self._step):
+            if rec.AcceptWaveform(bytes(view[i : i + self._step])):
+                self._results.append(json.loads(rec.Result()))
+        view.release()
+        del self._pending[:whole]
+        self.busy_s += time.monotonic() - started
+
+    def finish(self) -> list[Segment]:
+        """Decode what is left and give the recogniser back; the leg's segments."""
+        pooled = self._pooled
+        if pooled is None:
+            raise RuntimeError("stream already finished")
+        started = time.monotonic()
+        rec = pooled.rec
+        if self._pending:
+            if rec.AcceptWaveform(bytes(self._pending)):
+                self._results.append(json.loads(rec.Result()))
+            self._pending.clear()
+        self._results.append(json.loads(rec.FinalResult()))
+        pooled.fed += self.samples
+        self._pooled = None
+        self._tr._release(pooled)
+        self.busy_s += time.monotonic() - started
+        return self._tr._segments(self._results, self._base, self.speaker)
 
 
 def legs_for(path: str | Path) -> tuple[str, str] | None:

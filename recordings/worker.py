@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cti.db import make_engine, session_factory, utcnow
 from recordings import models as m
 from recordings.layout import local_path
+from recordings.live import LiveFollower
 from recordings.masking import mask_sequence
 from recordings.settings import (
     RecordingSettings,
@@ -44,6 +45,8 @@ Clock = Callable[[], datetime]
 DEFAULT_ENGINE = "recordings.worker:vosk_engine"
 # Back-off before a failed job is tried again.
 RETRY_DELAY_S = 5.0
+# A job in one of these is held by a worker (under its lease).
+HELD = (m.RUNNING, m.FOLLOWING)
 
 
 class TranscriberLike(Protocol):
@@ -52,7 +55,12 @@ class TranscriberLike(Protocol):
 
 def vosk_engine(recs: RecordingSettings, trans: TranscriptionSettings) -> TranscriberLike:
     """The production engine: one vosk model for this process."""
-    return Transcriber(resolve_model_path(trans), trans.sample_rate, load_phrases(trans.phrases))
+    return Transcriber(
+        resolve_model_path(trans),
+        trans.sample_rate,
+        load_phrases(trans.phrases),
+        decoder=trans.decoder(),
+    )
 
 
 def load_engine(spec: str) -> Callable[[RecordingSettings, TranscriptionSettings], TranscriberLike]:
@@ -89,23 +97,25 @@ class JobQueue:
         self.clock = clock
         self.retry_delay = timedelta(seconds=retry_delay_s)
 
-    def _claimable(self, now: datetime) -> Any:
+    def _claimable(self, now: datetime, live: bool = False) -> Any:
         j = m.TranscriptionJob
+        waiting, held = (m.LIVE, m.FOLLOWING) if live else (m.QUEUED, m.RUNNING)
         return and_(
             or_(
-                and_(j.status == m.QUEUED, or_(j.lease_until.is_(None), j.lease_until <= now)),
-                and_(j.status == m.RUNNING, j.lease_until < now),
+                and_(j.status == waiting, or_(j.lease_until.is_(None), j.lease_until <= now)),
+                and_(j.status == held, j.lease_until < now),
             ),
             j.attempts < self.max_attempts,
         )
 
-    def claim(self, worker: str) -> Claim | None:
-        """Take the oldest claimable job, or None."""
+    def claim(self, worker: str, *, live: bool = False) -> Claim | None:
+        """Take the oldest claimable job, or None. ``live``: a call still being recorded,
+        for a live follower (the job is then ``following``)."""
         self.reap()
         now = self.clock()
         j = m.TranscriptionJob
         values = {
-            "status": m.RUNNING,
+            "status": m.FOLLOWING if live else m.RUNNING,
             "attempts": j.attempts + 1,
             "lease_until": now + self.lease,
             "worker": worker,
@@ -116,7 +126,7 @@ class JobQueue:
                 if s.get_bind().dialect.name == "postgresql":
                     row = s.execute(
                         select(j.id, j.recording_id, j.attempts)
-                        .where(self._claimable(now))
+                        .where(self._claimable(now, live))
                         .order_by(j.id)
                         .limit(1)
                         .with_for_update(skip_locked=True)
@@ -128,7 +138,7 @@ class JobQueue:
                     return Claim(row.id, row.recording_id, row.attempts + 1, worker)
                 row = s.execute(
                     select(j.id, j.recording_id, j.attempts)
-                    .where(self._claimable(now))
+                    .where(self._claimable(now, live))
                     .order_by(j.id)
                     .limit(1)
                 ).first()
@@ -137,7 +147,7 @@ class JobQueue:
                     return None
                 res = s.execute(
                     update(j)
-                    .where(j.id == row.id, j.attempts == row.attempts, self._claimable(now))
+                    .where(j.id == row.id, j.attempts == row.attempts, self._claimable(now, live))
                     .values(**values)
                 )
                 s.commit()
@@ -147,20 +157,34 @@ class JobQueue:
         return None
 
     def reap(self) -> int:
-        """Fail running jobs whose lease expired on their last allowed attempt."""
+        """Fail running jobs whose lease expired on their last allowed attempt; give the
+        queue a followed call whose follower died after the call ended."""
         now = self.clock()
         j = m.TranscriptionJob
+        held = (m.RUNNING, m.FOLLOWING)
         with self.sf() as s:
+            s.execute(
+                update(j)
+                .where(
+                    j.status == m.FOLLOWING,
+                    j.lease_until < now,
+                    j.attempts < self.max_attempts,
+                    j.recording_id.in_(
+                        select(m.Recording.id).where(m.Recording.status == m.REGISTERED)
+                    ),
+                )
+                .values(status=m.QUEUED, lease_until=None, updated_at=now)
+            )
             rows = s.execute(
                 select(j.id, j.worker, j.attempts).where(
-                    j.status == m.RUNNING, j.lease_until < now, j.attempts >= self.max_attempts
+                    j.status.in_(held), j.lease_until < now, j.attempts >= self.max_attempts
                 )
             ).all()
             n = 0
             for job_id, worker, attempts in rows:
                 res = s.execute(
                     update(j)
-                    .where(j.id == job_id, j.status == m.RUNNING, j.lease_until < now)
+                    .where(j.id == job_id, j.status.in_(held), j.lease_until < now)
                     .values(
                         status=m.FAILED,
                         lease_until=None,
@@ -181,11 +205,25 @@ class JobQueue:
         with self.sf() as s:
             res = s.execute(
                 update(j)
-                .where(j.id == claim.job_id, j.worker == claim.worker, j.status == m.RUNNING)
+                .where(j.id == claim.job_id, j.worker == claim.worker, j.status.in_(HELD))
                 .values(lease_until=now + self.lease, updated_at=now)
             )
             s.commit()
             return res.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+    def release(self, claim: Claim, error: str) -> None:
+        """A live follower gives the call up (it cannot read the file as it grows, say): the
+        job goes back to the queue, taken by a worker once the recording is registered."""
+        now = self.clock()
+        j = m.TranscriptionJob
+        with self.sf() as s:
+            s.execute(
+                update(j)
+                .where(j.id == claim.job_id, j.worker == claim.worker, j.status == m.FOLLOWING)
+                .values(status=m.QUEUED, lease_until=None, error=error[:4000], updated_at=now)
+            )
+            s.commit()
+        log.warning("job %s: live follow given up: %s", claim.job_id, error)
 
     def fail(self, claim: Claim, error: str) -> str:
         """Give the job back for a retry, or fail it for good; returns the new status."""
@@ -195,7 +233,7 @@ class JobQueue:
         with self.sf() as s:
             res = s.execute(
                 update(j)
-                .where(j.id == claim.job_id, j.worker == claim.worker, j.status == m.RUNNING)
+                .where(j.id == claim.job_id, j.worker == claim.worker, j.status.in_(HELD))
                 .values(
                     status=m.FAILED if final else m.QUEUED,
                     lease_until=None if final else now + self.retry_delay,
@@ -217,7 +255,7 @@ class JobQueue:
         with self.sf() as s:
             res = s.execute(
                 update(j)
-                .where(j.id == claim.job_id, j.worker == claim.worker, j.status == m.RUNNING)
+                .where(j.id == claim.job_id, j.worker == claim.worker, j.status.in_(HELD))
                 .values(
                     status=m.DONE, lease_until=None, error=None, rtf=transcript.rtf, updated_at=now
                 )
@@ -363,8 +401,37 @@ class Worker:
                 )
             return path, pair
 
+    def live_follower(self) -> LiveFollower | None:
+        """The live follower of this worker, when live transcription is on and the engine
+        decodes streams."""
+        t = self.transcription
+        if not (t.enabled and t.live and t.live_calls > 0 and hasattr(self.engine, "stream")):
+            return None
+        return LiveFollower(
+            self.queue,
+            self.sf,
+            self.recordings,
+            t,
+            self.engine,  # type: ignore[arg-type]
+            self.worker_id,
+        )
+
     def run(self, stop: threading.Event, *, drain: bool = False) -> int:
-        """Loop until ``stop`` (or, with ``drain``, until no job is claimable)."""
+        """Loop until ``stop`` (or, with ``drain``, until no job is claimable). Unless
+        draining, a live follower runs beside the loop in a thread of its own."""
+        follower = None if drain else self.live_follower()
+        thread = None
+        if follower is not None:
+            thread = threading.Thread(target=follower.run, args=(stop,), name="live", daemon=True)
+            thread.start()
+        try:
+            return self._run(stop, drain=drain)
+        finally:
+            if thread is not None:
+                stop.set()
+                thread.join()
+
+    def _run(self, stop: threading.Event, *, drain: bool) -> int:
         done = 0
         while not stop.is_set():
             if self.run_once():
