@@ -104,3 +104,26 @@ def test_phrase_file(tmp_path: Path) -> None:
     f.write_text("# 地名\n湖州市  吴兴区\n\n爱山街道 # 街道\n", encoding="utf-8")
     assert load_phrases(str(f)) == ["湖州市 吴兴区", "爱山街道"]
     assert load_phrases(None) is None
+
+
+def test_decoder_options_make_a_view_of_the_model(tmp_path: Path) -> None:
+    from recordings.settings import TranscriptionSettings
+    from recordings.transcribe import tuned_model_dir
+
+    model = tmp_path / "vosk-model-small-cn-0.22"
+    (model / "conf").mkdir(parents=True)
+    (model / "am").mkdir()
+    (model / "am" / "final.mdl").write_bytes(b"x")
+    (model / "conf" / "mfcc.conf").write_text("--sample-frequency=8000\n")
+    (model / "conf" / "model.conf").write_text("--min-active=200\n--max-active=3000\n--beam=10.0\n")
+    assert tuned_model_dir(str(model), {}) == str(model)  # nothing to change: the model itself
+    decoder = TranscriptionSettings(beam=7.0, max_active=1000).decoder()
+    assert decoder == {"beam": 7.0, "max-active": 1000}
+    view = Path(tuned_model_dir(str(model), decoder))
+    assert view != model and view.name.startswith(model.name)
+    conf = (view / "conf" / "model.conf").read_text().split()
+    assert conf == ["--min-active=200", "--beam=7.0", "--max-active=1000"]
+    assert (view / "am" / "final.mdl").read_bytes() == b"x"  # a link to the model's part
+    assert (view / "conf" / "mfcc.conf").resolve() == (model / "conf" / "mfcc.conf")
+    assert (model / "conf" / "model.conf").read_text().count("beam=10.0") == 1  # untouched
+    assert tuned_model_dir(str(model), decoder) == str(view)  # made once

@@ -121,3 +121,15 @@ def test_cli_json(ko_model: str, spoken: dict[str, str]) -> None:
             assert set(s) >= {"start", "end", "speaker", "text"}
             assert s["start"] <= s["end"]
         assert doc["rtf"] > 0
+
+
+def test_narrower_decoder_search_still_recognises_the_phrases(
+    ko_model: str, ko_phrases: list[str], spoken: dict[str, str]
+) -> None:
+    """``beam``/``max_active`` as recordings/README.md suggests: the model loads with them
+    and the phrase list still gives most words."""
+    tr = Transcriber(ko_model, 8000, ko_phrases, decoder={"beam": 7.0, "max-active": 1000})
+    assert tr.model is not Transcriber(ko_model, 8000).model  # another model instance
+    for who in ("citizen", "agent"):
+        t = tr.transcribe_file(AUDIO / f"{who}_ko.wav")
+        assert word_accuracy(spoken[who], t.text) >= 0.7, (who, t.text)
