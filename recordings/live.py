@@ -159,6 +159,7 @@ class LiveFollower:
         self.worker_id = worker_id
         self.followed: dict[int, _Followed] = {}
         self.completed = 0
+        self.last_round_s = 0.0
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -178,10 +179,15 @@ class LiveFollower:
         return self.transcription.live_calls
 
     def step(self) -> None:
-        """One round: take new calls, decode what was written, finish the calls that ended."""
-        self._take()
+        """One round: take new calls, decode what was written, finish the calls that ended.
+
+        A follower whose last round took most of the poll interval is at its core's limit:
+        it takes no more calls (another worker's follower will, or the batch path)."""
+        if self.last_round_s < self.transcription.live_poll_s * 0.8 or not self.followed:
+            self._take()
         if not self.followed:
             return
+        started = time.monotonic()
         statuses = self._statuses()
         for rid, f in list(self.followed.items()):
             status = statuses.get(rid, m.LOST)
@@ -198,6 +204,7 @@ class LiveFollower:
                 self._close(f)
                 self.queue.fail(f.claim, f"{type(exc).__name__}: {exc}")  # type: ignore[attr-defined]
         self._renew()
+        self.last_round_s = time.monotonic() - started
 
     def _take(self) -> None:
         while len(self.followed) < self.capacity:
