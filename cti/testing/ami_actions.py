@@ -498,6 +498,7 @@ async def _stop_mixmonitor(sim: AsteriskSimulator, session: AmiSession, request:
         session.error(request, "Could not stop MixMonitor")
         return
     channel.mixmonitor = None
+    sim.stop_monitor(channel)
     session.success(request)
     sim.channel_event("MixMonitorStop", channel)
 

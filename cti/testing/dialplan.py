@@ -199,6 +199,7 @@ async def _from_citizen(sim: AsteriskSimulator, ch: Channel, did: str) -> None:
     sim.setvar(ch, "MIXMONITOR_FILENAME", rec)
     ch.mixmonitor = {"mixed": rec, "in": f"{base}-in.wav", "out": f"{base}-out.wav"}
     ch.mixmonitor_started = sim.now()
+    sim.start_monitor(ch)
     sim.channel_event("MixMonitorStart", ch)
     target = ch.variables.get("ROUTE_TARGET", "")
     sim.newexten(ch, "GotoIf", f"{int(target != '')}?dial", P_IF_TARGET)

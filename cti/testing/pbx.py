@@ -31,7 +31,7 @@ from cti.testing.model import (
     hangup_fields,
 )
 from cti.testing.queue import QueueModel
-from cti.testing.recording import write_recordings
+from cti.testing.recording import MonitorWriter, write_recordings
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class AsteriskSimulator:
         self._uid_seq = itertools.count(self.config.uniqueid_seq_start)
         self._local_seq = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # MixMonitors writing their files: uniqueid -> (writer, simulated start)
+        self.monitors: dict[str, tuple[MonitorWriter, float]] = {}
+        self._monitor_task: asyncio.Task[Any] | None = None
         self.running = False
         self.stopping = asyncio.Event()
         for ext in self.endpoints:
@@ -100,6 +103,49 @@ class AsteriskSimulator:
         self.stopping.set()
         await self.ami.stop()
         await self._cancel_tasks()
+        self._close_monitors()
+
+    # -- MixMonitor files ----------------------------------------------------------------
+
+    def start_monitor(self, channel: Channel) -> None:
+        """MixMonitor started on ``channel``: its files are written from now on."""
+        if not self.config.write_recordings or channel.mixmonitor is None:
+            return
+        try:
+            writer = MonitorWriter(channel.mixmonitor, self.config.max_recording_s)
+        except OSError:
+            log.exception("cannot open the recording of %s", channel.name)
+            return
+        self.monitors[channel.uniqueid] = (writer, self.now())
+        if self._monitor_task is None or self._monitor_task.done():
+            self._monitor_task = self.spawn(self._write_monitors(), "mixmonitor")
+
+    async def _write_monitors(self) -> None:
+        while self.monitors:
+            await asyncio.sleep(0.1)
+            now = self.now()
+            for uid, (writer, started) in list(self.monitors.items()):
+                try:
+                    writer.advance(now - started)
+                except OSError:
+                    log.exception("cannot write the recording of %s", uid)
+                    self.monitors.pop(uid, None)
+
+    def stop_monitor(self, channel: Channel) -> None:
+        """StopMixMonitor: the files end here (closed with their final sizes)."""
+        entry = self.monitors.pop(channel.uniqueid, None)
+        if entry is not None:
+            try:
+                entry[0].close(self.now() - entry[1])
+            except OSError:
+                log.exception("cannot close the recording of %s", channel.name)
+
+    def _close_monitors(self) -> None:
+        now = self.now()
+        for writer, started in self.monitors.values():
+            with contextlib.suppress(OSError):
+                writer.close(max(0.0, now - started))
+        self.monitors.clear()
 
     async def _cancel_tasks(self) -> None:
         current = asyncio.current_task()
@@ -118,6 +164,7 @@ class AsteriskSimulator:
         for channel in list(self.channels.values()):
             channel.hungup = True
         self.channels.clear()
+        self._close_monitors()
         self.bridges.clear()
         self.conferences.clear()
         self.queue.reset()  # persistentmembers=no: dynamic members are gone
@@ -337,8 +384,12 @@ class AsteriskSimulator:
             handle.done.set()
         if channel.mixmonitor is not None and self.config.write_recordings:
             duration = self.now() - channel.mixmonitor_started
+            entry = self.monitors.pop(channel.uniqueid, None)
             try:
-                write_recordings(channel.mixmonitor, duration, self.config.max_recording_s)
+                if entry is not None:
+                    entry[0].close(duration)
+                else:
+                    write_recordings(channel.mixmonitor, duration, self.config.max_recording_s)
             except OSError:
                 log.exception("cannot write recording for %s", channel.name)
         if device and channel.device.startswith("PJSIP/"):

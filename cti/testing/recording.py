@@ -2,15 +2,20 @@
 
 The audio comes from the utterances recorded in the rig (citizen on the read leg, agent on
 the write leg); a short tone stands in when the fixtures are missing.
+
+As on Asterisk, the files are there from MixMonitor's start: a WAV header whose sizes stay 0
+until the file is closed, then the audio appended as the call goes on (``MonitorWriter``).
 """
 
 from __future__ import annotations
 
 import math
+import struct
 import wave
 from array import array
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 from cti.testing.transcript import fixture_path
 
@@ -62,3 +67,70 @@ def write_recordings(files: dict[str, str], duration_s: float, max_s: float) -> 
         _write(Path(files["mixed"]), mixed)
         written.append(Path(files["mixed"]))
     return written
+
+
+def _header(data_bytes: int) -> bytes:
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, RATE, RATE * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
+
+
+class MonitorWriter:
+    """One MixMonitor: the files of ``files`` written as the call goes on.
+
+    ``advance(elapsed_s)`` appends the audio up to ``elapsed_s`` from the start (at most
+    ``max_s``); ``close(elapsed_s)`` appends the rest and writes the final sizes. The samples
+    are those ``write_recordings`` writes at once for the same duration.
+    """
+
+    def __init__(self, files: dict[str, str], max_s: float) -> None:
+        self.max_frames = max(1, int(max_s * RATE))
+        self.frames = 0
+        src_in = _source("citizen_utterance_cmn.wav", 440.0)
+        src_out = _source("agent_utterance_cmn.wav", 660.0)
+        self._fhs: list[tuple[str, BinaryIO]] = []
+        self._sources = {"in": src_in, "out": src_out}
+        for kind in ("mixed", "in", "out"):
+            if files.get(kind):
+                path = Path(files[kind])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(path, "wb")  # noqa: SIM115 (open for the whole call)
+                fh.write(_header(0))
+                fh.flush()
+                self._fhs.append((kind, fh))
+
+    def _samples(self, kind: str, start: int, stop: int) -> array[int]:
+        if kind == "mixed":
+            a, b = self._samples("in", start, stop), self._samples("out", start, stop)
+            return array("h", (max(-32768, min(32767, x + y)) for x, y in zip(a, b, strict=True)))
+        src = self._sources[kind]
+        out = array("h")
+        pos = start
+        while pos < stop:
+            i = pos % len(src)
+            take = min(stop - pos, len(src) - i)
+            out.extend(src[i : i + take])
+            pos += take
+        return out
+
+    def advance(self, elapsed_s: float) -> None:
+        due = min(self.max_frames, int(max(elapsed_s, 0.0) * RATE))
+        if due <= self.frames or not self._fhs:
+            return
+        for kind, fh in self._fhs:
+            fh.write(self._samples(kind, self.frames, due).tobytes())
+            fh.flush()
+        self.frames = due
+
+    def close(self, elapsed_s: float) -> None:
+        self.advance(max(elapsed_s, 0.1))
+        for _, fh in self._fhs:
+            fh.seek(0)
+            fh.write(_header(self.frames * 2))
+            fh.close()
+        self._fhs = []

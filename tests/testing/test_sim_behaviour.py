@@ -272,6 +272,44 @@ async def test_recordings_are_written(tmp_path: Path, agi: FastAgiStub) -> None:
             assert 2.5 * 8000 <= wav.getnframes() <= 6 * 8000
 
 
+async def test_recordings_grow_while_the_call_goes_on(tmp_path: Path, agi: FastAgiStub) -> None:
+    """As on Asterisk: the files are there from MixMonitor's start, the header's sizes 0
+    until the end, the audio appended as the call goes on; the finished files hold what
+    ``write_recordings`` writes at once for the same length."""
+    from cti.testing.recording import write_recordings
+
+    sim = AsteriskSimulator(
+        SimConfig(agi_port=agi.port, scale=0.1, write_recordings=True, rec_dir=str(tmp_path / "r"))
+    )
+    await sim.start()
+    try:
+        sim.register_phone("8001")
+        _fresh_heartbeat(sim)
+        agi.route = lambda env: "PJSIP/8001"
+        agi.rec_dir = str(tmp_path / "cti")
+        call = sim.place_call(talk_s=20)
+        await asyncio.wait_for(call.connected.wait(), 5)
+        leg = tmp_path / "cti" / f"{call.uniqueid}-in.wav"
+        sizes = []
+        for _ in range(3):
+            await asyncio.sleep(0.3)
+            sizes.append(leg.stat().st_size)
+        head = leg.read_bytes()[:44]
+        assert head[:4] == b"RIFF" and head[40:44] == b"\0\0\0\0"  # data size not yet known
+        assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+        await call.wait(10)
+    finally:
+        await sim.stop()
+    with wave.open(str(leg)) as wav:
+        frames = wav.getnframes()
+        live = wav.readframes(frames)
+    assert 18 * 8000 <= frames <= 26 * 8000
+    files = {"in": str(tmp_path / "once-in.wav")}
+    write_recordings(files, frames / 8000, 600)
+    with wave.open(files["in"]) as wav:
+        assert wav.readframes(wav.getnframes()) == live
+
+
 async def test_variables_astdb_and_mixmonitor_actions(
     sim: AsteriskSimulator, agi: FastAgiStub
 ) -> None:
