@@ -168,3 +168,67 @@ async def test_caller_hanging_up_while_being_moved(floor: Floor) -> None:
     nxt = floor.sim.place_call(caller="13800000010", name="冯二", did="12345", talk_s=2)
     assert await nxt.wait(10) == "answered"
     assert floor.of(CallAnswered)[-1].seat == "8001"
+
+
+async def test_transcript_is_on_the_ticket_moments_after_the_hangup(
+    any_db_url: str, tmp_path: Path
+) -> None:
+    """The CTI registers the recording at MixMonitorStart, a transcription worker follows
+    the files live while the call goes on, and the transcript reaches the ticket (the
+    ``TranscriptReady`` event) right after the hangup. The engine decodes nothing (the vosk
+    engine is tested on real audio in tests/recordings); the rest is the real path."""
+    import threading
+
+    from cti.db import make_engine, session_factory
+    from cti.events import TranscriptReady
+    from recordings import models as rm
+    from recordings.testing import FixedStreamingTranscriber
+    from recordings.worker import Worker
+
+    floor = await open_floor(
+        any_db_url,
+        tmp_path,
+        recordings={"settle_s": 0.2},
+        transcription={"live_poll_s": 0.1, "poll_s": 0.1},
+    )
+    settings = floor.hotline.settings
+    engine = make_engine(any_db_url)
+    fake = FixedStreamingTranscriber("市民反映路灯不亮")
+    worker = Worker(
+        session_factory(engine), settings.recordings, settings.transcription, fake, worker_id="w1"
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        await floor.ready(("li", "8001"))
+        handle = floor.sim.place_call(caller="13800000009", name="赵六", did="12345", talk_s=60)
+        await floor.until(lambda: bool(floor.of(CallAnswered)))
+
+        def job_status() -> str:
+            with floor.hotline.sessions() as s:
+                return s.scalar(select(rm.TranscriptionJob.status)) or ""
+
+        await floor.until(lambda: job_status() == rm.FOLLOWING, 10)
+        (rec,) = db(floor, Recording)
+        assert rec.status == rm.RECORDING  # the call goes on
+        await floor.until(lambda: any(s.audio_s > 0.5 for s in fake.streams), 10)
+        assert await handle.wait(15) == "answered"
+        await floor.until(lambda: bool(floor.of(TranscriptReady)), 10)
+        (ready,) = floor.of(TranscriptReady)
+        (ticket,) = db(floor, Ticket)
+        assert ready.ticket_id == ticket.id
+        (rec,) = db(floor, Recording)
+        assert rec.status == rm.REGISTERED and rec.transcript_text
+        assert job_status() == rm.DONE
+        segments = db(floor, rm.TranscriptSegment)
+        assert {g.speaker for g in segments} == {"citizen", "agent"}
+        # Every second the legs hold was decoded, none twice.
+        assert sorted(s.audio_s for s in fake.streams) == pytest.approx(
+            [rec.duration_s, rec.duration_s], abs=0.01
+        )
+    finally:
+        stop.set()
+        thread.join()
+        engine.dispose()
+        await close_floor(floor)
