@@ -78,6 +78,7 @@ class TranscriptionSettings(BaseModel):
     # Narrower is faster and a little less accurate: recordings/README.md has measurements.
     beam: float | None = Field(default=None, gt=0)
     max_active: int | None = Field(default=None, gt=0)
+    min_active: int | None = Field(default=None, gt=0)
     lattice_beam: float | None = Field(default=None, gt=0)
 
     def worker_count(self) -> int:
@@ -86,6 +87,7 @@ class TranscriptionSettings(BaseModel):
     def decoder(self) -> dict[str, float | int]:
         """The decoder options to set over the model's (``model.conf`` names)."""
         options = {"beam": self.beam, "max-active": self.max_active}
+        options["min-active"] = self.min_active
         options["lattice-beam"] = self.lattice_beam
         return {k: v for k, v in options.items() if v is not None}
 
