@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from console.security import User, require_roles
 from cti.errors import Forbidden, Invalid, NotFound
+from tickets.attachments import TooLarge, read_chunks, store
 from tickets.hotspots import load_records, weekly_hotspots
 from tickets.reports import build_report, parse_period, to_json
 from tickets.service import TicketService
@@ -127,6 +130,59 @@ def router(
     def transition(ticket_id: str, body: TransitionBody, user: DeskOrUnit) -> dict[str, Any]:
         view = service.transition(ticket_id, body.action, user, body.reason, **body.data)
         return view.to_dict()
+
+    @api.post("/api/tickets/{ticket_id}/attachments", status_code=201)
+    async def upload_attachment(
+        ticket_id: str, request: Request, file: UploadFile, user: DeskOrUnit
+    ) -> dict[str, Any]:
+        """A file for the ticket (multipart field ``file``): a photo, a letter, a report."""
+        settings = service.settings
+        max_bytes = int(settings.attachment_max_mb * 1024 * 1024)
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > max_bytes + 64 * 1024:  # refused before reading the body
+            raise TooLarge(max_bytes)
+        _scope(user, service.get(ticket_id).to_dict())
+        stored = await asyncio.to_thread(
+            store,
+            Path(settings.attachments_dir),
+            ticket_id,
+            file.filename or "attachment",
+            file.content_type or "application/octet-stream",
+            read_chunks(file.file),
+            max_bytes=max_bytes,
+            allowed=list(settings.attachment_types),
+        )
+        view = await asyncio.to_thread(
+            service.add_attachment,
+            ticket_id,
+            user,
+            name=stored.name,
+            path=stored.path,
+            content_type=stored.content_type,
+            size=stored.size,
+        )
+        return view.to_dict()
+
+    @api.get("/api/tickets/{ticket_id}/attachments/{attachment_id}")
+    def download_attachment(ticket_id: str, attachment_id: int, user: AnyUser) -> Response:
+        data = service.get(ticket_id).to_dict()
+        _scope(user, data)
+        for a in data["attachments"]:
+            if a["id"] == attachment_id:
+                path = service.attachment_path(ticket_id, attachment_id)
+                if path is None or not Path(path).is_file():
+                    raise NotFound("attachment-file-missing", "the file is no longer there")
+                return FileResponse(
+                    path,
+                    media_type=a["content_type"],
+                    filename=a["name"],
+                    headers={
+                        "X-Content-Type-Options": "nosniff",
+                        "Content-Security-Policy": "default-src 'none'; sandbox",
+                        "Cache-Control": "private, no-store",
+                    },
+                )
+        raise NotFound("no-such-attachment", f"no attachment {attachment_id} on {ticket_id}")
 
     @api.post("/api/tickets/{ticket_id}/merge")
     def merge(ticket_id: str, body: MergeBody, user: DeskUser) -> dict[str, Any]:

@@ -445,6 +445,11 @@ class TicketService(TicketQueries):
             self.audit(session, ticket, "attach_file", who, ticket.state, data={"name": name})
         return self.get(ticket_id)
 
+    def attachment_path(self, ticket_id: str, attachment_id: int) -> str | None:
+        with self.sessions() as session:
+            row = session.get(Attachment, attachment_id)
+            return row.path if row is not None and row.ticket_id == ticket_id else None
+
     # --- helpers for the workflow -----------------------------------------------------
 
     def write_tx(self) -> _WriteTx:

@@ -109,6 +109,23 @@ class TicketSettings(_Model):
     max_rehandlings: int = Field(default=1, ge=0)
     calendar_override: Path | None = None
     timezone: str = "Asia/Shanghai"
+    # Files attached to tickets (photos, letters): where they are kept, how big, which kinds.
+    attachments_dir: Path = Path("./var/attachments")
+    attachment_max_mb: float = Field(default=10.0, gt=0, le=200)
+    attachment_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "application/pdf",
+            "text/plain",
+            "application/msword",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.ms-excel",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ]
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -239,7 +239,7 @@ def ticket_view(
             for s in surveys or ()
         ),
         attachments=tuple(
-            _row_dict(a, "id", "name", "content_type", "path", "size", "uploaded_by", "at")
+            _row_dict(a, "id", "name", "content_type", "size", "uploaded_by", "at")
             for a in attachments or ()
         ),
         window_outcomes=tuple(

@@ -159,6 +159,15 @@
     ["btn-save", "btn-answer", "btn-dispatch", "answer-text", "dept-select", "dispatch-note"].forEach(function (id) {
       $(id).disabled = !editable;
     });
+    $("attachments").hidden = false;
+    var files = H.clear($("attachment-list"));
+    (data.attachments || []).forEach(function (a) {
+      var href = "/api/tickets/" + encodeURIComponent(data.id) + "/attachments/" + a.id;
+      files.appendChild(el("li", {}, [
+        el("a", { href: href, text: a.name, target: "_blank", rel: "noopener" }),
+        el("span", { class: "muted small", text: " " + Math.ceil(a.size / 1024) + " KB · " + H.clock(a.at) }),
+      ]));
+    });
     var outcomes = data.window_outcomes || [];
     $("window-outcomes").hidden = !outcomes.length;
     var list = H.clear($("window-outcome-list"));
@@ -440,4 +449,23 @@
   refreshMe();
   H.every(1000, tick);
   H.live(onMessage);
+  $("attach-file").addEventListener("change", function () {
+    var input = $("attach-file");
+    if (!ticket || !input.files.length) return;
+    var form = new FormData();
+    form.append("file", input.files[0]);
+    fetch("/api/tickets/" + encodeURIComponent(ticket.id) + "/attachments", {
+      method: "POST",
+      headers: { Accept: "application/json", "X-CSRF-Token": H.csrf() },
+      credentials: "same-origin",
+      body: form,
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        input.value = "";
+        if (!response.ok) { H.setText("ticket-msg", data.message || "HTTP " + response.status); return; }
+        showTicket(data);
+        H.setText("ticket-msg", t("ticket.attached"));
+      });
+    });
+  });
 })();

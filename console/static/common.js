@@ -49,6 +49,8 @@
     if (node) node.textContent = text === null || text === undefined ? "" : String(text);
   };
 
+  H.csrf = function () { return boot.csrf; };
+
   H.api = function (method, url, body) {
     var headers = { Accept: "application/json" };
     if (method !== "GET") headers["X-CSRF-Token"] = boot.csrf;

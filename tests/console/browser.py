@@ -45,6 +45,7 @@ def stack_settings(ami_port: int, tmp: Path, *, leader_shift: bool = False) -> A
     data["agi"] = {"port": 0}
     data["console"] = {"port": 0, "secret_key": "browser-test-secret-0123456789abcdef"}
     data["recordings"] = {"dir": str(tmp / "rec"), "settle_s": 0}
+    data.setdefault("tickets", {})["attachments_dir"] = str(tmp / "attachments")
     data["control"] = {"wrapup_s": 120}
     data["departments"] = DEPARTMENTS
     # A window that is always staffed, so that the test does not depend on the clock.

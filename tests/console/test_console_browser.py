@@ -50,6 +50,9 @@ def seed_history(stack: Stack) -> str:
     return old
 
 
+PHOTO = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+
 async def test_agent_takes_a_call_while_the_supervisor_watches_then_replays(
     tmp_path: Path,
 ) -> None:
@@ -100,6 +103,12 @@ async def test_agent_takes_a_call_while_the_supervisor_watches_then_replays(
         await desk.click("#btn-dispatch")
         await desk.wait_for_selector('#ticket-state[data-state="dispatched"]')
         await shot(desk, "05-agent-ticket-dispatched")
+        # A photo the citizen sent is attached to the ticket.
+        await desk.set_input_files(
+            "#attach-file",
+            files=[{"name": "工地照片.png", "mimeType": "image/png", "buffer": PHOTO}],
+        )
+        await desk.wait_for_selector("#attachment-list li a:has-text('工地照片.png')")
         view = await asyncio.to_thread(h.tickets.get, ticket_id)
         assert view.state == "dispatched" and view.lead_department_id == "zjj"
         assert (view.citizen_name, view.location, view.category) == (
@@ -107,6 +116,7 @@ async def test_agent_takes_a_call_while_the_supervisor_watches_then_replays(
             "和平区幸福路18号工地",
             "投诉",
         )
+        assert [(a["name"], a["size"]) for a in view.attachments] == [("工地照片.png", len(PHOTO))]
 
         # She hangs up from the desktop: wrap-up, seen live on the wallboard too.
         await desk.click("#btn-hangup")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -177,3 +178,74 @@ async def test_reports(client: httpx.AsyncClient, service: TicketService) -> Non
 async def test_window_user_cannot_list(client: httpx.AsyncClient) -> None:
     assert WINDOW.roles == {"window"}
     assert (await client.get("/api/tickets", headers=as_("window"))).status_code == 403
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0\0\0\rIHDR" + bytes(40)
+
+
+@pytest.fixture
+def attach_dir(service: TicketService, tmp_path: Path) -> Path:
+    folder = tmp_path / "attachments"
+    service.settings = service.settings.model_copy(
+        update={"attachments_dir": folder, "attachment_max_mb": 0.01}
+    )
+    return folder
+
+
+async def test_attachment_upload_and_download(
+    client: httpx.AsyncClient, service: TicketService, attach_dir: Path
+) -> None:
+    view = open_ticket(service)
+    files = {"file": ("../../路灯 照片.png", PNG, "image/png")}
+    r = await client.post(f"/api/tickets/{view.id}/attachments", files=files, headers=as_("agent"))
+    assert r.status_code == 201, r.text
+    (att,) = r.json()["attachments"]
+    assert att["name"] == "路灯 照片.png" and att["size"] == len(PNG)
+    assert att["content_type"] == "image/png" and "path" not in att
+    stored = list((attach_dir / view.id).iterdir())
+    assert len(stored) == 1 and stored[0].read_bytes() == PNG  # named by its hash
+    assert [e.action for e in service.get(view.id).events][-1] == "attach_file"
+    url = f"/api/tickets/{view.id}/attachments/{att['id']}"
+    r = await client.get(url, headers=as_("supervisor"))
+    assert r.status_code == 200 and r.content == PNG
+    assert r.headers["content-type"] == "image/png"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "filename*=utf-8''%E8%B7%AF%E7%81%AF" in r.headers["content-disposition"]
+    # whoever may see the ticket may see its files; a unit it is not dispatched to may not
+    assert (await client.get(url, headers=as_("zjj"))).status_code == 404
+    assert (await client.get(url + "9", headers=as_("agent"))).status_code == 404
+
+
+async def test_attachment_refusals_leave_nothing_behind(
+    client: httpx.AsyncClient, service: TicketService, attach_dir: Path
+) -> None:
+    view = open_ticket(service)
+    url = f"/api/tickets/{view.id}/attachments"
+    cases = [
+        (("x.png", b"<html><script>alert(1)</script>", "image/png"), 422, "attachment-content"),
+        (("x.html", b"<html></html>", "text/html"), 422, "attachment-type"),
+        (("x.txt", b"", "text/plain"), 422, "attachment-empty"),
+        (("big.png", PNG + bytes(20_000), "image/png"), 413, "attachment-too-large"),
+    ]
+    for file, status, error in cases:
+        r = await client.post(url, files={"file": file}, headers=as_("agent"))
+        assert (r.status_code, r.json()["error"]) == (status, error), file[0]
+    assert list((attach_dir / view.id).iterdir()) == []  # no partial files
+    assert service.get(view.id).attachments == ()
+    r = await client.post(
+        url, files={"file": ("a.txt", "市民来信".encode(), "text/plain")}, headers=as_("window")
+    )
+    assert r.status_code == 403
+
+
+async def test_department_attaches_only_to_its_own_tickets(
+    client: httpx.AsyncClient, service: TicketService, attach_dir: Path
+) -> None:
+    view = ticket_in(service, "handling")
+    lead = service.get(view.id).lead_department_id
+    own, other = ("zjj", "cgj") if lead == "zjj" else ("cgj", "zjj")
+    url = f"/api/tickets/{view.id}/attachments"
+    file = {"file": ("修复后.png", PNG, "image/png")}
+    assert (await client.post(url, files=file, headers=as_(other))).status_code == 404
+    r = await client.post(url, files=file, headers=as_(own))
+    assert r.status_code == 201, r.text
