@@ -159,7 +159,7 @@ class LiveHub:
                 return False
             if kind in ("CallTransferred", "CallEnded", "RecordingStopped"):
                 return ev.get("call_id") in client.calls
-            if kind in ("TicketChanged", "TranscriptReady"):
+            if kind in ("TicketChanged", "TicketUpdated", "TranscriptReady"):
                 return ev.get("ticket_id") in client.tickets
             return False
         if user.window_id and user.has("window"):
@@ -175,7 +175,7 @@ class LiveHub:
                 return False
             if kind in ("CallEnded", "RecordingStopped"):
                 return ev.get("call_id") in client.calls
-            if kind == "TicketChanged":
+            if kind in ("TicketChanged", "TicketUpdated"):
                 return ev.get("ticket_id") in client.tickets
         return False
 

@@ -218,6 +218,17 @@ class TicketChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class TicketUpdated(Event):
+    """Something was added to a ticket without a change of state: the window's answer in a
+    three-way call, an attachment, the five elements edited. Open views reload it."""
+
+    ticket_id: str
+    what: str  # window_outcome | attachment | fields
+    actor: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class CallbackTaskChanged(Event):
     task_id: int
     caller: str

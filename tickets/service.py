@@ -23,7 +23,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from cti.bus import Bus
 from cti.db import utcnow
 from cti.errors import Conflict, Forbidden, Invalid
-from cti.events import Alarm, Event, TicketChanged, TicketOpened
+from cti.events import Alarm, Event, TicketChanged, TicketOpened, TicketUpdated
 from tickets.calendar import WorkCalendar
 from tickets.deadlines import Deadlines
 from tickets.models import (
@@ -410,6 +410,7 @@ class TicketService(TicketQueries):
             self.audit(
                 session, ticket, "window_outcome", who, ticket.state, data={"window_id": window_id}
             )
+        self.updated(ticket_id, "window_outcome", who)
         return self.get(ticket_id)
 
     def set_transcript(
@@ -443,6 +444,7 @@ class TicketService(TicketQueries):
                 )
             )
             self.audit(session, ticket, "attach_file", who, ticket.state, data={"name": name})
+        self.updated(ticket_id, "attachment", who)
         return self.get(ticket_id)
 
     def attachment_path(self, ticket_id: str, attachment_id: int) -> str | None:
@@ -454,6 +456,9 @@ class TicketService(TicketQueries):
 
     def write_tx(self) -> _WriteTx:
         return _WriteTx(self.sessions)
+
+    def updated(self, ticket_id: str, what: str, who: Actor) -> None:
+        self.publish(TicketUpdated(ticket_id=ticket_id, what=what, actor=who.id, at=self.clock()))
 
     def alarm(self, kind: str, message: str, **details: Any) -> None:
         self.publish(Alarm(kind=kind, message=message, at=self.clock(), details=details))

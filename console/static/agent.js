@@ -351,6 +351,7 @@
         }
         break;
       case "TicketChanged":
+      case "TicketUpdated":
         if (ticket && ticket.id === m.ticket_id) loadTicket(m.ticket_id, false);
         break;
       case "CallbackTaskChanged":

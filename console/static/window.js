@@ -55,6 +55,8 @@
   var reload = H.debounce(300, load);
   H.live(function (m) {
     if (m.type === "Snapshot" || m.type === "SeatStatusChanged" || m.type === "CallTransferred" || m.type === "CallEnded") reload();
-    if (m.type === "TicketChanged" && current && m.ticket_id === current.id) showTicket(current.id);
+    if ((m.type === "TicketChanged" || m.type === "TicketUpdated") && current && m.ticket_id === current.id) {
+      showTicket(current.id);
+    }
   });
 })();

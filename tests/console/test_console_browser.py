@@ -197,6 +197,8 @@ async def test_leader_takes_a_call_and_brings_the_window_in(tmp_path: Path) -> N
         await shot(clerk, "12-window-page")
         view: Any = await asyncio.to_thread(h.tickets.get, ticket_id)
         assert [o["window_id"] for o in view.window_outcomes] == ["shebao"]
+        # The leader's desktop shows the window's answer as it is written (TicketUpdated).
+        await leader.wait_for_selector("#window-outcome-list li:has-text('线上补缴')")
         # The leader leaves; the citizen stays with the clerk until the clerk hangs up.
         await leader.click("#btn-hangup")
         await leader.wait_for_selector('#state-badge[data-state="wrap_up"]')

@@ -316,3 +316,18 @@ def test_clock_anchor_sign_off(service: TicketService, clock: Clock) -> None:
     # Tuesday 11:00 + 2 working days = Thursday 11:00 (Shanghai)
     assert view.due_at == datetime(2026, 9, 17, 3, 0, tzinfo=UTC)
     assert view.signed_at == clock.now
+
+
+def test_additions_without_a_state_change_are_published(
+    service: TicketService, bus: RecordingBus
+) -> None:
+    from cti.events import TicketUpdated
+
+    view = open_ticket(service)
+    service.add_window_outcome(view.id, "shebao", "可线上补缴", AGENT)
+    service.add_attachment(
+        view.id, AGENT, name="a.png", path="/x/a.png", content_type="image/png", size=3
+    )
+    updates = [(e.ticket_id, e.what, e.actor) for e in bus.events if isinstance(e, TicketUpdated)]
+    who = AGENT.username
+    assert updates == [(view.id, "window_outcome", who), (view.id, "attachment", who)]
