@@ -158,6 +158,13 @@ def router(service: RecordingService, settings: RecordingSettings) -> APIRouter:
         user: User = viewer,
     ) -> Response:
         rec = visible(recording_id, user)
+        if rec.status == m.RECORDING:
+            raise ApiError(
+                409,
+                "recording-in-progress",
+                "the call is still being recorded: listen in live from the wallboard",
+                {"status": rec.status},
+            )
         path = service.audio_path(rec, leg)
         if not path or not os.path.isfile(path):
             raise ApiError(

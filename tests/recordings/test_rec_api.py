@@ -183,3 +183,17 @@ def test_every_route_declares_roles(
     for route in r.routes:
         deps = [d.call for d in route.dependant.dependencies]  # type: ignore[attr-defined]
         assert any(hasattr(c, "required_roles") for c in deps), route.path  # type: ignore[attr-defined]
+
+
+def test_a_call_still_being_recorded_is_not_served(
+    setup: tuple[TestClient, RecordingService, int, bytes], clock: FakeClock
+) -> None:
+    client, svc, _, _ = setup
+    rid = svc.register_started(
+        call_id="1772.50", node="pbx1", ticket_id="T2", agent_id="a1",
+        path="/var/spool/asterisk/monitor/hotline/2026/03/02/T2/1772.50.wav",
+        started_at=clock(),
+    )  # fmt: skip
+    r = client.get(f"/api/recordings/{rid}/audio", headers=H("sup"))
+    assert r.status_code == 409 and r.json()["error"] == "recording-in-progress"
+    assert svc.audit_log(recording_id=rid) == []  # nothing was played
