@@ -136,9 +136,16 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--beam", type=float, default=None, help="decoder beam over the model's")
     ap.add_argument("--max-active", type=int, default=None)
+    ap.add_argument("--min-active", type=int, default=None)
+    ap.add_argument("--lattice-beam", type=float, default=None)
     ap.add_argument("--no-backlog", action="store_true", help="only the real-time factors")
     args = ap.parse_args()
-    decoder = {"beam": args.beam, "max-active": args.max_active}
+    decoder = {
+        "beam": args.beam,
+        "max-active": args.max_active,
+        "min-active": args.min_active,
+        "lattice-beam": args.lattice_beam,
+    }
     decoder = {k: v for k, v in decoder.items() if v is not None}
     model = args.model or korean_test_model()
     if not model:
