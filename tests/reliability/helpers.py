@@ -104,10 +104,12 @@ async def open_site(
     sim.config.agi_port = hotline.agi.port
     for i, ext in enumerate(extensions(hotline.settings)):
         sim.register_phone(ext, ip=f"127.0.{1 + i // 250}.{1 + i % 250}", answer_delay=0.02)
-    assert await hotline.wait_connected(10)
-    await until(lambda: not sim.heartbeat_stale(), 5)
+    # Generous waits: on a loaded machine a start takes seconds, and a slow start is not
+    # what these tests are about.
+    assert await hotline.wait_connected(15)
+    await until(lambda: not sim.heartbeat_stale(), 15)
     for agent, ext in zip(hotline.settings.agents, extensions(hotline.settings), strict=False):
-        await until(lambda e=ext: hotline.seats.get(e).usable, 5)
+        await until(lambda e=ext: hotline.seats.get(e).usable, 15)
         hotline.agents.login(agent.id, ext, ready=ready)
     return floor
 
