@@ -172,7 +172,11 @@ class LiveFollower:
                 log.exception("live follower step failed")
             stop.wait(self.transcription.live_poll_s)
         for f in list(self.followed.values()):
-            self._close(f)  # the lease runs out; another follower or the queue takes it
+            self._close(f)
+            try:
+                self.queue.hand_back(f.claim)  # type: ignore[attr-defined]
+            except Exception:  # the lease runs out: another follower or the queue takes it
+                log.exception("recording %s: not handed back", f.recording_id)
 
     @property
     def capacity(self) -> int:

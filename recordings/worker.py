@@ -162,16 +162,17 @@ class JobQueue:
         now = self.clock()
         j = m.TranscriptionJob
         held = (m.RUNNING, m.FOLLOWING)
+        registered = select(m.Recording.id).where(m.Recording.status == m.REGISTERED)
         with self.sf() as s:
             s.execute(
                 update(j)
                 .where(
-                    j.status == m.FOLLOWING,
-                    j.lease_until < now,
-                    j.attempts < self.max_attempts,
-                    j.recording_id.in_(
-                        select(m.Recording.id).where(m.Recording.status == m.REGISTERED)
+                    or_(
+                        and_(j.status == m.FOLLOWING, j.lease_until < now),
+                        j.status == m.LIVE,  # handed back as the recording was registered
                     ),
+                    j.attempts < self.max_attempts,
+                    j.recording_id.in_(registered),
                 )
                 .values(status=m.QUEUED, lease_until=None, updated_at=now)
             )
@@ -210,6 +211,25 @@ class JobQueue:
             )
             s.commit()
             return res.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+    def hand_back(self, claim: Claim) -> None:
+        """A live follower stops (its worker is shutting down): the call is free for another
+        follower at once, not when the lease runs out, and the attempt is not counted."""
+        now = self.clock()
+        j = m.TranscriptionJob
+        with self.sf() as s:
+            s.execute(
+                update(j)
+                .where(j.id == claim.job_id, j.worker == claim.worker, j.status == m.FOLLOWING)
+                .values(
+                    status=m.LIVE,  # reap() queues it if the recording is registered meanwhile
+                    attempts=j.attempts - 1,
+                    lease_until=None,
+                    updated_at=now,
+                )
+            )
+            s.commit()
+        self.reap()
 
     def release(self, claim: Claim, error: str) -> None:
         """A live follower gives the call up (it cannot read the file as it grows, say): the

@@ -418,3 +418,25 @@ def test_live_and_batch_decoding_give_the_same_words(
         assert rec is not None
         live_text = rec.transcript_text
     assert live_text == batch.text
+
+
+def test_a_stopping_follower_hands_its_calls_back_at_once(
+    sf: sessionmaker[Session], settings: tuple[RecordingSettings, TranscriptionSettings]
+) -> None:
+    import threading
+
+    recs, trans = settings
+    svc = RecordingService(sf, recs, transcription=trans)
+    (rid1, call1), (rid2, call2) = start_call(svc, recs, "c1"), start_call(svc, recs, "c2")
+    f = follower(sf, settings, FixedStreamingTranscriber())
+    f.step()
+    assert {job_of(sf, r).status for r in (rid1, rid2)} == {m.FOLLOWING}
+    call2.talk(0.5)
+    stop_call(svc, rid2, call2)  # ends while followed, before the follower's next round
+    stop = threading.Event()
+    stop.set()
+    f.run(stop)  # a worker shutting down: no round, the calls are handed back
+    one, two = job_of(sf, rid1), job_of(sf, rid2)
+    assert (one.status, one.attempts, one.lease_until) == (m.LIVE, 0, None)
+    assert (two.status, two.attempts) == (m.QUEUED, 0)  # the call ended: the batch path's
+    call1.hang_up()
