@@ -41,6 +41,7 @@ from cti.models import AgentRow, CallRow, SeatRow
 from cti.persist import Persistence
 from cti.seats.registry import Seat, SeatRegistry
 from cti.store import Store
+from cti.tasks import cancel_and_wait
 from recordings import models as rec_models
 from recordings.layout import recording_path
 from recordings.service import RecordingService
@@ -244,16 +245,12 @@ class Hotline:
         self._stopping.set()
         if self._maintenance is not None:
             await asyncio.gather(self._maintenance, return_exceptions=True)
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        await cancel_and_wait(self._heartbeat)
         if self._console_server is not None:
             self._console_server.should_exit = True
             if self._console_task is not None:
                 await asyncio.gather(self._console_task, return_exceptions=True)
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await cancel_and_wait(*self._background)
         await self.acd.stop()
         if self.control is not None and hasattr(self.control, "stop"):
             await self.control.stop()

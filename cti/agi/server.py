@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from cti.ami.actions import UnsafeValue
 from cti.errors import HotlineError
+from cti.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -227,10 +228,7 @@ class FastAgiServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

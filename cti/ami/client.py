@@ -36,6 +36,7 @@ from panoramisk.message import Message as PMessage
 
 from cti.ami.actions import AmiUnavailable, error_for
 from cti.ami.parser import DEFAULT_DROP, AmiParser, Message
+from cti.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ class AmiNode:
         self._secret = secret
         self._events = events
         self._manager: _Manager | None = None
+        self._stopping = False
         self._watchdog: asyncio.Task[None] | None = None
         self._login_task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -183,6 +185,7 @@ class AmiNode:
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping = False
         loop = asyncio.get_running_loop()
 
         class Protocol(HotlineAMIProtocol):
@@ -215,13 +218,8 @@ class AmiNode:
             return False
 
     async def stop(self) -> None:
-        for task in (self._watchdog, self._login_task):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):
-                    pass
+        self._stopping = True
+        await cancel_and_wait(self._watchdog, self._login_task)
         manager = self._manager
         self._manager = None
         if manager is not None:
@@ -327,9 +325,9 @@ class AmiNode:
     async def _watch(self) -> None:
         """Ping under a timeout; an unanswered Ping means a dead peer: abort the transport
         so that panoramisk's reconnect starts (TCP alone may not notice for minutes)."""
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.ping_interval)
-            if not self.connected:
+            if not self.connected or self._stopping:
                 continue
             try:
                 await self.send({"Action": "Ping"}, timeout=self.ping_timeout)
