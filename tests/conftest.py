@@ -43,3 +43,22 @@ def _collect_garbage_per_test() -> Iterator[None]:
     yield
     gc.collect()
     gc.freeze()
+
+
+def _dump_tasks(signum: int, frame: object) -> None:
+    """``kill -USR1 <pytest pid>``: print every asyncio task's stack (where a test hangs)."""
+    import asyncio
+    import sys
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    for task in asyncio.all_tasks(loop) if loop else ():
+        task.print_stack(file=sys.stderr)
+
+
+if hasattr(__import__("signal"), "SIGUSR1"):
+    import signal as _signal
+
+    _signal.signal(_signal.SIGUSR1, _dump_tasks)
