@@ -9,6 +9,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+from cti.tasks import cancel_and_wait
 from cti.testing.frames import AmiFrameParser, Pairs, format_message, header, parse_message
 
 if TYPE_CHECKING:
@@ -120,12 +121,7 @@ class AmiServer:
 
     async def _cancel_handlers(self) -> None:
         current = asyncio.current_task()
-        tasks = [t for t in self._handlers if t is not current]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*(t for t in self._handlers if t is not current))
 
     def broadcast(self, name: str, privilege: str | None, pairs: Pairs) -> None:
         for session in list(self.sessions):

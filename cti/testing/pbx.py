@@ -16,6 +16,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cti.tasks import cancel_and_wait
 from cti.testing import phones as phone_ops
 from cti.testing.ami_server import AmiServer
 from cti.testing.cdr import write_cdr
@@ -149,12 +150,7 @@ class AsteriskSimulator:
 
     async def _cancel_tasks(self) -> None:
         current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*(t for t in self._tasks if t is not current))
 
     async def restart(self) -> None:
         """``core restart now``: AMI sockets close with no Shutdown event, calls vanish, the
