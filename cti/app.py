@@ -438,8 +438,8 @@ class Hotline:
         loop = asyncio.get_running_loop()
 
         def open_ticket() -> None:
-            view = self.tickets.open_for_call(ticket_id, **args)
-            if view.id == ticket_id:
+            opened = self.tickets.open_id_for_call(ticket_id, **args)
+            if opened == ticket_id:
                 return
             # The call already had a ticket (seen again after a reconnect or a CTI restart):
             # the call row names that one, not the number just drawn.
@@ -450,9 +450,9 @@ class Hotline:
                     )
                 )
                 if row is not None:
-                    row.ticket_id = view.id
+                    row.ticket_id = opened
                     session.commit()
-            loop.call_soon_threadsafe(setattr, call, "ticket_id", view.id)
+            loop.call_soon_threadsafe(setattr, call, "ticket_id", opened)
 
         self.store.submit_task(open_ticket, f"ticket {ticket_id}")
 

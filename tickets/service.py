@@ -169,7 +169,11 @@ class TicketService(TicketQueries):
 
     # --- intake -----------------------------------------------------------------------
 
-    def open_for_call(
+    def open_for_call(self, ticket_id: str, **call: Any) -> TicketView:
+        """The draft ticket (S0) of an answered call, as a view (see ``open_id_for_call``)."""
+        return self.get(self.open_id_for_call(ticket_id, **call))
+
+    def open_id_for_call(
         self,
         ticket_id: str,
         *,
@@ -183,16 +187,18 @@ class TicketService(TicketQueries):
         leader: bool = False,
         answered_at: datetime | None = None,
         recording_path: str = "",
-    ) -> TicketView:
-        """The draft ticket (S0) of an answered call. Idempotent: a replayed call (same node
-        and call id) returns the ticket it opened; a known ticket id gets the call attached."""
+    ) -> str:
+        """Open the draft ticket (S0) of an answered call; returns its id. Idempotent: a
+        replayed call (same node and call id) returns the ticket it opened; a known ticket id
+        gets the call attached. The CTI's store thread calls this for every answered call, so
+        it builds no view."""
         now = self.clock()
         with self.sessions() as session:
             existing = self._ticket_of_call(session, node, call_id)
             if existing is not None:
-                return self.get(existing)
+                return existing
             if session.get(Ticket, ticket_id) is not None:
-                return self.attach_call(
+                self.attach_call(
                     ticket_id,
                     call_id,
                     node=node,
@@ -201,6 +207,7 @@ class TicketService(TicketQueries):
                     answered_at=answered_at,
                     recording_path=recording_path,
                 )
+                return ticket_id
         # From the phone network, not a person: bounded to the columns, no control characters.
         caller = _CONTROL_CHARS.sub("", caller)[:32]
         caller_name = _CONTROL_CHARS.sub("", caller_name)[:50]
@@ -248,7 +255,7 @@ class TicketService(TicketQueries):
                 raise Conflict(
                     "ticket-exists", f"ticket {ticket_id} exists", ticket_id=ticket_id
                 ) from None
-            return self.get(existing)
+            return existing
         self.publish(
             TicketOpened(
                 ticket_id=ticket_id,
@@ -262,7 +269,7 @@ class TicketService(TicketQueries):
                 at=now,
             )
         )
-        return self.get(ticket_id)
+        return ticket_id
 
     @staticmethod
     def _ticket_of_call(session: Session, node: str, call_id: str) -> str | None:
