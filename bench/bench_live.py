@@ -23,7 +23,6 @@ import platform
 import shutil
 import signal
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from cti.db import make_engine, session_factory  # noqa: E402
 from recordings import models as m  # noqa: E402
-from recordings.audio import read_wav, to_pcm16  # noqa: E402
+from recordings.audio import read_wav, to_pcm16, wav_header  # noqa: E402
 from recordings.layout import leg_paths  # noqa: E402
 from recordings.service import RecordingService  # noqa: E402
 from recordings.settings import (  # noqa: E402
@@ -65,17 +64,6 @@ def leg_audio(seconds: float) -> tuple[np.ndarray, np.ndarray]:
     return np.tile(turn_in, reps)[:n], np.tile(turn_out, reps)[:n]
 
 
-def header(data_bytes: int) -> bytes:
-    return (
-        b"RIFF"
-        + struct.pack("<I", 36 + data_bytes)
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, 1, RATE, RATE * 2, 2, 16)
-        + b"data"
-        + struct.pack("<I", data_bytes)
-    )
-
-
 def record(path: Path, legs: tuple[np.ndarray, np.ndarray], speed: float) -> None:
     """Write the three MixMonitor files as the call goes on; returns at the hangup."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +71,7 @@ def record(path: Path, legs: tuple[np.ndarray, np.ndarray], speed: float) -> Non
     names = [path, *(Path(p) for p in leg_paths(str(path)))]
     fhs = [open(p, "wb") for p in names]  # noqa: SIM115
     for fh in fhs:
-        fh.write(header(0))
+        fh.write(wav_header(0, RATE))
         fh.flush()
     step = int(RATE * FRAME_S)
     started = time.monotonic()
@@ -99,7 +87,7 @@ def record(path: Path, legs: tuple[np.ndarray, np.ndarray], speed: float) -> Non
     for fh in fhs:
         size = fh.tell() - 44
         fh.seek(0)
-        fh.write(header(size))
+        fh.write(wav_header(size, RATE))
         fh.close()
 
 

@@ -125,17 +125,21 @@ def to_pcm16(samples: np.ndarray) -> bytes:
     return pcm
 
 
-def write_wav(path: str | Path, samples: np.ndarray, rate: int) -> None:
-    """Write 16-bit PCM; ``samples`` is ``(frames,)`` or ``(channels, frames)`` float."""
-    data = np.atleast_2d(samples)
-    channels = data.shape[0]
-    pcm = (np.clip(data.T, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-    header = b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE"
+def wav_header(data_bytes: int, rate: int, channels: int = 1) -> bytes:
+    """The 44-byte header of a 16-bit PCM WAV file holding ``data_bytes`` of audio (0 while
+    the file is still being written, as Asterisk leaves it until it closes the file)."""
+    header = b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
     header += b"fmt " + struct.pack(
         "<IHHIIHH", 16, _PCM, channels, rate, rate * channels * 2, channels * 2, 16
     )
-    header += b"data" + struct.pack("<I", len(pcm))
-    Path(path).write_bytes(header + pcm)
+    return header + b"data" + struct.pack("<I", data_bytes)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, rate: int) -> None:
+    """Write 16-bit PCM; ``samples`` is ``(frames,)`` or ``(channels, frames)`` float."""
+    data = np.atleast_2d(samples)
+    pcm = (np.clip(data.T, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    Path(path).write_bytes(wav_header(len(pcm), rate, data.shape[0]) + pcm)
 
 
 def peaks(path: str | Path, points: int = 800) -> dict[str, object]:

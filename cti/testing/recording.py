@@ -10,7 +10,6 @@ until the file is closed, then the audio appended as the call goes on (``Monitor
 from __future__ import annotations
 
 import math
-import struct
 import wave
 from array import array
 from functools import lru_cache
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cti.testing.transcript import fixture_path
+from recordings.audio import wav_header
 
 RATE = 8000
 
@@ -69,17 +69,6 @@ def write_recordings(files: dict[str, str], duration_s: float, max_s: float) -> 
     return written
 
 
-def _header(data_bytes: int) -> bytes:
-    return (
-        b"RIFF"
-        + struct.pack("<I", 36 + data_bytes)
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, 1, RATE, RATE * 2, 2, 16)
-        + b"data"
-        + struct.pack("<I", data_bytes)
-    )
-
-
 class MonitorWriter:
     """One MixMonitor: the files of ``files`` written as the call goes on.
 
@@ -100,7 +89,7 @@ class MonitorWriter:
                 path = Path(files[kind])
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fh = open(path, "wb")  # noqa: SIM115 (open for the whole call)
-                fh.write(_header(0))
+                fh.write(wav_header(0, RATE))
                 fh.flush()
                 self._fhs.append((kind, fh))
 
@@ -131,6 +120,6 @@ class MonitorWriter:
         self.advance(max(elapsed_s, 0.1))
         for _, fh in self._fhs:
             fh.seek(0)
-            fh.write(_header(self.frames * 2))
+            fh.write(wav_header(self.frames * 2, RATE))
             fh.close()
         self._fhs = []

@@ -6,7 +6,6 @@ until the file is closed, then the audio in small writes as the call goes on.
 
 from __future__ import annotations
 
-import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from recordings import models as m
+from recordings.audio import wav_header
 from recordings.layout import leg_paths
 from recordings.live import LiveFollower, UnsupportedLiveFormat, WavTail
 from recordings.service import RecordingService
@@ -35,20 +35,9 @@ class GrowingWav:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.fh = open(path, "wb")  # noqa: SIM115
         self.rate, self.channels = rate, channels
-        self.fh.write(self._header(0))
+        self.fh.write(wav_header(0, rate, channels))
         self.fh.flush()
         self.frames = 0
-
-    def _header(self, data_bytes: int) -> bytes:
-        block = 2 * self.channels
-        return (
-            b"RIFF"
-            + struct.pack("<I", 36 + data_bytes)
-            + b"WAVEfmt "
-            + struct.pack("<IHHIIHH", 16, 1, self.channels, self.rate, self.rate * block, block, 16)
-            + b"data"
-            + struct.pack("<I", data_bytes)
-        )
 
     def write(self, seconds: float, amplitude: float = 0.1) -> None:
         n = int(self.rate * seconds)
@@ -68,7 +57,7 @@ class GrowingWav:
     def close(self) -> None:
         size = self.frames * 2 * self.channels
         self.fh.seek(0)
-        self.fh.write(self._header(size))
+        self.fh.write(wav_header(size, self.rate, self.channels))
         self.fh.close()
 
 
