@@ -163,44 +163,11 @@ class RecordingService:
 
         Idempotent per (call_id, path); a recording already stopped is left alone.
         """
+        row = self._row(call_id, node, ticket_id, agent_id, path, started_at, started_at)
+        row.status = m.RECORDING
+        live = self.transcription.enabled and self.transcription.live
         with self.sf() as s:
-            existing = s.scalar(
-                select(m.Recording).where(m.Recording.call_id == call_id, m.Recording.path == path)
-            )
-            if existing is not None:
-                return existing.id
-            rec = m.Recording(
-                call_id=call_id,
-                node=node,
-                ticket_id=ticket_id or "",
-                agent_id=agent_id or None,
-                path=path,
-                started_at=started_at,
-                ended_at=started_at,
-                status=m.RECORDING,
-                created_at=self.clock(),
-            )
-            s.add(rec)
-            try:
-                s.flush()
-                if self.transcription.enabled and self.transcription.live:
-                    now = self.clock()
-                    s.add(
-                        m.TranscriptionJob(
-                            recording_id=rec.id, status=m.LIVE, created_at=now, updated_at=now
-                        )
-                    )
-                s.commit()
-            except IntegrityError:  # registered concurrently
-                s.rollback()
-                again = s.scalar(
-                    select(m.Recording.id).where(
-                        m.Recording.call_id == call_id, m.Recording.path == path
-                    )
-                )
-                if again is None:
-                    raise
-                return again
+            rec, _ = self._find_or_add(s, row, m.LIVE if live else None)
             return rec.id
 
     def register_stopped(
@@ -219,49 +186,70 @@ class RecordingService:
         Idempotent per (call_id, path): a repeated call returns the same id. Returns at once;
         a file that is missing or still being written stays ``pending`` for the sweeper.
         """
+        row = self._row(call_id, node, ticket_id, agent_id, path, started_at, ended_at)
         with self.sf() as s:
-            existing = s.scalar(
-                select(m.Recording).where(m.Recording.call_id == call_id, m.Recording.path == path)
-            )
-            if existing is not None:
-                if existing.status == m.RECORDING:
-                    existing.status = m.PENDING
-                    existing.ended_at = ended_at
-                    existing.ticket_id = ticket_id or existing.ticket_id
-                    existing.agent_id = agent_id or existing.agent_id
-                    s.commit()
-                rid = existing.id
-                status = existing.status
-            else:
-                rec = m.Recording(
-                    call_id=call_id,
-                    node=node,
-                    ticket_id=ticket_id or "",
-                    agent_id=agent_id or None,
-                    path=path,
-                    started_at=started_at,
-                    ended_at=ended_at,
-                    status=m.PENDING,
-                    created_at=self.clock(),
-                )
-                s.add(rec)
-                try:
-                    s.commit()
-                except IntegrityError:  # another thread registered the same file meanwhile
-                    s.rollback()
-                    return self.register_stopped(
-                        call_id=call_id,
-                        node=node,
-                        ticket_id=ticket_id,
-                        agent_id=agent_id,
-                        path=path,
-                        started_at=started_at,
-                        ended_at=ended_at,
-                    )
-                rid, status = rec.id, rec.status
+            rec, added = self._find_or_add(s, row, None)
+            if not added and rec.status == m.RECORDING:
+                rec.status = m.PENDING
+                rec.ended_at = ended_at
+                rec.ticket_id = ticket_id or rec.ticket_id
+                rec.agent_id = agent_id or rec.agent_id
+                s.commit()
+            rid, status = rec.id, rec.status
         if status == m.PENDING:
             self._try_register(rid)
         return rid
+
+    def _row(
+        self,
+        call_id: str,
+        node: str,
+        ticket_id: str,
+        agent_id: str | None,
+        path: str,
+        started_at: datetime,
+        ended_at: datetime,
+    ) -> m.Recording:
+        return m.Recording(
+            call_id=call_id,
+            node=node,
+            ticket_id=ticket_id or "",
+            agent_id=agent_id or None,
+            path=path,
+            started_at=started_at,
+            ended_at=ended_at,
+            status=m.PENDING,
+            created_at=self.clock(),
+        )
+
+    def _find_or_add(
+        self, s: Session, row: m.Recording, job_status: str | None
+    ) -> tuple[m.Recording, bool]:
+        """The recording of (call_id, path): the one there, or ``row`` added (with a job in
+        ``job_status`` when given); True when added. Another thread registering the same file
+        at the same time is found, not duplicated."""
+        where = (m.Recording.call_id == row.call_id, m.Recording.path == row.path)
+        existing = s.scalar(select(m.Recording).where(*where))
+        if existing is not None:
+            return existing, False
+        s.add(row)
+        try:
+            s.flush()
+            if job_status is not None:
+                now = self.clock()
+                s.add(
+                    m.TranscriptionJob(
+                        recording_id=row.id, status=job_status, created_at=now, updated_at=now
+                    )
+                )
+            s.commit()
+        except IntegrityError:  # registered concurrently
+            s.rollback()
+            existing = s.scalar(select(m.Recording).where(*where))
+            if existing is None:
+                raise
+            return existing, False
+        return row, True
 
     def _try_register(self, rid: int) -> str:
         """Hash and measure the file if it is there and settled; returns the new status."""
