@@ -200,71 +200,52 @@ class JobQueue:
             log.error("%d transcription job(s) failed: their last worker died", n)
         return n
 
-    def renew(self, claim: Claim) -> bool:
-        now = self.clock()
+    def _update_own(self, claim: Claim, held: tuple[str, ...] = HELD, **values: Any) -> bool:
+        """Set ``values`` on the job if ``claim``'s worker still holds it (in ``held``)."""
         j = m.TranscriptionJob
         with self.sf() as s:
             res = s.execute(
                 update(j)
-                .where(j.id == claim.job_id, j.worker == claim.worker, j.status.in_(HELD))
-                .values(lease_until=now + self.lease, updated_at=now)
+                .where(j.id == claim.job_id, j.worker == claim.worker, j.status.in_(held))
+                .values(updated_at=self.clock(), **values)
             )
             s.commit()
             return res.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
+    def renew(self, claim: Claim) -> bool:
+        return self._update_own(claim, lease_until=self.clock() + self.lease)
+
     def hand_back(self, claim: Claim) -> None:
         """A live follower stops (its worker is shutting down): the call is free for another
         follower at once, not when the lease runs out, and the attempt is not counted."""
-        now = self.clock()
-        j = m.TranscriptionJob
-        with self.sf() as s:
-            s.execute(
-                update(j)
-                .where(j.id == claim.job_id, j.worker == claim.worker, j.status == m.FOLLOWING)
-                .values(
-                    status=m.LIVE,  # reap() queues it if the recording is registered meanwhile
-                    attempts=j.attempts - 1,
-                    lease_until=None,
-                    updated_at=now,
-                )
-            )
-            s.commit()
+        self._update_own(
+            claim,
+            (m.FOLLOWING,),
+            status=m.LIVE,  # reap() queues it if the recording is registered meanwhile
+            attempts=m.TranscriptionJob.attempts - 1,
+            lease_until=None,
+        )
         self.reap()
 
     def release(self, claim: Claim, error: str) -> None:
         """A live follower gives the call up (it cannot read the file as it grows, say): the
         job goes back to the queue, taken by a worker once the recording is registered."""
-        now = self.clock()
-        j = m.TranscriptionJob
-        with self.sf() as s:
-            s.execute(
-                update(j)
-                .where(j.id == claim.job_id, j.worker == claim.worker, j.status == m.FOLLOWING)
-                .values(status=m.QUEUED, lease_until=None, error=error[:4000], updated_at=now)
-            )
-            s.commit()
+        self._update_own(
+            claim, (m.FOLLOWING,), status=m.QUEUED, lease_until=None, error=error[:4000]
+        )
         log.warning("job %s: live follow given up: %s", claim.job_id, error)
 
     def fail(self, claim: Claim, error: str) -> str:
         """Give the job back for a retry, or fail it for good; returns the new status."""
-        now = self.clock()
         final = claim.attempt >= self.max_attempts
-        j = m.TranscriptionJob
-        with self.sf() as s:
-            res = s.execute(
-                update(j)
-                .where(j.id == claim.job_id, j.worker == claim.worker, j.status.in_(HELD))
-                .values(
-                    status=m.FAILED if final else m.QUEUED,
-                    lease_until=None if final else now + self.retry_delay,
-                    error=error[:4000],
-                    updated_at=now,
-                )
-            )
-            s.commit()
-        if res.rowcount != 1:  # type: ignore[attr-defined]
-            return "lost"
         status = m.FAILED if final else m.QUEUED
+        if not self._update_own(
+            claim,
+            status=status,
+            lease_until=None if final else self.clock() + self.retry_delay,
+            error=error[:4000],
+        ):
+            return "lost"
         log.warning("job %s attempt %d failed (%s): %s", claim.job_id, claim.attempt, status, error)
         return status
 
