@@ -310,12 +310,14 @@ class Hotline:
         of this node from Asterisk's lists."""
         started = time.monotonic()
         channels = await node.send_list(build("CoreShowChannels"), timeout=30)
+        # A phone may register while the lists are on their way: its live event is newer
+        # than the snapshot, which must not undo it.
+        mark = self.seats.mark()
         contacts = await node.send_list(build("PJSIPShowContacts"), timeout=30)
         devices = await node.send_list(build("DeviceStateList"), timeout=30)
         self.tracker.resync(node.name, channels)
-        self.seats.resync_contacts(node.name, contacts)
-        for d in devices:
-            self.seats.on_device_state(node.name, d)
+        self.seats.resync_contacts(node.name, contacts, mark)
+        self.seats.resync_devices(node.name, devices, mark)
         await self.acd.sync_queue(node)
         seconds = time.monotonic() - started
         if self.node_state_seen.get(node.name):

@@ -92,6 +92,10 @@ class SeatRegistry:
         self._bus = bus
         self._now = now
         self.on_usable_changed: list[Callable[[Seat], None]] = []
+        # Live events are numbered; a resync snapshot asked for before a seat's latest event
+        # is older than that event and must not undo it (a phone registering mid-resync).
+        self._seq = 0
+        self._touched: dict[str, int] = {}
 
     def __iter__(self) -> Iterable[Seat]:  # type: ignore[override]
         return iter(list(self._by_ext.values()))
@@ -111,10 +115,22 @@ class SeatRegistry:
 
     # --- AMI ---------------------------------------------------------------------------
 
+    def mark(self) -> int:
+        """Before asking Asterisk for a snapshot: pass the result to the ``resync_*`` call."""
+        return self._seq
+
+    def _touch(self, seat: Seat) -> None:
+        self._seq += 1
+        self._touched[seat.extension] = self._seq
+
+    def _newer_than(self, seat: Seat, since: int | None) -> bool:
+        return since is not None and self._touched.get(seat.extension, 0) > since
+
     def on_contact_status(self, node: str, msg: dict[str, str]) -> None:
         seat = self._by_ext.get(msg.get("AOR") or msg.get("EndpointName", ""))
         if seat is None:
             return
+        self._touch(seat)
         status = msg.get("ContactStatus", "Unknown")
         try:
             rtt = int(msg.get("RoundtripUsec", "0") or 0)
@@ -128,12 +144,21 @@ class SeatRegistry:
             return
         seat = self._by_ext.get(device[6:])
         if seat is not None:
+            self._touch(seat)
             self._update(seat, node, device=msg.get("State", "UNKNOWN"))
 
-    def on_contact_list(self, node: str, msg: dict[str, str]) -> None:
+    def resync_devices(self, node: str, items: list[dict[str, str]], since: int | None) -> None:
+        """``DeviceStateList`` items, except for seats with a live event since ``since``."""
+        for msg in items:
+            device = msg.get("Device", "")
+            seat = self._by_ext.get(device[6:]) if device.startswith("PJSIP/") else None
+            if seat is not None and not self._newer_than(seat, since):
+                self._update(seat, node, device=msg.get("State", "UNKNOWN"))
+
+    def on_contact_list(self, node: str, msg: dict[str, str], since: int | None = None) -> None:
         """A ``ContactList`` item of PJSIPShowContacts (resync)."""
         seat = self._by_ext.get(msg.get("Endpoint", "") or msg.get("Aor", ""))
-        if seat is None:
+        if seat is None or self._newer_than(seat, since):
             return
         try:
             rtt = int(msg.get("RoundtripUsec", "0") or 0)
@@ -148,14 +173,19 @@ class SeatRegistry:
             user_agent=msg.get("UserAgent", ""),
         )
 
-    def resync_contacts(self, node: str, items: list[dict[str, str]]) -> int:
+    def resync_contacts(
+        self, node: str, items: list[dict[str, str]], since: int | None = None
+    ) -> int:
         """After a reconnect: seats of this node absent from the contact list are not
-        registered any more (their Removed event may have been missed)."""
+        registered any more (their Removed event may have been missed). Seats with a live
+        event since ``since`` (``mark()`` before the list was asked for) keep that newer state."""
         seen = set()
         for item in items:
-            self.on_contact_list(node, item)
+            self.on_contact_list(node, item, since)
             seen.add(item.get("Endpoint", "") or item.get("Aor", ""))
         for seat in self._by_ext.values():
+            if self._newer_than(seat, since):
+                continue
             if seat.node in ("", node) and seat.extension not in seen:
                 if seat.contact not in ("Unknown", "Removed"):
                     self._update(seat, node, contact="Removed", rtt_us=0)
