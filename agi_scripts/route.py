@@ -14,6 +14,7 @@ last, so that the dialplan never sees a target without its recording path and ti
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,11 +53,17 @@ class RouteAnswer:
         ]
 
 
+log = logging.getLogger(__name__)
+
 Decide = Callable[[RouteRequest], RouteAnswer]
 AsyncDecide = Callable[[RouteRequest], Awaitable[RouteAnswer]]
 
 
 def request_from_env(env: dict[str, str], peer: str = "") -> RouteRequest:
+    """The request from the ``agi_*`` block. The dialplan asks from a helper Local channel
+    (``[cti-route]``) and passes the citizen's uniqueid and channel as the 2nd and 3rd
+    arguments; without them (the AGI run on the citizen's channel itself) the session's own
+    channel is the citizen's."""
     caller = env.get("agi_callerid", "")
     if caller in ("unknown", "<unknown>"):
         caller = ""
@@ -67,8 +74,8 @@ def request_from_env(env: dict[str, str], peer: str = "") -> RouteRequest:
     if did == "unknown":
         did = env.get("agi_extension", "")
     return RouteRequest(
-        uniqueid=env.get("agi_uniqueid", ""),
-        channel=env.get("agi_channel", ""),
+        uniqueid=env.get("agi_arg_2") or env.get("agi_uniqueid", ""),
+        channel=env.get("agi_arg_3") or env.get("agi_channel", ""),
         caller=caller,
         caller_name=name,
         did=did,
@@ -76,15 +83,38 @@ def request_from_env(env: dict[str, str], peer: str = "") -> RouteRequest:
     )
 
 
-async def serve(session: object, decide: AsyncDecide) -> None:
-    """FastAGI entry. ``session`` is a ``cti.agi.server.AgiSession``."""
+def asked_at(env: dict[str, str]) -> float | None:
+    """When Asterisk started the channel that asks (the epoch part of ``agi_uniqueid``, whole
+    seconds), or None if the id is not of that form."""
+    head = env.get("agi_uniqueid", "").partition(".")[0]
+    return float(head) if head.isdigit() else None
+
+
+async def serve(session: object, decide: AsyncDecide, *, give_up_s: float | None = None) -> bool:
+    """FastAGI entry. ``session`` is a ``cti.agi.server.AgiSession``.
+
+    ``give_up_s``: how long the dialplan waits for the answer (``CTI_ROUTE_TIMEOUT``). A
+    session older than that (the CTI was stalled while it sat in the accept queue) is closed
+    unanswered: the caller has already gone on to the fallback queue, and a seat reserved
+    for it now would sit idle. Returns whether the call was answered."""
     from cti.agi.server import AgiSession
 
     assert isinstance(session, AgiSession)
+    if give_up_s is not None:
+        started = asked_at(session.env)
+        # The id has whole seconds: the channel may be up to 1 s older than it says.
+        if started is not None and time.time() - started > give_up_s + 1.0:
+            log.warning(
+                "route: %s asked %.1f s ago, past the dialplan's wait; left unanswered",
+                session.env.get("agi_uniqueid", ""),
+                time.time() - started,
+            )
+            return False
     answer = await decide(request_from_env(session.env, session.peer))
-    # One write for all of them: ROUTE_TARGET is last, so a hangup midway leaves no target
-    # without its recording path and ticket.
+    # One command at a time (Asterisk answers each before reading the next); ROUTE_TARGET
+    # last, so a hangup midway leaves no target without its recording path and ticket.
     await session.set_variables(answer.variables())
+    return True
 
 
 def run_classic(agi: object, decide: Decide) -> RouteAnswer:

@@ -91,6 +91,8 @@ def quote(value: str) -> str:
 
 
 class AgiSession:
+    """One FastAGI session: the ``agi_*`` environment and the command channel."""
+
     def __init__(
         self,
         reader: asyncio.StreamReader,
@@ -122,20 +124,24 @@ class AgiSession:
         return out
 
     async def command(self, line: str) -> AgiResponse:
-        return (await self.commands([line]))[0]
+        """Send one command and read its answer.
 
-    async def commands(self, lines: list[str]) -> list[AgiResponse]:
-        """Send several commands in one write and read their answers in order. Asterisk reads
-        an AGI socket line by line and answers each command before reading the next, so the
-        answers come back in order; one round trip instead of one per command."""
-        for line in lines:
-            if _UNSAFE.search(line):
-                raise UnsafeValue("CR, LF or NUL not allowed in an AGI command")
+        Asterisk reads a FastAGI socket through a buffered stdio stream: it waits until the
+        socket is readable, reads one line, runs it and answers. Lines that arrived with it
+        sit in the stdio buffer, unseen, until the socket is readable again (more bytes, or
+        the close). Commands written back to back therefore stall after the first answer
+        until the server closes the socket. So: one command, its answer, then the next."""
+        if _UNSAFE.search(line):
+            raise UnsafeValue("CR, LF or NUL not allowed in an AGI command")
         if self.hung_up:
             raise AgiHangup(511, "channel already hung up")
-        self._writer.write("".join(line + "\n" for line in lines).encode("utf-8"))
+        self._writer.write(line.encode("utf-8") + b"\n")
         await self._writer.drain()
-        return [await self._response() for _ in lines]
+        return await self._response()
+
+    async def commands(self, lines: list[str]) -> list[AgiResponse]:
+        """Several commands, each sent after the answer to the one before (see ``command``)."""
+        return [await self.command(line) for line in lines]
 
     async def _response(self) -> AgiResponse:
         while True:
