@@ -43,6 +43,14 @@ class PermissionDenied(AmiError):
     pass
 
 
+class ChannelNotUp(AmiError):
+    """``Redirect failed, channel not up.``: the channel is hanging up (the caller left)."""
+
+
+class ShuttingDown(AmiError):
+    """``Asterisk is shutting down``: every action is refused until the socket closes."""
+
+
 class AmiUnavailable(HotlineError):
     """The node is not connected (or the action timed out): nothing was done, or it is unknown."""
 
@@ -52,11 +60,25 @@ class AmiUnavailable(HotlineError):
         self.reason = reason
 
 
+# A list action with nothing to list may answer an error instead of an empty list:
+# "No Contacts found", "No endpoints found", "No AORs found", "No active conferences.".
+_EMPTY_LIST = re.compile(r"^No .*(?:found|configured|active conferences)\.?$", re.IGNORECASE)
+
+
+def is_empty_list(message: str) -> bool:
+    """Whether an error answered to a list action means "nothing to list"."""
+    return bool(_EMPTY_LIST.match(message.strip()))
+
+
 def error_for(action: str, response: dict[str, str]) -> AmiError:
-    message = response.get("Message", "")
+    message = response.get("Message", "").strip()
     low = message.lower()
     if "no such channel" in low or "channel does not exist" in low:
         return NoSuchChannel(action, message, response)
+    if low.startswith("redirect failed, channel not up"):
+        return ChannelNotUp(action, message, response)
+    if low.startswith("asterisk is shutting down"):
+        return ShuttingDown(action, message, response)
     if "permission denied" in low:
         return PermissionDenied(action, message, response)
     return AmiError(action, message, response)

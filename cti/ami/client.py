@@ -15,6 +15,14 @@ What it gets wrong, and what this module does about it (see stack-notes):
 5. A single-response action whose message reads "Added interface to queue" is taken for a
    list and its future never resolves -> every action states ``as_list`` explicitly.
 6. Reconnect uses a fixed delay -> exponential backoff with jitter, reset after login.
+7. A list action answered ``Response: Error`` and no list (``No Contacts found``) never
+   resolves: panoramisk waits for the ``...Complete`` event that never comes ->
+   ``_ListAction`` ends on such an answer, and ``send_list`` reads "No ... found" as empty.
+
+What Asterisk does that the login hook must respect: it accepts a login while it is still
+booting (list actions of modules not yet loaded answer "Invalid/unknown command"), so the hook
+(the resync) runs only once ``FullyBooted`` has been seen on this connection; Asterisk sends
+it right after the login when it is up, or when the boot ends.
 
 Events bypass panoramisk's fnmatch dispatch: they go straight to ``on_event(node, message)``
 as plain dicts, which is what makes ingest cheap.
@@ -34,7 +42,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.manager import Manager
 from panoramisk.message import Message as PMessage
 
-from cti.ami.actions import AmiUnavailable, error_for
+from cti.ami.actions import AmiError, AmiUnavailable, ShuttingDown, error_for, is_empty_list
 from cti.ami.parser import DEFAULT_DROP, AmiParser, Message
 from cti.tasks import cancel_and_wait
 
@@ -47,6 +55,23 @@ LoginHook = Callable[["AmiNode"], Awaitable[None]]
 # Login "Events:" classes: what the CTI needs, without the dialplan/AGI chatter that is most
 # of the traffic (VarSet, Newexten, AGIExec*).
 DEFAULT_EVENT_CLASSES = "system,call,agent,user"
+
+
+class _ListAction(pactions.Action):  # type: ignore[misc]
+    """An action whose answer is a list; an error answer (no ``EventList``) ends it too."""
+
+    def add_message(self, message: Any) -> bool | None:
+        if (
+            not self.responses
+            and message.get("Response") in ("Error", "Fail", "Failure")
+            and "EventList" not in message
+        ):
+            self.responses.append(message)
+            if not self.future.done():
+                self.future.set_result([message])
+            return True
+        result: bool | None = super().add_message(message)
+        return result
 
 
 class HotlineAMIProtocol(AMIProtocol):  # type: ignore[misc]
@@ -157,6 +182,7 @@ class AmiNode:
         ping_interval: float = 5.0,
         ping_timeout: float = 3.0,
         backoff_max: float = 30.0,
+        boot_wait: float = 60.0,
     ) -> None:
         self.name = name
         self.host = host
@@ -181,6 +207,10 @@ class AmiNode:
         self._watchdog: asyncio.Task[None] | None = None
         self._login_task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        # FullyBooted seen on the current connection (cleared when it drops).
+        self._booted = asyncio.Event()
+        self.boot_wait = boot_wait
+        self.fully_booted_at: float | None = None
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -251,7 +281,12 @@ class AmiNode:
     ) -> list[Message]:
         """A list action (``EventList: start`` ... ``...Complete``): the events, in order,
         without the opening response and the closing ``...Complete`` event."""
-        responses = await self._send(action, as_list=True, timeout=timeout)
+        try:
+            responses = await self._send(action, as_list=True, timeout=timeout)
+        except AmiError as exc:
+            if is_empty_list(exc.message):
+                return []
+            raise
         return [r for r in responses[1:] if not r.get("Event", "").endswith("Complete")]
 
     async def _send(
@@ -261,7 +296,10 @@ class AmiNode:
         manager = self._manager
         if manager is None or not self.connected:
             raise AmiUnavailable(self.name, f"not connected ({self.state})")
-        paction = pactions.Action(dict(action), as_list=as_list)
+        if as_list:
+            paction = _ListAction(dict(action), as_list=True)
+        else:
+            paction = pactions.Action(dict(action), as_list=False)
         future = manager.send_action(paction, as_list=as_list)
         try:
             result = await asyncio.wait_for(asyncio.shield(future), timeout or self.action_timeout)
@@ -279,6 +317,9 @@ class AmiNode:
 
     def _event(self, msg: Message) -> None:
         self.events_received += 1
+        if msg.get("Event") == "FullyBooted" and not self._booted.is_set():
+            self.fully_booted_at = time.monotonic()
+            self._booted.set()
         self._on_event(self.name, msg)
 
     def _state(self, state: str, detail: str) -> None:
@@ -298,6 +339,8 @@ class AmiNode:
 
     def _lost(self, exc: Any) -> None:
         self._ready.clear()
+        self._booted.clear()
+        self.fully_booted_at = None
         self.logged_in_at = None
         self._state("disconnected", f"connection lost: {exc or 'closed by peer'}")
 
@@ -313,7 +356,18 @@ class AmiNode:
     async def _run_login_hook(self) -> None:
         assert self._on_login is not None
         try:
-            await self._on_login(self)
+            await self._wait_booted()
+            for attempt in range(1, 4):
+                try:
+                    await self._on_login(self)
+                    break
+                except ShuttingDown as exc:
+                    log.warning("AMI %s: resync refused, %s", self.name, exc.message)
+                    return  # the socket closes next; the next login resyncs
+                except AmiError as exc:
+                    # A list refused (a module still loading): try again shortly.
+                    log.warning("AMI %s: resync attempt %d failed: %s", self.name, attempt, exc)
+                    await asyncio.sleep(0.5 * attempt)
         except AmiUnavailable as exc:
             log.warning("AMI %s: resync after login interrupted: %s", self.name, exc)
         except Exception:
@@ -321,6 +375,22 @@ class AmiNode:
         finally:
             if self.connected:
                 self._ready.set()
+
+    async def _wait_booted(self) -> None:
+        if self._booted.is_set():
+            return
+        self._state("connected", "logged in, waiting for FullyBooted")
+        try:
+            await asyncio.wait_for(self._booted.wait(), self.boot_wait)
+        except TimeoutError:
+            log.warning(
+                "AMI %s: no FullyBooted %.0f s after login (does the AMI user read 'system'?);"
+                " resyncing anyway",
+                self.name,
+                self.boot_wait,
+            )
+        else:
+            self._state("connected", "logged in")
 
     async def _watch(self) -> None:
         """Ping under a timeout; an unanswered Ping means a dead peer: abort the transport
