@@ -28,6 +28,7 @@ from cti.calls.tracker import CallTracker
 from cti.cdr import import_missed_calls
 from cti.config import Settings
 from cti.db import create_schema, make_engine, session_factory
+from cti.errors import HotlineError
 from cti.events import (
     AmiConnected,
     AmiDisconnected,
@@ -224,11 +225,12 @@ class Hotline:
 
     async def start(self) -> None:
         create_schema(self.engine)
-        self._sync_reference_data()
+        logged_in = self._sync_reference_data()
         self._warm_caller_cache()
         await import_missed_calls(self.settings, self.sessions, self.persistence)
         self.tickets.bind_loop(asyncio.get_running_loop())
         self.store.start()
+        self._restore_agents(logged_in)
         self.tickets.start_timers()
         if self.sms is not None:
             self.sms.start()
@@ -313,13 +315,24 @@ class Hotline:
         # A phone may register while the lists are on their way: its live event is newer
         # than the snapshot, which must not undo it.
         mark = self.seats.mark()
-        contacts = await node.send_list(build("PJSIPShowContacts"), timeout=30)
-        devices = await node.send_list(build("DeviceStateList"), timeout=30)
+        contacts, devices = await asyncio.gather(
+            node.send_list(build("PJSIPShowContacts"), timeout=30),
+            node.send_list(build("DeviceStateList"), timeout=30),
+        )
         self.tracker.resync(node.name, channels)
         self.seats.resync_contacts(node.name, contacts, mark)
         self.seats.resync_devices(node.name, devices, mark)
         await self.acd.sync_queue(node)
         seconds = time.monotonic() - started
+        booted = node.fully_booted_at
+        log.info(
+            "AMI %s: resync done in %.3f s%s (%d channels, %d contacts)",
+            node.name,
+            seconds,
+            f", {time.monotonic() - booted:.3f} s after FullyBooted" if booted else "",
+            len(channels),
+            len(contacts),
+        )
         if self.node_state_seen.get(node.name):
             # A reconnect: calls that began and ended while the link was down left no event,
             # only Asterisk's CDR (the FastAGI route kept working meanwhile).
@@ -417,8 +430,9 @@ class Hotline:
     # --- FastAGI ------------------------------------------------------------------------
 
     async def _agi_route(self, session: AgiSession) -> None:
-        deadline = self.settings.agi.route_deadline_ms / 1000
-        await asyncio.wait_for(route_script.serve(session, self.acd.route_async), deadline * 10)
+        await route_script.serve(
+            session, self.acd.route_async, give_up_s=self.settings.agi.route_timeout_s
+        )
 
     # --- tickets and recordings ---------------------------------------------------------
 
@@ -534,8 +548,10 @@ class Hotline:
 
     # --- start-up data ------------------------------------------------------------------
 
-    def _sync_reference_data(self) -> None:
-        """Seats and agents of the configuration in their tables (reports join on them)."""
+    def _sync_reference_data(self) -> dict[str, tuple[str, str, str]]:
+        """Seats and agents of the configuration in their tables (reports join on them).
+        Returns the agents the previous process left logged in: id -> (state, seat, reason)."""
+        logged_in: dict[str, tuple[str, str, str]] = {}
         with self.sessions() as session:
             for s in self.settings.seats:
                 row = session.get(SeatRow, s.id) or SeatRow(id=s.id, extension=s.extension)
@@ -549,6 +565,8 @@ class Hotline:
                 session.add(row)
             for a in self.settings.agents:
                 arow = session.get(AgentRow, a.id) or AgentRow(id=a.id, name=a.name)
+                if arow.state and arow.state != "logged_out" and arow.seat:
+                    logged_in[a.id] = (arow.state, arow.seat, arow.reason or "")
                 arow.name, arow.leader, arow.title = a.name, a.leader, a.title
                 arow.skills = dict(a.skills)
                 arow.state, arow.seat = "logged_out", ""
@@ -556,6 +574,23 @@ class Hotline:
             session.commit()
         if self.settings.departments:
             self.tickets.sync_departments(self.settings.departments)
+        return logged_in
+
+    def _restore_agents(self, logged_in: dict[str, tuple[str, str, str]]) -> None:
+        """Agents stay logged in across a CTI restart, at the same seat: ready if they were
+        ready or on a call, else not ready with their reason. The first resync then makes
+        the fallback queue match (Asterisk kept the old process's members)."""
+        for agent_id, (state, seat, reason) in logged_in.items():
+            if self.agents.find(agent_id) is None:
+                continue
+            try:
+                self.agents.login(agent_id, seat, ready=state != "not_ready")
+                if state == "not_ready" and reason in self.agents.reasons and reason != "login":
+                    self.agents.set_not_ready(agent_id, reason)
+            except HotlineError as exc:
+                log.warning("agent %s not restored at seat %s: %s", agent_id, seat, exc)
+                continue
+            log.info("agent %s restored at seat %s (%s)", agent_id, seat, state)
 
     def _warm_caller_cache(self) -> None:
         """Callers with an open ticket and the agent who took it (sticky routing), read once;

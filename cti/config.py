@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -45,6 +46,16 @@ class SiteSettings(Section):
     name: str = "12345政务服务便民热线"
     timezone: str = "Asia/Shanghai"
     language: str = "zh-CN"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        # Ticket numbers and the service windows' hours are read in it from the start.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: write e.g. 'Asia/Shanghai'") from None
+        return value
 
 
 class DatabaseSettings(Section):
@@ -96,9 +107,9 @@ class AsteriskNode(Section):
 class AgiSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(4573, ge=0, le=65535)
-    # The route answers within this budget even if a lookup is slow: the caller must not
-    # wait on the CTI (FastAGI itself has no timeout).
-    route_deadline_ms: int = Field(300, ge=10, le=5000)
+    # CTI_ROUTE_TIMEOUT of the dialplan: how long a caller waits for the route's answer
+    # before the fallback queue. A question read later than that is left unanswered.
+    route_timeout_s: float = Field(2.0, gt=0, le=30)
     heartbeat_interval_s: float = Field(1.0, gt=0, le=5)
     max_sessions: int = Field(2000, ge=1)
     header_timeout_s: float = Field(5.0, gt=0)
@@ -207,18 +218,29 @@ class Settings(Section):
     @field_validator("seats")
     @classmethod
     def _unique_seats(cls, seats: list[SeatSettings]) -> list[SeatSettings]:
-        for attr in ("id", "extension"):
-            values = [getattr(s, attr) for s in seats]
-            dup = {v for v in values if values.count(v) > 1}
-            if dup:
-                raise ValueError(f"duplicate seat {attr}: {sorted(dup)}")
+        _unique(seats, "seats", "id", "extension")
         return seats
+
+    @field_validator("departments")
+    @classmethod
+    def _unique_departments(cls, departments: list[DepartmentSettings]) -> list[DepartmentSettings]:
+        # Two rows with one key would stop the department sync at start.
+        _unique(departments, "departments", "id")
+        return departments
 
     def seat_by_extension(self) -> dict[str, SeatSettings]:
         return {s.extension: s for s in self.seats}
 
     def did_map(self) -> dict[str, HotlineNumber]:
         return {h.did: h for h in self.hotlines}
+
+
+def _unique(items: list[Any], table: str, *attrs: str) -> None:
+    for attr in attrs:
+        values = [getattr(item, attr) for item in items]
+        dup = sorted({v for v in values if values.count(v) > 1})
+        if dup:
+            raise ValueError(f"duplicate {attr} {dup}: give each [[{table}]] entry its own {attr}")
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -231,19 +253,43 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "(root)"
 
 
-def parse(data: dict[str, Any], source: str = "") -> Settings:
+def parse(data: dict[str, Any], source: str = "", base_dir: Path | None = None) -> Settings:
+    """``base_dir``: the configuration file's directory, which relative file names are read
+    from (see ``file_references``)."""
     try:
-        return Settings.model_validate(data)
+        return Settings.model_validate(file_references(data, base_dir))
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "missing":
                 msg = "missing required key"
             elif err["type"] == "extra_forbidden":
                 msg = "unknown key"
             problems.append(f"{_loc(err['loc'])}: {msg}")
         raise ConfigError(problems, source) from None
+
+
+# Files the configuration names (not directories the CTI writes, nor the database: those stay
+# relative to the working directory, where existing sites keep them).
+FILE_KEYS = (("tickets", "calendar_override"), ("console", "kb_path"))
+
+
+def file_references(data: dict[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
+    """``data`` with the file names of ``FILE_KEYS`` read relative to ``base_dir``; an empty
+    one means none (``Path("")`` would be the working directory: a calendar override read
+    from every TOML file there). ``data`` itself is left as it is."""
+    out = dict(data)
+    for section, key in FILE_KEYS:
+        table = out.get(section)
+        if not isinstance(table, dict) or not isinstance(table.get(key), str):
+            continue
+        table = out[section] = dict(table)
+        if not table[key].strip():
+            table[key] = None if key == "calendar_override" else ""
+        elif base_dir is not None:
+            table[key] = str(base_dir / table[key])
+    return out
 
 
 def default_data() -> dict[str, Any]:
@@ -266,7 +312,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"not valid TOML: {exc}"], str(p)) from None
-    settings = parse(data, str(p))
+    settings = parse(data, str(p), p.absolute().parent)
     check_permissions(p)
     return settings
 
