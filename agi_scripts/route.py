@@ -90,24 +90,32 @@ def asked_at(env: dict[str, str]) -> float | None:
     return float(head) if head.isdigit() else None
 
 
-async def serve(session: object, decide: AsyncDecide, *, give_up_s: float | None = None) -> bool:
+async def serve(
+    session: object,
+    decide: AsyncDecide,
+    *,
+    give_up_s: float | None = None,
+    pbx_time: Callable[[], float | None] | None = None,
+) -> bool:
     """FastAGI entry. ``session`` is a ``cti.agi.server.AgiSession``.
 
     ``give_up_s``: how long the dialplan waits for the answer (``CTI_ROUTE_TIMEOUT``). A
-    session older than that (the CTI was stalled while it sat in the accept queue) is closed
-    unanswered: the caller has already gone on to the fallback queue, and a seat reserved
-    for it now would sit idle. Returns whether the call was answered."""
+    session older than that by Asterisk's clock (``pbx_time``; the CTI was stalled while the
+    question sat in its accept queue) is closed unanswered: the caller has already gone on to
+    the fallback queue, and a seat reserved for it now would sit idle. Without Asterisk's
+    time every question is answered. Returns whether the call was answered."""
     from cti.agi.server import AgiSession
 
     assert isinstance(session, AgiSession)
-    if give_up_s is not None:
+    now = pbx_time() if pbx_time is not None else None
+    if give_up_s is not None and now is not None:
         started = asked_at(session.env)
         # The id has whole seconds: the channel may be up to 1 s older than it says.
-        if started is not None and time.time() - started > give_up_s + 1.0:
+        if started is not None and now - started > give_up_s + 1.0:
             log.warning(
                 "route: %s asked %.1f s ago, past the dialplan's wait; left unanswered",
                 session.env.get("agi_uniqueid", ""),
-                time.time() - started,
+                now - started,
             )
             return False
     answer = await decide(request_from_env(session.env, session.peer))

@@ -30,16 +30,21 @@ sys.path.insert(0, str(ROOT))
 
 
 def env_block(n: int, port: int) -> bytes:
-    uid = f"1795400000.{n}"
+    """The block Asterisk sends from the [cti-route] Local channel: its own ids, the
+    citizen's uniqueid and channel as the 2nd and 3rd arguments (ids of now: the CTI leaves
+    questions older than the dialplan's wait unanswered)."""
+    now = int(time.time())
     return (
         "agi_network: yes\nagi_network_script: route\n"
-        f"agi_request: agi://127.0.0.1:{port}/route\nagi_channel: PJSIP/trunk-{n:08x}\n"
-        f"agi_language: en\nagi_type: PJSIP\nagi_uniqueid: {uid}\n"
+        f"agi_request: agi://127.0.0.1:{port}/route\n"
+        f"agi_channel: Local/12345@cti-route-{n:08x};2\n"
+        f"agi_language: en\nagi_type: Local\nagi_uniqueid: {now}.{2 * n + 1}\n"
         "agi_version: 22.0.0\n"
         f"agi_callerid: 139{n:08d}\nagi_calleridname: 市民\nagi_callingpres: 0\n"
-        "agi_dnid: 12345\nagi_rdnis: unknown\nagi_context: from-citizen\n"
-        "agi_extension: 12345\nagi_priority: 9\nagi_enhanced: 0.0\nagi_accountcode: \n"
-        f"agi_threadid: {140000000000000 + n}\nagi_arg_1: 12345\n\n"
+        "agi_dnid: unknown\nagi_rdnis: unknown\nagi_context: cti-route\n"
+        "agi_extension: 12345\nagi_priority: 1\nagi_enhanced: 0.0\nagi_accountcode: \n"
+        f"agi_threadid: {140000000000000 + n}\nagi_arg_1: 12345\n"
+        f"agi_arg_2: {now}.{2 * n}\nagi_arg_3: PJSIP/trunk-{n:08x}\n\n"
     ).encode()
 
 
@@ -51,18 +56,22 @@ def pct(values: list[float], p: float) -> float:
 # --- the Asterisk side of FastAGI, in its own process ------------------------------------
 
 
-async def one_session(port: int, n: int) -> float:
+async def one_session(port: int, n: int) -> tuple[float, int]:
+    """One session as Asterisk runs it: each command answered as it is read (the server
+    sends the next only after the answer, so each command is one round trip)."""
     t0 = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(env_block(n, port))
     await writer.drain()
+    commands = 0
     while True:
         line = await reader.readline()
         if not line:
             break
+        commands += 1
         writer.write(b"200 result=1\n")
     writer.close()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, commands
 
 
 async def drive(port: int, rate: float, seconds: float) -> dict:
@@ -76,11 +85,16 @@ async def drive(port: int, rate: float, seconds: float) -> dict:
         if delay > 0:
             await asyncio.sleep(delay)
         task = asyncio.create_task(one_session(port, n))
-        task.add_done_callback(lambda t: lat.append(t.result()))
+        task.add_done_callback(lambda t: lat.append(t.result()[0]))
         tasks.append(task)
         n += 1
-    await asyncio.gather(*tasks)
-    return {"sessions": n, "latencies": lat, "achieved_rate": n / (time.perf_counter() - start)}
+    results = await asyncio.gather(*tasks)
+    return {
+        "sessions": n,
+        "latencies": lat,
+        "commands_per_session": sorted({c for _, c in results}),
+        "achieved_rate": n / (time.perf_counter() - start),
+    }
 
 
 def client_main(port: int, rate: float, seconds: float) -> None:
@@ -192,6 +206,7 @@ def main() -> int:
         "rate_target_per_s": args.rate,
         "rate_achieved_per_s": round(res["fast"]["achieved_rate"], 1),
         "fastagi_sessions": res["fast"]["sessions"],
+        "fastagi_commands_per_session": res["fast"]["commands_per_session"],
         "fastagi_p50_ms": round(pct(fast, 0.50), 3),
         "fastagi_p99_ms": round(pct(fast, 0.99), 3),
         "fastagi_max_ms": round(max(fast), 3),

@@ -211,6 +211,7 @@ class AmiNode:
         self._booted = asyncio.Event()
         self.boot_wait = boot_wait
         self.fully_booted_at: float | None = None
+        self.clock_offset: float | None = None
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -392,6 +393,20 @@ class AmiNode:
         else:
             self._state("connected", "logged in")
 
+    def _clock_from(self, pong: Message, sent: float, received: float) -> None:
+        """Asterisk's clock from a Pong's ``Timestamp``, as an offset from ours: channel ids
+        carry Asterisk's epoch, and judging their age by our clock alone would be off by any
+        skew between the two hosts."""
+        try:
+            stamp = float(pong.get("Timestamp", ""))
+        except ValueError:
+            return
+        self.clock_offset = stamp - (sent + received) / 2
+
+    def asterisk_time(self) -> float | None:
+        """Asterisk's time now, as far as the last Pong tells; None before the first."""
+        return None if self.clock_offset is None else time.time() + self.clock_offset
+
     async def _watch(self) -> None:
         """Ping under a timeout; an unanswered Ping means a dead peer: abort the transport
         so that panoramisk's reconnect starts (TCP alone may not notice for minutes)."""
@@ -400,7 +415,9 @@ class AmiNode:
             if not self.connected or self._stopping:
                 continue
             try:
-                await self.send({"Action": "Ping"}, timeout=self.ping_timeout)
+                sent = time.time()
+                pong = await self.send({"Action": "Ping"}, timeout=self.ping_timeout)
+                self._clock_from(pong, sent, time.time())
             except AmiUnavailable:
                 manager = self._manager
                 if manager is not None and manager.protocol is not None:
