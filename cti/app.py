@@ -431,8 +431,16 @@ class Hotline:
 
     async def _agi_route(self, session: AgiSession) -> None:
         await route_script.serve(
-            session, self.acd.route_async, give_up_s=self.settings.agi.route_timeout_s
+            session,
+            self.acd.route_async,
+            give_up_s=self.settings.agi.route_timeout_s,
+            pbx_time=lambda: self._pbx_time(session.peer),
         )
+
+    def _pbx_time(self, peer: str) -> float | None:
+        """The clock of the Asterisk that asks: the node at that address, else the only one."""
+        nodes = [n for n in self.nodes.values() if n.host == peer] or list(self.nodes.values())
+        return nodes[0].asterisk_time() if len(nodes) == 1 else None
 
     # --- tickets and recordings ---------------------------------------------------------
 
