@@ -261,12 +261,12 @@ def parse(data: dict[str, Any], source: str = "", base_dir: Path | None = None) 
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
+            msg = err["msg"].removeprefix("Value error, ").rstrip(".")
             if err["type"] == "missing":
-                msg = "missing required key"
+                msg = "missing required key: add it"
             elif err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            problems.append(f"{_loc(err['loc'])}: {msg}")
+                msg = "unknown key: correct its spelling or remove it"
+            problems.append(f"{_loc(err['loc'])}: {msg}.")
         raise ConfigError(problems, source) from None
 
 
