@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cti import config as config_mod
+from cti import preflight
 from cti.errors import ConfigError
 
 log = logging.getLogger("hotline")
@@ -43,8 +44,15 @@ def _load(args: argparse.Namespace) -> config_mod.Settings:
 # --- serve -------------------------------------------------------------------------------
 
 
+def _source(args: argparse.Namespace) -> str:
+    return getattr(args, "config", None) or os.environ.get(config_mod.ENV_VAR) or ""
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _load(args)
+    # What `hotline config check` checks, so that a configuration it passed starts.
+    for warning in preflight.validate(settings, _source(args), starting=True):
+        log.warning("configuration: %s", warning)
     from cti.app import Hotline
 
     async def run() -> None:
@@ -70,13 +78,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    path = args.config or os.environ.get(config_mod.ENV_VAR)
+    """Everything ``serve`` checks before it starts (``cti.preflight``), nothing started."""
+    path = _source(args)
     try:
-        settings = config_mod.load(path)
+        settings = config_mod.load(path or None)
+        warnings = config_mod.check_permissions(Path(path), report=False) if path else []
+        warnings += preflight.validate(settings, path or "built-in defaults")
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    warnings = config_mod.check_permissions(Path(path), report=False) if path else []
     summary = {
         "ok": True,
         "source": path or "built-in defaults",
