@@ -193,10 +193,12 @@ def _calendar(settings: Settings) -> list[str]:
         ]
     try:
         WorkCalendar(path)  # what the ticket service loads at start
-    except CalendarError as exc:
-        return [f"{key}: {exc}: correct the file (format in tickets/calendar.py)."]
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         return [f"{key}: cannot read {path}: {_reason(exc)}: make it readable by {_user()}."]
+    except (CalendarError, ValueError, AttributeError, TypeError) as exc:
+        # tickets.calendar reports most mistakes as CalendarError, not a JSON list of years
+        reason = exc if isinstance(exc, CalendarError) else f"{path}: not a calendar ({exc})"
+        return [f"{key}: {reason}: correct the file (format in tickets/calendar.py)."]
     return []
 
 

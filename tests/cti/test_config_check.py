@@ -200,6 +200,15 @@ def test_malformed_calendar_override(
     assert problem.endswith("correct the file (format in tickets/calendar.py).")
 
 
+def test_calendar_override_not_a_table(
+    base: str, site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (site / "2027.json").write_text('["2027-02-11"]', encoding="utf-8")
+    text = set_key(base, "tickets", "calendar_override", '"2027.json"')
+    [problem] = refused(write(site / "h.toml", text), capsys)
+    assert problem.startswith(f"tickets.calendar_override: {site}/2027.json: not a calendar (")
+
+
 def test_calendar_override_relative_to_the_configuration(
     base: str, site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
