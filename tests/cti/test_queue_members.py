@@ -1,0 +1,81 @@
+"""The fallback queue's members always match who the CTI says is logged in and ready, across a
+CTI restart (Asterisk keeps the old process's members: "Already there") and an Asterisk
+restart (the queue comes back empty: "Interface not found")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cti.app import Hotline
+from cti.config import parse
+from cti.testing.pbx import AsteriskSimulator
+from tests.reliability.helpers import open_site, site_data, until
+
+
+def members(sim: AsteriskSimulator) -> dict[str, bool]:
+    """Interface -> paused, as the simulated app_queue holds them."""
+    return {iface: m.paused for iface, m in sim.queue.members.items()}
+
+
+def wanted(hotline: Hotline) -> dict[str, bool]:
+    return {
+        f"PJSIP/{a.seat}": a.state != "ready"
+        for a in hotline.agents.all()
+        if a.state != "logged_out" and a.seat
+    }
+
+
+async def test_agents_and_queue_members_survive_a_cti_restart(
+    any_db_url: str, tmp_path: Path
+) -> None:
+    data = site_data(3)
+    floor = await open_site(data, any_db_url, tmp_path)
+    sim, first = floor.sim, floor.hotline
+    try:
+        first.agents.set_not_ready("a00001", "lunch")
+        first.agents.logout("a00002")
+        await until(lambda: members(sim) == wanted(first), 5)
+        assert members(sim) == {"PJSIP/8001": False, "PJSIP/8002": True}
+        assert await first.store.flush(10)
+        await first.stop()
+
+        # While no CTI runs, somebody else's member appears (a stale one from an old site).
+        sim.queue.add_member("PJSIP/8003", "旧成员", "PJSIP/8003", paused=False, reason="")
+
+        second = Hotline(parse(data), console=False)
+        await second.start()
+        try:
+            assert await second.wait_connected(15)
+            li, wang, zhao = (second.agents.get(a) for a in ("a00000", "a00001", "a00002"))
+            assert (li.state, li.seat) == ("ready", "8001")
+            assert (wang.state, wang.reason, wang.seat) == ("not_ready", "lunch", "8002")
+            assert zhao.state == "logged_out"
+            # Members left by the first process stay as they are; the stale one is removed.
+            await until(lambda: members(sim) == wanted(second), 5)
+            assert members(sim) == {"PJSIP/8001": False, "PJSIP/8002": True}
+        finally:
+            await second.stop()
+    finally:
+        await sim.stop()
+
+
+async def test_queue_members_come_back_after_an_asterisk_restart(
+    any_db_url: str, tmp_path: Path
+) -> None:
+    data = site_data(3)
+    floor = await open_site(data, any_db_url, tmp_path)
+    sim, hotline = floor.sim, floor.hotline
+    try:
+        hotline.agents.set_not_ready("a00002", "break")
+        await until(lambda: members(sim) == wanted(hotline), 5)
+        resyncs = hotline.resync_seconds.copy()
+        await sim.restart()
+        assert members(sim) == {}
+        await until(lambda: hotline.resync_seconds != resyncs, 15)
+        await until(lambda: members(sim) == wanted(hotline), 5)
+        # The restart dropped the phones' registrations: the agents are not ready now, but
+        # still logged in, so their seats are members again (paused).
+        assert set(members(sim)) == {"PJSIP/8001", "PJSIP/8002", "PJSIP/8003"}
+    finally:
+        await hotline.stop()
+        await sim.stop()
