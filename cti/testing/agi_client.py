@@ -1,20 +1,29 @@
 """``AGI(agi://host:port/script,args)`` for a simulated channel: a real FastAGI TCP client.
 
-res_agi behaviour that matters to a CTI: a refused connection returns at once with
-AGISTATUS=FAILURE; an accepted connection has no timeout at all, so a silent server holds the
-call until it closes the socket; if the caller hangs up meanwhile, ``HANGUP`` is sent and the
-session goes on in dead mode until the server closes.
+res_agi behaviour that matters to a CTI (res/res_agi.c, run_agi):
+
+- a refused connection returns at once with AGISTATUS=FAILURE;
+- an accepted connection has no timeout at all: a silent server holds the channel until it
+  closes the socket;
+- commands run one per readiness of the socket: Asterisk polls the socket, reads ONE line
+  with fgets() from a buffered FILE*, runs it, answers, and polls again. Lines that arrived
+  together with it wait in the stdio buffer, unseen by poll, until more bytes come or the
+  server closes (then they all run). A server that writes its commands back to back gets the
+  first answer and then nothing (``StdioLineReader``);
+- if the channel hangs up meanwhile, ``HANGUP`` is sent and the session goes on in dead mode
+  (commands that need a live channel answer 511) until the server closes; ``HANGUP`` is sent
+  once more at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import threading
 from typing import TYPE_CHECKING
 
-from cti.testing.agi_protocol import AgiResponder, env_block, split_args
+from cti.testing.agi_protocol import AgiResponder, StdioLineReader, env_block
+from cti.testing.bridging import wait_any
 
 if TYPE_CHECKING:
     from cti.testing.model import Channel
@@ -76,29 +85,72 @@ def channel_value(sim: AsteriskSimulator, channel: Channel, name: str) -> str | 
     return sim.globals.get(name)
 
 
-async def run_agi(sim: AsteriskSimulator, channel: Channel, script: str, args: list[str]) -> str:
-    """Run one FastAGI session; return AGISTATUS (SUCCESS, FAILURE or HANGUP)."""
+class AgiSocket(asyncio.Protocol):
+    """The FastAGI socket as res_agi sees it: bytes go to a ``StdioLineReader``; the peer's
+    close is an end of input but replies may still be written (a half-closed peer reads
+    them)."""
+
+    def __init__(self) -> None:
+        self.lines = StdioLineReader()
+        self.changed = asyncio.Event()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.lines.feed(data)
+        self.changed.set()
+
+    def eof_received(self) -> bool:
+        self.lines.feed_eof()
+        self.changed.set()
+        return True  # keep the write side: Asterisk still answers the buffered commands
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lines.feed_eof()
+        self.changed.set()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def wait_readable(self, hangup: asyncio.Event | None) -> None:
+        """poll() on the socket (and on the channel while it is alive)."""
+        while not self.lines.readable and not (hangup is not None and hangup.is_set()):
+            self.changed.clear()
+            await wait_any(self.changed, *([hangup] if hangup is not None else []))
+
+
+def agi_env(sim: AsteriskSimulator, channel: Channel, script: str) -> dict[str, str]:
+    """The ``agi_*`` block res_agi sends for ``channel`` (setup_env)."""
     host, port = sim.config.agi_host, sim.config.agi_port
-    try:
-        reader, writer = await asyncio.open_connection(host, port)
-    except OSError:
-        return "FAILURE"
-    env = {
+
+    def known(value: str) -> str:
+        return "unknown" if value in ("", "<unknown>") else value
+
+    return {
         "agi_network": "yes",
         "agi_network_script": script,
         "agi_request": f"agi://{host}:{port}/{script}",
         "agi_channel": channel.name,
         "agi_language": "en",
-        "agi_type": "PJSIP",
+        "agi_type": channel.name.split("/", 1)[0],
         "agi_uniqueid": channel.uniqueid,
         "agi_version": "UNKNOWN__and_probably_unsupported",
-        "agi_callerid": channel.cid_num,
-        "agi_calleridname": channel.cid_name,
+        "agi_callerid": known(channel.cid_num),
+        "agi_calleridname": known(channel.cid_name),
         "agi_callingpres": "0",
         "agi_callingani2": "0",
         "agi_callington": "0",
         "agi_callingtns": "0",
-        "agi_dnid": channel.exten,
+        # The dialled number: the trunk's request URI; a Local channel has none.
+        "agi_dnid": channel.dnid or "unknown",
         "agi_rdnis": "unknown",
         "agi_context": channel.context,
         "agi_extension": channel.exten,
@@ -107,70 +159,62 @@ async def run_agi(sim: AsteriskSimulator, channel: Channel, script: str, args: l
         "agi_accountcode": "",
         "agi_threadid": str(threading.get_ident()),
     }
-    responder = AgiResponder(SimAgiChannel(sim, channel))
-    hangup_sent = False
+
+
+async def run_agi(sim: AsteriskSimulator, channel: Channel, script: str, args: list[str]) -> str:
+    """Run one FastAGI session; return AGISTATUS (SUCCESS, FAILURE or HANGUP)."""
+    loop = asyncio.get_running_loop()
+    sock = AgiSocket()
     try:
-        writer.write(env_block(env, args))
-        await writer.drain()
+        await loop.create_connection(lambda: sock, sim.config.agi_host, sim.config.agi_port)
+    except OSError:
+        return "FAILURE"
+    responder = AgiResponder(SimAgiChannel(sim, channel))
+    dead = False
+    status = "SUCCESS"
+    try:
+        sock.write(env_block(agi_env(sim, channel, script), args))
         while True:
-            line_task = asyncio.ensure_future(reader.readline())
-            waiters: set[asyncio.Future[object]] = {line_task}  # type: ignore[arg-type]
-            hangup_task = None
-            if not hangup_sent:
-                hangup_task = asyncio.ensure_future(channel.hangup_requested.wait())
-                waiters.add(hangup_task)  # type: ignore[arg-type]
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                line_task.cancel()
-                raise
-            finally:
-                if hangup_task is not None and not hangup_task.done():
-                    hangup_task.cancel()
-            if not line_task.done():
-                # The caller hung up: res_agi tells the server, then waits for it to close.
-                hangup_sent = True
-                writer.write(b"HANGUP\n")
-                await writer.drain()
-                try:
-                    line = await line_task
-                finally:
-                    line_task.cancel()
-            else:
-                line = line_task.result()
+            if not dead and channel.hangup_requested.is_set():
+                # The channel hung up: tell the server (AGISIGHUP is on by default) and go on
+                # in dead mode, reading the socket only.
+                dead, status = True, "HANGUP"
+                sock.write(b"HANGUP\n")
+            await sock.wait_readable(None if dead else channel.hangup_requested)
+            if not sock.lines.readable:
+                continue  # the hangup woke us up
+            line = sock.lines.fgets()
+            while line is None:  # half a line: fgets blocks in read() for the rest
+                await sock.wait_readable(None)
+                line = sock.lines.fgets()
             if not line:
-                break
-            command = line.decode("utf-8", errors="replace").rstrip("\r\n")
-            if not command:
-                continue
-            command_id = str(random.randint(1, 2**31 - 1))
-            sim.channel_event(
-                "AGIExecStart",
-                channel,
-                [("CommandId", command_id), ("Command", command)],
-                "agi,all",
-            )
-            reply = responder.answer(command)
-            code = reply.split(" ", 1)[0].split("-", 1)[0]
-            sim.channel_event(
-                "AGIExecEnd",
-                channel,
-                [
-                    ("CommandId", command_id),
-                    ("Command", command),
-                    ("ResultCode", code),
-                    ("Result", "Success" if code == "200" else "Failure"),
-                ],
-                "agi,all",
-            )
-            writer.write(reply.encode("utf-8"))
-            await writer.drain()
-            if split_args(command)[:1] == ["HANGUP"]:
-                hangup_sent = True
-    except ConnectionError:
-        pass
+                break  # the server closed and every buffered command has run
+            command = line.decode("utf-8", errors="replace").rstrip("\n")
+            run_command(sim, channel, responder, sock, command, dead)
     finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-    return "HANGUP" if not channel.alive else "SUCCESS"
+        # res_agi says HANGUP once more as it leaves (lost if the server is gone).
+        sock.write(b"HANGUP\n")
+        sock.close()
+    return status
+
+
+def run_command(
+    sim: AsteriskSimulator,
+    channel: Channel,
+    responder: AgiResponder,
+    sock: AgiSocket,
+    command: str,
+    dead: bool,
+) -> None:
+    """agi_handle_command: AGIExecStart, the command, its answer, AGIExecEnd."""
+    command_id = str(random.randint(1, 2**31 - 1))
+    ids = [("CommandId", command_id), ("Command", command)]
+    sim.channel_event("AGIExecStart", channel, ids, "agi,all")
+    reply = responder.reply(command, dead=dead)
+    sim.channel_event(
+        "AGIExecEnd",
+        channel,
+        [*ids, ("ResultCode", reply.code), ("Result", reply.result)],
+        "agi,all",
+    )
+    sock.write(reply.text.encode("utf-8") + b"\n")

@@ -113,6 +113,106 @@ def split_args(line: str) -> list[str]:
 
 _VAR_REF = re.compile(r"\$\{([^}]+)\}")
 
+# res_agi's read buffer: glibc gives a FILE* on a socket a buffer of st_blksize (4096) bytes.
+STDIO_CHUNK = 4096
+
+
+class StdioLineReader:
+    """How res_agi reads a FastAGI socket, with no I/O: ``fgets()`` on a buffered ``FILE*``.
+
+    run_agi waits until the socket is readable (poll), then calls fgets once, which takes a
+    line from the stdio buffer, refilling the buffer with one read() of what the kernel holds
+    when it has no whole line. Lines that came in with that read stay in the stdio buffer,
+    invisible to poll: they are run only when the socket is readable again (more bytes
+    arrive, or the peer closes). ``kernel`` is what the socket holds, ``buffered`` what stdio
+    has already taken from it.
+    """
+
+    def __init__(self, chunk: int = STDIO_CHUNK) -> None:
+        self.chunk = chunk
+        self.kernel = bytearray()
+        self.buffered = bytearray()
+        self.eof = False
+
+    def feed(self, data: bytes) -> None:
+        self.kernel += data
+
+    def feed_eof(self) -> None:
+        self.eof = True
+
+    @property
+    def readable(self) -> bool:
+        """What poll() reports: bytes in the socket, or its end. Not the stdio buffer."""
+        return bool(self.kernel) or self.eof
+
+    def fgets(self) -> bytes | None:
+        """One fgets(): a whole line; ``b""`` at the end with nothing left; None when a
+        partial line waits for more bytes (the real read() blocks there)."""
+        while True:
+            end = self.buffered.find(b"\n")
+            if end >= 0:
+                line = bytes(self.buffered[: end + 1])
+                del self.buffered[: end + 1]
+                return line
+            if self.kernel:
+                take = bytes(self.kernel[: self.chunk])
+                del self.kernel[: len(take)]
+                self.buffered += take
+                continue
+            if self.eof:
+                rest = bytes(self.buffered)
+                self.buffered.clear()
+                return rest
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class AgiReply:
+    """One command's answer: what goes on the socket, and AGIExecEnd's ResultCode/Result."""
+
+    text: str
+    code: str
+    result: str
+
+
+# Commands and whether res_agi runs them on a dead channel (the "Dead" column of
+# ``agi show commands``); the others answer 511 once the channel has hung up.
+DEAD_OK = {
+    ("ANSWER",): False,
+    ("CHANNEL", "STATUS"): False,
+    ("DATABASE", "DEL"): True,
+    ("DATABASE", "DELTREE"): True,
+    ("DATABASE", "GET"): True,
+    ("DATABASE", "PUT"): True,
+    ("EXEC",): True,
+    ("GET", "DATA"): False,
+    ("GET", "FULL", "VARIABLE"): True,
+    ("GET", "OPTION"): False,
+    ("GET", "VARIABLE"): True,
+    ("HANGUP",): False,
+    ("NOOP",): True,
+    ("SET", "CALLERID"): False,
+    ("SET", "CONTEXT"): False,
+    ("SET", "EXTENSION"): False,
+    ("SET", "MUSIC"): False,
+    ("SET", "PRIORITY"): False,
+    ("SET", "VARIABLE"): True,
+    ("STREAM", "FILE"): False,
+    ("CONTROL", "STREAM", "FILE"): False,
+    ("VERBOSE",): True,
+    ("WAIT", "FOR", "DIGIT"): False,
+}
+RESULT_TEXT = {"200": "Success", "510": RESULT_INVALID[4:], "511": RESULT_DEAD[4:]}
+
+
+def find_command(words: list[str]) -> tuple[str, ...] | None:
+    """The longest known command the words start with (res_agi's find_command)."""
+    for size in (3, 2, 1):
+        key = tuple(words[:size])
+        if len(key) == size and key in DEAD_OK:
+            return key
+    return None
+
 
 @dataclass(slots=True)
 class AgiExchange:
@@ -128,12 +228,24 @@ class AgiResponder:
     dialogue: list[AgiExchange] = field(default_factory=list)
     variables_set: dict[str, str] = field(default_factory=dict)
 
-    def answer(self, line: str) -> str:
+    def answer(self, line: str, *, dead: bool = False) -> str:
         """Return the full reply (with trailing newline) for one command line."""
+        return self.reply(line, dead=dead).text + "\n"
+
+    def reply(self, line: str, *, dead: bool = False) -> AgiReply:
+        """The answer to one line; ``dead``: the channel has hung up (res_agi's dead mode)."""
         command = line.rstrip("\r\n")
-        reply = self._reply(split_args(command))
-        self.dialogue.append(AgiExchange(command, reply))
-        return reply + "\n"
+        args = split_args(command)
+        known = find_command([a.upper() for a in args])
+        if known is None:
+            text, result = RESULT_INVALID, RESULT_TEXT["510"]
+        elif dead and not DEAD_OK[known]:
+            text, result = RESULT_DEAD, RESULT_TEXT["511"]
+        else:
+            text = self._reply(args)
+            result = "Usage" if text.startswith("520") else "Success"
+        self.dialogue.append(AgiExchange(command, text))
+        return AgiReply(text, text[:3], result)
 
     def _reply(self, args: list[str]) -> str:
         if not args:

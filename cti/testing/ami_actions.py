@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING
 
 from cti.testing.agi_client import channel_value
 from cti.testing.ami_server import AmiSession, event_mask
-from cti.testing.dialplan import redirect
-from cti.testing.frames import Pairs, header, headers_all
+from cti.testing.boot import available
+from cti.testing.frames import Pairs, header
 from cti.testing.model import Channel
 from cti.testing.phones import event_tv
-from cti.testing.transfers import OriginateRequest, atxfer, blind_transfer, can_atxfer, originate
 
 if TYPE_CHECKING:
     from cti.testing.pbx import AsteriskSimulator
@@ -32,7 +31,7 @@ def action(name: str) -> Callable[[Handler], Handler]:
 
 def aid(request: Pairs) -> list[tuple[str, str]]:
     value = header(request, "ActionID")
-    return [] if value is None else [("ActionID", value)]
+    return [("ActionID", value)] if value else []
 
 
 def send_list(
@@ -59,15 +58,21 @@ def send_list(
 
 
 async def dispatch(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
+    """manager.c's process_message, in its order of checks."""
     name = header(request, "Action")
-    if name is None:
+    if not name:
         session.error(request, "Missing action in request")
+        return
+    if sim.shutting_down:
+        # Every action, even a login, until the sockets close.
+        session.error(request, "Asterisk is shutting down")
         return
     lowered = name.lower()
     if not session.authenticated and lowered not in ("login", "challenge", "logoff"):
         session.error(request, "Permission denied")
         return
-    handler = HANDLERS.get(lowered)
+    # While the PBX boots, the actions of modules not loaded yet do not exist at all.
+    handler = HANDLERS.get(lowered) if available(sim, name) else None
     if handler is None:
         session.error(
             request,
@@ -126,7 +131,8 @@ async def _login(sim: AsteriskSimulator, session: AmiSession, request: Pairs) ->
     session.username = user
     session.mask = event_mask(header(request, "Events"))
     session.success(request, "Authentication accepted")
-    if session.accepts("system,all"):
+    # Only once the PBX is up; a login during the boot gets the broadcast one later.
+    if sim.booted and session.accepts("system,all"):
         uptime = int(time.time() - sim.started_at)
         reload_ = int(time.time() - sim.reloaded_at)
         session.send(
@@ -190,7 +196,7 @@ async def _command(sim: AsteriskSimulator, session: AmiSession, request: Pairs) 
     command = (header(request, "Command") or "").strip()
     if re.fullmatch(r"core restart (now|gracefully|when convenient)", command):
         # The real PBX closes every AMI socket before any response goes out.
-        sim.spawn(sim.restart(), name="core-restart")
+        sim.spawn(sim.restart(announce=False), name="core-restart")
         return
     if command == "core show version":
         session.respond(
@@ -277,54 +283,69 @@ async def _dbput(sim: AsteriskSimulator, session: AmiSession, request: Pairs) ->
 async def _dbget(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
     family, key = header(request, "Family"), header(request, "Key")
     if not family or not key:
-        session.error(request, "No family specified" if not family else "No key specified")
+        # db.c's manager_dbget ends these two with a period, manager_dbput does not.
+        session.error(request, "No family specified." if not family else "No key specified.")
         return
     value = sim.astdb.get((family, key))
     if value is None:
         session.error(request, "Database entry not found")
         return
-    item = [
-        ("Event", "DBGetResponse"),
-        *aid(request),
-        ("Family", family),
-        ("Key", key),
-        ("Val", value),
-    ]
+    item = [("Event", "DBGetResponse"), ("Family", family), ("Key", key), ("Val", value)]
+    item += aid(request)
     send_list(session, request, "Result will follow", [item], "DBGetComplete")
 
 
 @action("DBDel")
 async def _dbdel(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
     family, key = header(request, "Family") or "", header(request, "Key") or ""
+    if not family or not key:
+        session.error(request, "No family specified." if not family else "No key specified.")
+        return
     if sim.astdb.pop((family, key), None) is None:
-        session.error(request, "Database entry not found")
+        session.error(request, "Database entry could not be deleted")
         return
     session.success(request, "Key deleted successfully")
+
+
+def ast_true(value: str | None) -> bool:
+    """Asterisk's ast_true: yes, true, y, t, 1, on."""
+    return (value or "").strip().lower() in ("yes", "true", "y", "t", "1", "on")
 
 
 @action("QueueAdd")
 async def _queue_add(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
     queue, iface = header(request, "Queue"), header(request, "Interface")
-    if not queue or not iface:
-        session.error(request, "'Queue' and 'Interface' not specified.")
+    if not queue:
+        session.error(request, "'Queue' not specified.")
+        return
+    if not iface:
+        session.error(request, "'Interface' not specified.")
         return
     if queue != sim.queue.name:
         session.error(request, "Unable to add interface to queue: No such queue")
         return
-    paused = (header(request, "Paused") or "").lower() in ("true", "yes", "1", "on")
+    if iface in sim.queue.members:
+        # Members live in app_queue, not in the AMI session that added them: a CTI that
+        # reconnects finds its agents still there.
+        session.error(request, "Unable to add interface: Already there")
+        return
+    paused = ast_true(header(request, "Paused"))
     name = header(request, "MemberName") or iface
     state_iface = header(request, "StateInterface") or iface
-    if not sim.queue.members.get(iface):
-        session.success(request, "Added interface to queue")
-        sim.queue.add_member(iface, name, state_iface, paused, header(request, "Reason") or "")
-    else:
-        session.error(request, "Unable to add interface: Already there")
+    session.success(request, "Added interface to queue")
+    sim.queue.add_member(iface, name, state_iface, paused, header(request, "Reason") or "")
 
 
 @action("QueueRemove")
 async def _queue_remove(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
-    iface = header(request, "Interface") or ""
-    if iface not in sim.queue.members or header(request, "Queue") != sim.queue.name:
+    queue, iface = header(request, "Queue"), header(request, "Interface")
+    if not queue or not iface:
+        session.error(request, "Need 'Queue' and 'Interface' parameters.")
+        return
+    if queue != sim.queue.name:
+        session.error(request, "Unable to remove interface from queue: No such queue")
+        return
+    if iface not in sim.queue.members:
         session.error(request, "Unable to remove interface: Not there")
         return
     session.success(request, "Removed interface from queue")
@@ -333,175 +354,18 @@ async def _queue_remove(sim: AsteriskSimulator, session: AmiSession, request: Pa
 
 @action("QueuePause")
 async def _queue_pause(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
-    iface = header(request, "Interface")
-    paused_raw = header(request, "Paused")
-    if not iface or paused_raw is None:
+    iface, paused_raw = header(request, "Interface"), header(request, "Paused")
+    if not iface or not paused_raw:
         session.error(request, "Need 'Interface' and 'Paused' parameters.")
         return
-    if iface not in sim.queue.members:
+    queue = header(request, "Queue")  # optional: every queue
+    if (queue and queue != sim.queue.name) or iface not in sim.queue.members:
         session.error(request, "Interface not found")
         return
-    paused = paused_raw.lower() in ("true", "yes", "1", "on")
+    paused = ast_true(paused_raw)
     session.success(request, f"Interface {'paused' if paused else 'unpaused'} successfully")
     sim.queue.pause(iface, paused, header(request, "Reason") or "")
 
 
-@action("Hangup")
-async def _hangup(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
-    name = header(request, "Channel")
-    if not name:
-        session.error(request, "No channel specified")
-        return
-    cause = int(header(request, "Cause") or 16)
-    if len(name) > 2 and name.startswith("/") and name.endswith("/"):
-        # A /regex/ hangs up every match and lists them (ChannelHungup events).
-        pattern = re.compile(name[1:-1])
-        matches = [c for c in list(sim.channels.values()) if pattern.search(c.name)]
-        items = [[("Event", "ChannelHungup"), ("Channel", c.name), *aid(request)] for c in matches]
-        send_list(
-            session, request, "Channels hung up will follow", items, "ChannelsHungupListComplete"
-        )
-    else:
-        channel = sim.find_channel(name)
-        if channel is None:
-            session.error(request, "No such channel")
-            return
-        matches = [channel]
-        session.success(request, "Channel Hungup")
-    for channel in matches:
-        channel.hangup_cause = cause
-        channel.hangup_requested.set()
-        if channel.bridge is not None:
-            channel.bridge.changed.set()
-
-
-@action("Redirect")
-async def _redirect(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
-    channel = channel_or_error(
-        sim, session, request, "Channel not specified", "Channel does not exist: {name}"
-    )
-    if channel is None:
-        return
-    exten, context = header(request, "Exten") or "", header(request, "Context") or ""
-    if not exten:
-        session.error(request, "Extension not specified")
-        return
-    targets = [(channel, context, exten, int(header(request, "Priority") or 1))]
-    if header(request, "ExtraChannel"):
-        extra = channel_or_error(
-            sim, session, request, "", "ExtraChannel does not exist: {name}", "ExtraChannel"
-        )
-        if extra is None:
-            return
-        targets.append(
-            (
-                extra,
-                header(request, "ExtraContext") or context,
-                header(request, "ExtraExten") or exten,
-                int(header(request, "ExtraPriority") or 1),
-            )
-        )
-        session.success(request, "Dual Redirect successful")
-    else:
-        session.success(request, "Redirect successful")
-    sim.spawn(redirect(sim, targets), name="redirect")
-
-
-@action("Originate")
-async def _originate(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
-    channel = header(request, "Channel")
-    if not channel:
-        session.error(request, "Channel not specified")
-        return
-    variables = {}
-    for raw in headers_all(request, "Variable"):
-        for item in raw.split(","):
-            key, _, value = item.partition("=")
-            if key:
-                variables[key.strip()] = value
-    req = OriginateRequest(
-        channel=channel,
-        context=header(request, "Context") or "default",
-        exten=header(request, "Exten") or "s",
-        priority=int(header(request, "Priority") or 1),
-        callerid=header(request, "CallerID") or "",
-        timeout_s=int(header(request, "Timeout") or 30000) / 1000,
-        variables=variables,
-        action_id=header(request, "ActionID"),
-    )
-    session.success(request, "Originate successfully queued")
-    sim.spawn(originate(sim, req), name=f"originate-{channel}")
-
-
-@action("BlindTransfer")
-async def _blind_transfer(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
-    channel = channel_or_error(
-        sim, session, request, "No channel specified", "Channel specified does not exist"
-    )
-    if channel is None:
-        return
-    exten = header(request, "Exten")
-    if not exten:
-        session.error(request, "No extension specified")
-        return
-    if channel.bridge is None:
-        session.error(request, "Transfer failed")
-        return
-    session.success(request, "Transfer succeeded")
-    sim.spawn(
-        blind_transfer(sim, channel, header(request, "Context") or channel.context, exten),
-        name="blindxfer",
-    )
-
-
-@action("Atxfer")
-async def _atxfer(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
-    channel = channel_or_error(
-        sim, session, request, "Channel not specified", "Channel specified does not exist"
-    )
-    if channel is None:
-        return
-    exten = header(request, "Exten")
-    if not exten:
-        session.error(request, "Extension not specified")
-        return
-    if not can_atxfer(sim, channel):
-        session.error(request, "No attended transfer feature code found")
-        return
-    session.success(request, "Atxfer successfully queued")
-    sim.spawn(
-        atxfer(sim, channel, header(request, "Context") or channel.context, exten), name="atxfer"
-    )
-
-
-@action("MixMonitorMute")
-async def _mixmonitor_mute(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
-    channel = channel_or_error(sim, session, request, "No channel specified", "No such channel")
-    if channel is None:
-        return
-    direction = (header(request, "Direction") or "both").lower()
-    state = (header(request, "State") or "1").lower() in ("1", "true", "yes", "on")
-    for leg in ("read", "write") if direction == "both" else (direction,):
-        channel.mixmonitor_mute[leg] = state
-    session.success(request)
-    sim.channel_event(
-        "MixMonitorMute", channel, [("Direction", direction), ("State", str(int(state)))]
-    )
-
-
-@action("StopMixMonitor")
-async def _stop_mixmonitor(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
-    channel = channel_or_error(sim, session, request, "No channel specified", "No such channel")
-    if channel is None:
-        return
-    if channel.mixmonitor is None:
-        session.error(request, "Could not stop MixMonitor")
-        return
-    channel.mixmonitor = None
-    sim.stop_monitor(channel)
-    session.success(request)
-    sim.channel_event("MixMonitorStop", channel)
-
-
-# The list actions live in their own module; importing it registers them.
-from cti.testing import ami_lists  # noqa: E402,F401
+# The list and call-control actions live in their own modules; importing them registers them.
+from cti.testing import ami_control, ami_lists  # noqa: E402,F401

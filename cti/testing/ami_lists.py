@@ -1,4 +1,7 @@
-"""AMI list actions (EventList: start ... Complete) used to resync a CTI after a reconnect."""
+"""AMI list actions (EventList: start ... Complete) used to resync a CTI after a reconnect.
+
+What each answers when it has nothing to list is in ``cti.testing.list_actions``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,25 @@ from typing import TYPE_CHECKING
 from cti.testing.ami_actions import action, aid, channel_or_error, send_list
 from cti.testing.ami_server import AmiSession
 from cti.testing.frames import Pairs, header
+from cti.testing.list_actions import LIST_ACTIONS, NO_SUCH_CONFERENCE
 from cti.testing.model import DEVICE_STATE_TEXT, Channel
 
 if TYPE_CHECKING:
     from cti.testing.pbx import AsteriskSimulator
+
+
+def answer_list(
+    session: AmiSession,
+    request: Pairs,
+    events: list[Pairs],
+    extra: list[tuple[str, str]] | None = None,
+) -> None:
+    """Send a list, or the action's error when it is empty and Asterisk answers so."""
+    item = LIST_ACTIONS[(header(request, "Action") or "").lower()]
+    if not events and item.empty_error is not None:
+        session.error(request, item.empty_error)
+        return
+    send_list(session, request, item.message, events, item.complete, extra or [])
 
 
 @action("QueueStatus")
@@ -25,13 +43,16 @@ async def _queue_status(sim: AsteriskSimulator, session: AmiSession, request: Pa
             items.append([("Event", "QueueMember"), *q.status_member_fields(member, ids)])
         for position, caller in enumerate(q.callers, 1):
             items.append([("Event", "QueueEntry"), *q.entry_fields(position, caller, ids)])
-    send_list(session, request, "Queue status will follow", items, "QueueStatusComplete")
+    answer_list(session, request, items)
 
 
 @action("QueueSummary")
 async def _queue_summary(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -> None:
-    items = [[("Event", "QueueSummary"), *sim.queue.summary_fields(aid(request))]]
-    send_list(session, request, "Queue summary will follow", items, "QueueSummaryComplete")
+    wanted = header(request, "Queue")
+    items = []
+    if wanted in (None, "", sim.queue.name):
+        items = [[("Event", "QueueSummary"), *sim.queue.summary_fields(aid(request))]]
+    answer_list(session, request, items)
 
 
 def duration(sim: AsteriskSimulator, channel: Channel) -> str:
@@ -53,7 +74,7 @@ async def _core_show_channels(sim: AsteriskSimulator, session: AmiSession, reque
         ]
         for c in sim.channels.values()
     ]
-    send_list(session, request, "Channels will follow", items, "CoreShowChannelsComplete")
+    answer_list(session, request, items)
 
 
 @action("Status")
@@ -69,8 +90,8 @@ async def _status(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -
             ("Event", "Status"),
             *aid(request),
             *c.snapshot(),
-            ("Type", "PJSIP"),
-            ("DNID", c.exten if c.role == "citizen" else ""),
+            ("Type", c.name.split("/", 1)[0]),
+            ("DNID", c.dnid),
             ("EffectiveConnectedLineNum", c.connected_num),
             ("EffectiveConnectedLineName", c.connected_name),
             ("TimeToHangup", "0"),
@@ -88,14 +109,7 @@ async def _status(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -
         ]
         for c in channels
     ]
-    send_list(
-        session,
-        request,
-        "Channel status will follow",
-        items,
-        "StatusComplete",
-        [("Items", str(len(items)))],
-    )
+    answer_list(session, request, items, [("Items", str(len(items)))])
 
 
 @action("PJSIPShowContacts")
@@ -111,16 +125,11 @@ async def _contacts(sim: AsteriskSimulator, session: AmiSession, request: Pairs)
             ("ViaPort", str(p.port)), ("AuthenticateQualify", "no"), ("Uri", p.uri),
             ("QualifyFrequency", "5"), ("UserAgent", p.user_agent),
             ("ExpirationTime", str(p.expires_at)), ("OutboundProxy", ""),
-            ("Status", "Reachable" if p.reachable else "Unreachable"),
-            ("RoundtripUsec", str(p.roundtrip_usec if p.reachable else 0)),
+            ("Status", p.status),
+            # res_pjsip gives a round trip only for an available contact.
+            ("RoundtripUsec", str(p.roundtrip_usec) if p.reachable else "N/A"),
         ])  # fmt: skip
-    send_list(
-        session,
-        request,
-        "A listing of Contacts follows, presented as ContactList events",
-        items,
-        "ContactListComplete",
-    )
+    answer_list(session, request, items)
 
 
 @action("PJSIPShowEndpoints")
@@ -141,13 +150,7 @@ async def _endpoints(sim: AsteriskSimulator, session: AmiSession, request: Pairs
             ("Contacts", contacts), ("DeviceState", DEVICE_STATE_TEXT.get(state, state)),
             ("ActiveChannels", str(active)),
         ])  # fmt: skip
-    send_list(
-        session,
-        request,
-        "A listing of Endpoints follows, presented as EndpointList events",
-        items,
-        "EndpointListComplete",
-    )
+    answer_list(session, request, items)
 
 
 @action("DeviceStateList")
@@ -156,9 +159,7 @@ async def _device_states(sim: AsteriskSimulator, session: AmiSession, request: P
         [("Event", "DeviceStateChange"), *aid(request), ("Device", d), ("State", s)]
         for d, s in sim.devices.items()
     ]
-    send_list(
-        session, request, "Device State Changes will follow", items, "DeviceStateListComplete"
-    )
+    answer_list(session, request, items)
 
 
 @action("ConfbridgeList")
@@ -167,9 +168,12 @@ async def _confbridge_list(sim: AsteriskSimulator, session: AmiSession, request:
     if not name:
         session.error(request, "No Conference name provided.")
         return
+    if not sim.conferences:
+        session.error(request, LIST_ACTIONS["confbridgelist"].empty_error or "")
+        return
     conf = sim.conferences.get(name)
     if conf is None:
-        session.error(request, "No active conferences.")
+        session.error(request, NO_SUCH_CONFERENCE)
         return
     items = []
     for c in conf.channels:
@@ -197,4 +201,11 @@ async def _confbridge_list(sim: AsteriskSimulator, session: AmiSession, request:
                 *c.snapshot(),
             ]
         )
-    send_list(session, request, "Confbridge user list will follow", items, "ConfbridgeListComplete")
+    # A conference always has its members listed, even none (never an error here).
+    send_list(
+        session,
+        request,
+        LIST_ACTIONS["confbridgelist"].message,
+        items,
+        LIST_ACTIONS["confbridgelist"].complete,
+    )

@@ -75,7 +75,7 @@ class AmiSession:
     def respond(self, request: Pairs, response: str, *fields: tuple[str, str]) -> None:
         head: Pairs = [("Response", response)]
         action_id = header(request, "ActionID")
-        if action_id is not None:
+        if action_id:  # manager.c echoes a non-empty ActionID only
             head.append(("ActionID", action_id))
         self.send(head + list(fields))
 

@@ -47,9 +47,13 @@ async def wait_any(*events: asyncio.Event, timeout: float | None = None) -> bool
 
 
 def parse_target(target: str) -> tuple[str, str, str]:
-    """``PJSIP/8001`` -> (8001, 8001, "");
+    """(endpoint, dial string, number): ``PJSIP/8001`` -> (8001, 8001, "");
+    ``PJSIP/138..@trunk`` -> (trunk, 138..@trunk, 138..), as our dialplan dials out;
     ``PJSIP/trunk/sip:138..@carrier`` -> (trunk, trunk/sip:..., 138..)."""
     rest = target.split("/", 1)[1] if "/" in target else target
+    if "@" in rest and "/" not in rest:
+        number, _, endpoint = rest.partition("@")
+        return endpoint, rest, number
     resource = rest.split("/", 1)[0]
     number = ""
     if resource == "trunk" and "sip:" in rest:
@@ -94,9 +98,11 @@ def create_callee(
 
 
 def reachable(sim: AsteriskSimulator, target: str) -> bool:
+    """Whether chan_pjsip creates the channel: an endpoint with a contact it may use (with
+    qualify on, one that answers OPTIONS)."""
     resource = parse_target(target)[0]
     if resource == "trunk":
-        return True
+        return sim.trunk_reachable
     phone = sim.phones.get(resource)
     return phone is not None and phone.reachable
 
@@ -127,6 +133,9 @@ async def dial_app(
     for var in DIAL_VARS:
         sim.setvar(caller, var, "")
     if not reachable(sim, target):
+        # No channel at all (no Newchannel, no DialBegin); the caller keeps the cause
+        # (AST_CAUSE_NO_ROUTE_DESTINATION) if its dialplan ends here.
+        caller.hangup_cause = 3
         sim.setvar(caller, "DIALSTATUS", "CHANUNAVAIL")
         return "CHANUNAVAIL"
     resource, dialstring, _ = parse_target(target)

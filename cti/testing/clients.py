@@ -106,16 +106,22 @@ class RawAmiClient:
 
 @dataclass
 class FastAgiStub:
-    """A FastAGI ``route`` server that answers like the recorded one: reads the caller's
-    name and number, sets HOTLINE_REC and ROUTE_TARGET (and HOTLINE_HOLD), then closes.
+    """A FastAGI ``route`` server that answers like the CTI does: reads the caller's name and
+    number, sets HOTLINE_REC, HOTLINE_TICKET, HOTLINE_HOLD and ROUTE_TARGET, then closes.
+    The dialplan copies the answer onto the citizen only with a ticket number.
 
     ``route(env) -> target`` picks the seat; ``silent=True`` accepts and never answers (a
-    stalled CTI)."""
+    stalled CTI); ``pipelined=True`` writes all its commands at once and closes
+    ``close_after`` seconds later, as the CTI did before it learnt that Asterisk runs one
+    command per read of the socket."""
 
     route: Callable[[dict[str, str]], str] = lambda env: ""
     hold: bool = False
     rec_dir: str = "/var/spool/asterisk/rig/rec"
     silent: bool = False
+    pipelined: bool = False
+    close_after: float = 3.0
+    ticket: bool = True
     sessions: list[dict[str, str]] = field(default_factory=list)
     replies: list[list[str]] = field(default_factory=list)
     port: int = 0
@@ -138,6 +144,21 @@ class FastAgiStub:
         if self._server is not None:
             await self._server.wait_closed()
 
+    def commands(self, env: dict[str, str]) -> list[str]:
+        uid = env.get("agi_arg_2") or env.get("agi_uniqueid", "x")
+        target = self.route(env)
+        commands = [
+            "GET VARIABLE CALLERID(name)",
+            "GET VARIABLE CALLERID(num)",
+            f'SET VARIABLE HOTLINE_REC "{self.rec_dir}/{uid}.wav"',
+        ]
+        if self.ticket:
+            commands.append(f'SET VARIABLE HOTLINE_TICKET "T-{len(self.sessions)}"')
+        commands.append(f'SET VARIABLE HOTLINE_HOLD "{int(self.hold)}"')
+        commands.append(f'SET VARIABLE ROUTE_TARGET "{target}"')
+        commands.append('VERBOSE "routed by capture rig" 1')
+        return commands
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -151,22 +172,23 @@ class FastAgiStub:
             if self.silent:
                 await reader.read()  # until the PBX gives up (it never does)
                 return
-            target = self.route(env)
-            commands = [
-                "GET VARIABLE CALLERID(name)",
-                "GET VARIABLE CALLERID(num)",
-                f'SET VARIABLE HOTLINE_REC "{self.rec_dir}/{env.get("agi_uniqueid", "x")}.wav"',
-                f'SET VARIABLE ROUTE_TARGET "{target}"',
-            ]
-            if self.hold:
-                commands.append('SET VARIABLE HOTLINE_HOLD "1"')
-            commands.append('VERBOSE "routed by capture rig" 1')
-            replies = []
+            commands = self.commands(env)
+            replies: list[str] = []
+            self.replies.append(replies)
+            if self.pipelined:
+                writer.write("".join(c + "\n" for c in commands).encode())
+                await writer.drain()
+                with contextlib.suppress(TimeoutError):
+                    while len(replies) < len(commands):
+                        line = await asyncio.wait_for(reader.readline(), self.close_after)
+                        replies.append(line.decode().rstrip("\n"))
+                return
             for command in commands:
                 writer.write(command.encode() + b"\n")
                 await writer.drain()
                 replies.append((await reader.readline()).decode().rstrip("\n"))
-            self.replies.append(replies)
+        except ConnectionError:
+            pass  # the PBX went away (hung up the helper channel, or stopped)
         finally:
             self._handlers.discard(task)
             writer.close()

@@ -38,6 +38,23 @@ class EventShape:
         return f"{self.name}{{{','.join(sorted(self.fields))}}}"
 
 
+def is_route_helper(pairs: Pairs) -> bool:
+    """An event of the routing question's helper Local channel ([cti-route]) or of the
+    caller's Dial of it (music included). The transcripts of ../shared/asterisk/transcripts
+    were recorded with a dialplan that ran the FastAGI on the caller's channel itself; the
+    rest of each call must still look the same."""
+    for key in ("Channel", "DestChannel", "LocalOneChannel", "Device"):
+        value = header(pairs, key) or ""
+        if value.startswith("Local/") and "@cti-route" in value:
+            return True
+    name = header(pairs, "Event") or ""
+    return name.startswith("MusicOnHold") and header(pairs, "Context") == "from-citizen"
+
+
+def without_route_helper(messages: Iterable[Pairs]) -> list[Pairs]:
+    return [m for m in messages if not is_route_helper(m)]
+
+
 def is_noise(pairs: Pairs) -> bool:
     name = header(pairs, "Event")
     if name in NOISE_EVENTS:

@@ -1,7 +1,8 @@
 """Our dialplan (config/asterisk/extensions.conf) as coroutines, one per context.
 
 Priorities and application data match the file, so Newexten events look like the real ones;
-``tests/testing/test_sim_dialplan.py`` checks the priorities against the file.
+the priorities come from ``cti.testing.dialplan_table``, which the tests compare with the
+file priority for priority.
 """
 
 from __future__ import annotations
@@ -12,29 +13,18 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from cti.testing.agi_client import run_agi
 from cti.testing.bridging import dial_app, finish_channel
 from cti.testing.confbridge import confbridge_app
+from cti.testing.dialplan_table import CTI_DELIVER, CTI_HOLD, FROM_CITIZEN, priorities
+from cti.testing.local_route import cti_route, dial_route
 from cti.testing.model import RING, UP, Channel
 
 if TYPE_CHECKING:
     from cti.testing.pbx import AsteriskSimulator, CallHandle
 
-# [from-citizen] priorities (labels: routed=10, queue=13, dial=15, done=18).
-P_NOOP, P_ANSWER, P_DID, P_REC, P_TARGET, P_HOLD, P_TICKET, P_GUARD, P_AGI = range(1, 10)
-P_MIXMON, P_IF_TARGET, P_IF_HOLD, P_QUEUE, P_QUEUE_HANGUP = range(10, 15)
-P_DIAL, P_DIAL_CHECK, P_DIAL_TO_HOLD, P_DONE = range(15, 19)
-# [cti-hold] priorities (wait=2, queue=5).
-H_NOOP, H_WAIT, H_CHECK, H_GOTO, H_QUEUE, H_HANGUP = range(1, 7)
-
-FROM_CITIZEN_PRIORITIES = {
-    "NoOp": P_NOOP,
-    "Answer": P_ANSWER,
-    "MixMonitor": P_MIXMON,
-    "Queue": P_QUEUE,
-    "Dial": P_DIAL,
-}
-CTI_HOLD_PRIORITIES = {"NoOp": H_NOOP, "MusicOnHold": H_WAIT, "Queue": H_QUEUE}
+P = priorities(FROM_CITIZEN)
+H = priorities(CTI_HOLD)
+D = priorities(CTI_DELIVER)
 
 
 def start_inbound_call(
@@ -52,6 +42,7 @@ def start_inbound_call(
     )
     channel.has_pbx = True
     channel.role = "citizen"
+    channel.dnid = did
     handle = CallHandle(channel)
     sim.calls.append(handle)
     sim.handles[channel.uniqueid] = handle
@@ -121,6 +112,8 @@ async def run_context(
 ) -> None:
     if context == "from-citizen":
         await _from_citizen(sim, ch, exten)
+    elif context == "cti-route":
+        await cti_route(sim, ch, exten)
     elif context == "cti-hold":
         await cti_hold(sim, ch)
     elif context == "cti-deliver":
@@ -131,16 +124,16 @@ async def run_context(
         sim.newexten(ch, "ConfBridge", exten, 1)
         await confbridge_app(sim, ch, exten)
     elif context == "cti-callback":
-        await _dial_then_hangup(sim, ch, f"PJSIP/trunk/sip:{exten}@carrier", 30, "tT")
+        await _dial_then_hangup(sim, ch, f"PJSIP/{exten}@trunk", 30, "tT")
     elif context == "cti-police":
         ticket = ch.variables.get("HOTLINE_TICKET", "")
         sim.newexten(ch, "Set", f"CALLERID(name)=12345 {ticket}", 1)
         ch.cid_name = f"12345 {ticket}"
-        await _dial_then_hangup(sim, ch, f"PJSIP/trunk/sip:{exten}@carrier", 30, "", 2)
+        await _dial_then_hangup(sim, ch, f"PJSIP/{exten}@trunk", 30, "", 2)
     elif context == "from-seat" and re.fullmatch(r"9\d{3}", exten):
         await _dial_then_hangup(sim, ch, f"PJSIP/{exten}", 30, "")
     elif context == "from-seat" and re.fullmatch(r"1\d{10}|110", exten):
-        await _dial_then_hangup(sim, ch, f"PJSIP/trunk/sip:{exten}@carrier", 30, "")
+        await _dial_then_hangup(sim, ch, f"PJSIP/{exten}@trunk", 30, "")
     # Anything else: no such extension, the channel hangs up.
 
 
@@ -155,84 +148,92 @@ async def _dial_then_hangup(
 async def _dial_then_hold(
     sim: AsteriskSimulator, ch: Channel, target: str, timeout: int, options: str
 ) -> None:
-    sim.newexten(ch, "Dial", f"{target},{timeout},{options}", 1)
+    sim.newexten(ch, "Dial", f"{target},{timeout},{options}", D["dial"])
     status = await dial_app(sim, ch, target, timeout, options)
     if not ch.alive:
         return
     answered = status == "ANSWER"
-    sim.newexten(ch, "GotoIf", f"{int(answered)}?done", 2)
+    sim.newexten(ch, "GotoIf", f"{int(answered)}?done", D["check"])
     if answered:
-        sim.newexten(ch, "Hangup", "", 4)
+        sim.newexten(ch, "Hangup", "", D["done"])
         return
-    sim.newexten(ch, "Goto", "cti-hold,s,1", 3)
+    sim.newexten(ch, "Goto", "cti-hold,s,1", D["to_hold"])
     await cti_hold(sim, ch)
 
 
 async def _from_citizen(sim: AsteriskSimulator, ch: Channel, did: str) -> None:
     cfg = sim.config
-    sim.newexten(ch, "NoOp", f'Inbound "{ch.cid_name}" <{ch.cid_num}> -> {did}', P_NOOP)
-    sim.newexten(ch, "Answer", "", P_ANSWER)
+    sim.newexten(ch, "NoOp", f'Inbound "{ch.cid_name}" <{ch.cid_num}> -> {did}', P["noop"])
+    sim.newexten(ch, "Answer", "", P["answer"])
     sim.set_state(ch, UP)
-    sim.newexten(ch, "Set", f"HOTLINE_DID={did}", P_DID)
+    sim.newexten(ch, "Set", f"HOTLINE_DID={did}", P["did"])
     sim.setvar(ch, "HOTLINE_DID", did)
     rec = cfg.rec_path(ch.uniqueid, time.time())
-    sim.newexten(ch, "Set", f"HOTLINE_REC={rec}", P_REC)
+    sim.newexten(ch, "Set", f"HOTLINE_REC={rec}", P["rec"])
     sim.setvar(ch, "HOTLINE_REC", rec)
-    for prio, var, value in (
-        (P_TARGET, "ROUTE_TARGET", ""),
-        (P_HOLD, "HOTLINE_HOLD", "0"),
-        (P_TICKET, "HOTLINE_TICKET", ""),
+    for step, var, value in (
+        ("target", "ROUTE_TARGET", ""),
+        ("hold", "HOTLINE_HOLD", "0"),
+        ("ticket", "HOTLINE_TICKET", ""),
     ):
-        sim.newexten(ch, "Set", f"{var}={value}", prio)
+        sim.newexten(ch, "Set", f"{var}={value}", P[step])
         sim.setvar(ch, var, value)
     stale = sim.heartbeat_stale()
-    sim.newexten(ch, "GotoIf", f"{int(stale)}?routed", P_GUARD)
+    sim.newexten(ch, "GotoIf", f"{int(stale)}?routed", P["guard"])
     if not stale:
-        sim.newexten(ch, "AGI", f"agi://{cfg.agi_host}:{cfg.agi_port}/route,{did}", P_AGI)
-        status = await run_agi(sim, ch, "route", [did])
-        sim.setvar(ch, "AGISTATUS", status)
+        # The AGI runs on a helper Local channel the caller Dials for CTI_ROUTE_TIMEOUT
+        # seconds: a stalled CTI holds only the helper (cti.testing.local_route).
+        for step, var, value in (
+            ("caller_uid", "__HOTLINE_CALLER_UID", ch.uniqueid),
+            ("caller_chan", "__HOTLINE_CALLER_CHAN", ch.name),
+        ):
+            sim.newexten(ch, "Set", f"{var}={value}", P[step])
+            sim.setvar(ch, var, value)
+        timeout = f"{cfg.route_timeout_s:g}"
+        sim.newexten(ch, "Dial", f"Local/{did}@cti-route/n,{timeout},m", P["route"])
+        await dial_route(sim, ch, did)
         if not ch.alive:
             return
     rec = ch.variables.get("HOTLINE_REC", rec)
     base = rec[:-4]
-    sim.newexten(ch, "MixMonitor", f"{rec},br({base}-in.wav)t({base}-out.wav)", P_MIXMON)
+    sim.newexten(ch, "MixMonitor", f"{rec},br({base}-in.wav)t({base}-out.wav)", P["mixmonitor"])
     sim.setvar(ch, "MIXMONITOR_FILENAME", rec)
     ch.mixmonitor = {"mixed": rec, "in": f"{base}-in.wav", "out": f"{base}-out.wav"}
     ch.mixmonitor_started = sim.now()
     sim.start_monitor(ch)
     sim.channel_event("MixMonitorStart", ch)
     target = ch.variables.get("ROUTE_TARGET", "")
-    sim.newexten(ch, "GotoIf", f"{int(target != '')}?dial", P_IF_TARGET)
+    sim.newexten(ch, "GotoIf", f"{int(target != '')}?dial", P["if_target"])
     if target:
-        sim.newexten(ch, "Dial", f"{target},20,tT", P_DIAL)
+        sim.newexten(ch, "Dial", f"{target},20,tT", P["dial"])
         status = await dial_app(sim, ch, target, 20, "tT")
         if not ch.alive:
             return
         answered = status == "ANSWER"
-        sim.newexten(ch, "GotoIf", f"{int(answered)}?done", P_DIAL_CHECK)
+        sim.newexten(ch, "GotoIf", f"{int(answered)}?done", P["dial_check"])
         if answered:
-            sim.newexten(ch, "Hangup", "", P_DONE)
+            sim.newexten(ch, "Hangup", "", P["done"])
             return
-        sim.newexten(ch, "Goto", "cti-hold,s,1", P_DIAL_TO_HOLD)
+        sim.newexten(ch, "Goto", "cti-hold,s,1", P["dial_to_hold"])
         await cti_hold(sim, ch)
         return
     hold = ch.variables.get("HOTLINE_HOLD") == "1"
-    sim.newexten(ch, "GotoIf", f"{int(hold)}?cti-hold,s,1", P_IF_HOLD)
+    sim.newexten(ch, "GotoIf", f"{int(hold)}?cti-hold,s,1", P["if_hold"])
     if hold:
         await cti_hold(sim, ch)
         return
-    sim.newexten(ch, "Queue", f"{cfg.queue_name},tT,,,{int(cfg.queue_timeout_s)}", P_QUEUE)
+    sim.newexten(ch, "Queue", f"{cfg.queue_name},tT,,,{int(cfg.queue_timeout_s)}", P["queue"])
     await sim.queue.queue_app(ch)
     if ch.alive:
-        sim.newexten(ch, "Hangup", "", P_QUEUE_HANGUP)
+        sim.newexten(ch, "Hangup", "", P["queue_hangup"])
 
 
 async def cti_hold(sim: AsteriskSimulator, ch: Channel) -> None:
     """[cti-hold]: music in 5 s slices; between slices the CTI heartbeat is checked."""
     ch.context, ch.exten = "cti-hold", "s"
-    sim.newexten(ch, "NoOp", f"hold {ch.uniqueid}", H_NOOP)
+    sim.newexten(ch, "NoOp", f"hold {ch.uniqueid}", H["noop"])
     while ch.alive:
-        sim.newexten(ch, "MusicOnHold", f"default,{int(sim.config.hold_check_s)}", H_WAIT)
+        sim.newexten(ch, "MusicOnHold", f"default,{int(sim.config.hold_check_s)}", H["wait"])
         sim.channel_event("MusicOnHoldStart", ch, [("Class", "default")])
         gone = asyncio.ensure_future(ch.hangup_requested.wait())
         try:
@@ -245,19 +246,19 @@ async def cti_hold(sim: AsteriskSimulator, ch: Channel) -> None:
         if not ch.alive:
             return
         stale = sim.heartbeat_stale()
-        sim.newexten(ch, "GotoIf", f"{int(stale)}?queue", H_CHECK)
+        sim.newexten(ch, "GotoIf", f"{int(stale)}?queue", H["check"])
         if stale:
             sim.newexten(
                 ch,
                 "Queue",
                 f"{sim.config.queue_name},tT,,,{int(sim.config.queue_timeout_s)}",
-                H_QUEUE,
+                H["queue"],
             )
             await sim.queue.queue_app(ch)
             if ch.alive:
-                sim.newexten(ch, "Hangup", "", H_HANGUP)
+                sim.newexten(ch, "Hangup", "", H["hangup"])
             return
-        sim.newexten(ch, "Goto", "wait", H_GOTO)
+        sim.newexten(ch, "Goto", "wait", H["again"])
 
 
 async def redirect(sim: AsteriskSimulator, targets: list[tuple[Channel, str, str, int]]) -> None:

@@ -20,6 +20,7 @@ DOWN, RING, RINGING, UP = 0, 4, 5, 6
 
 CAUSE_TEXT = {
     0: "Unknown",
+    3: "No route to destination",
     16: "Normal Clearing",
     17: "User busy",
     19: "User alerting, no answer",
@@ -83,7 +84,19 @@ class SimConfig:
     write_recordings: bool = False
     max_recording_s: float = 30.0
     restart_delay_s: float = 0.2
+    # Real seconds, as recorded on a restart from the console: Shutdown event to the sockets
+    # closing (actions refused meanwhile), and manager up to FullyBooted (modules loading).
+    shutdown_s: float = 0.7
+    boot_delay_s: float = 0.3
     qualify_timeout_s: float = 6.5
+    # Real seconds a caller waits for the CTI's routing answer: Dial(Local/...@cti-route,
+    # ${CTI_ROUTE_TIMEOUT}) in [from-citizen]. Real time, like the heartbeat: it guards
+    # against the CTI process stalling, which has nothing to do with simulated time.
+    route_timeout_s: float = 2.0
+    # qualify_frequency on the trunk's AOR (config/asterisk/pjsip.conf has it) and whether
+    # the carrier answers those OPTIONS: if not, chan_pjsip refuses to dial out (CHANUNAVAIL).
+    trunk_qualify: bool = True
+    carrier_answers_options: bool = True
     callback_answer_delay_s: float = 0.05
     atxfer_code: str | None = "*2"
     local_optimize_delay_s: float = 0.45
@@ -143,6 +156,9 @@ class Channel:
     pbx_task: asyncio.Task[None] | None = None
     peer: Channel | None = None
     role: str = ""
+    dnid: str = ""  # the number dialled to reach us (the trunk's request URI), if any
+    inherit: dict[str, str] = field(default_factory=dict)  # _X / __X variables, as written
+    local_peer: Channel | None = None  # the other half of a Local channel pair
 
     def snapshot(self, prefix: str = "") -> Fields:
         p = prefix
@@ -206,6 +222,7 @@ class Phone:
     on_ring: Callable[[Channel], RingAnswer] | None = None
     registered: bool = False
     reachable: bool = False
+    qualified: bool = False  # has answered (or failed) an OPTIONS since the PBX started
     uri: str = ""
     call_id: str = field(default_factory=lambda: secrets.token_hex(8))
     object_hash: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -216,6 +233,13 @@ class Phone:
     def __post_init__(self) -> None:
         if not self.uri:
             self.uri = f"sip:{self.ext}-0x{secrets.token_hex(6)}@{self.ip}:{self.port}"
+
+    @property
+    def status(self) -> str:
+        """res_pjsip's label for the contact (PJSIPShowContacts ``Status``)."""
+        if self.reachable:
+            return "Reachable"
+        return "Unreachable" if self.qualified else "NonQualified"
 
     def decide(self, channel: Channel) -> RingAnswer:
         if self.on_ring is not None:

@@ -8,7 +8,6 @@ order they are made, like the stasis message bus delivers them to one AMI sessio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cti.tasks import cancel_and_wait
+from cti.testing import boot
 from cti.testing import phones as phone_ops
 from cti.testing.ami_server import AmiServer
 from cti.testing.cdr import write_cdr
@@ -32,7 +32,7 @@ from cti.testing.model import (
     hangup_fields,
 )
 from cti.testing.queue import QueueModel
-from cti.testing.recording import MonitorWriter, write_recordings
+from cti.testing.recording import Recorders
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,19 @@ class AsteriskSimulator:
         self._uid_seq = itertools.count(self.config.uniqueid_seq_start)
         self._local_seq = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
-        # MixMonitors writing their files: uniqueid -> (writer, simulated start)
-        self.monitors: dict[str, tuple[MonitorWriter, float]] = {}
-        self._monitor_task: asyncio.Task[Any] | None = None
+        self.recorders = Recorders(self)
         self.running = False
         self.stopping = asyncio.Event()
+        # The PBX's life cycle: shutting down (actions refused), booting (logins accepted,
+        # modules loading), booted (FullyBooted sent).
+        self.shutting_down = False
+        self.booted = True
+        self.loaded_modules: set[str] = set(boot.MODULES)
+        # The carrier answers the trunk's qualify OPTIONS (only matters with trunk_qualify).
+        self.carrier_answers = self.config.carrier_answers_options
         for ext in self.endpoints:
             self.devices[f"PJSIP/{ext}"] = "UNAVAILABLE"
-        self.devices["PJSIP/trunk"] = "NOT_INUSE"
+        self.devices["PJSIP/trunk"] = "NOT_INUSE" if self.trunk_reachable else "UNAVAILABLE"
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -104,82 +109,69 @@ class AsteriskSimulator:
         self.stopping.set()
         await self.ami.stop()
         await self._cancel_tasks()
-        self._close_monitors()
+        self.recorders.close_all()
 
-    # -- MixMonitor files ----------------------------------------------------------------
+    # -- MixMonitor files (cti.testing.recording.Recorders) -----------------------------
 
     def start_monitor(self, channel: Channel) -> None:
         """MixMonitor started on ``channel``: its files are written from now on."""
-        if not self.config.write_recordings or channel.mixmonitor is None:
-            return
-        try:
-            writer = MonitorWriter(channel.mixmonitor, self.config.max_recording_s)
-        except OSError:
-            log.exception("cannot open the recording of %s", channel.name)
-            return
-        self.monitors[channel.uniqueid] = (writer, self.now())
-        if self._monitor_task is None or self._monitor_task.done():
-            self._monitor_task = self.spawn(self._write_monitors(), "mixmonitor")
-
-    async def _write_monitors(self) -> None:
-        while self.monitors:
-            await asyncio.sleep(0.1)
-            now = self.now()
-            for uid, (writer, started) in list(self.monitors.items()):
-                try:
-                    writer.advance(now - started)
-                except OSError:
-                    log.exception("cannot write the recording of %s", uid)
-                    self.monitors.pop(uid, None)
+        self.recorders.start(channel)
 
     def stop_monitor(self, channel: Channel) -> None:
         """StopMixMonitor: the files end here (closed with their final sizes)."""
-        entry = self.monitors.pop(channel.uniqueid, None)
-        if entry is not None:
-            try:
-                entry[0].close(self.now() - entry[1])
-            except OSError:
-                log.exception("cannot close the recording of %s", channel.name)
-
-    def _close_monitors(self) -> None:
-        now = self.now()
-        for writer, started in self.monitors.values():
-            with contextlib.suppress(OSError):
-                writer.close(max(0.0, now - started))
-        self.monitors.clear()
+        self.recorders.stop(channel)
 
     async def _cancel_tasks(self) -> None:
         current = asyncio.current_task()
         await cancel_and_wait(*(t for t in self._tasks if t is not current))
 
-    async def restart(self) -> None:
-        """``core restart now``: AMI sockets close with no Shutdown event, calls vanish, the
-        manager comes back after ``restart_delay_s`` (real seconds)."""
+    async def restart(self, *, announce: bool = True) -> None:
+        """``core restart now``; returns once the manager listens again (still booting).
+
+        ``announce``: as from the console, the AMI clients get a ``Shutdown`` event and for
+        ``shutdown_s`` every action is refused with "Asterisk is shutting down" before the
+        sockets close. Run by this very AMI client's ``Command`` action, the socket just
+        closes (both were recorded). Calls vanish, dynamic queue members are gone
+        (persistentmembers=no), AstDB and registrations survive; the manager comes back
+        after ``restart_delay_s`` and accepts logins while the PBX boots (``boot``)."""
+        if announce:
+            self.shutting_down = True
+            self.emit("Shutdown", "system,all", [("Shutdown", "Cleanly"), ("Restart", "True")])
+            await asyncio.sleep(self.config.shutdown_s)
         await self.ami.close_listener_and_sessions()
         await self._cancel_tasks()
         for channel in list(self.channels.values()):
             channel.hungup = True
         self.channels.clear()
-        self._close_monitors()
+        self.recorders.close_all()
         self.bridges.clear()
         self.conferences.clear()
-        self.queue.reset()  # persistentmembers=no: dynamic members are gone
+        self.queue.reset()
         for handle in self.calls:
             if not handle.done.is_set():
                 handle.outcome = handle.outcome or "failed"
                 handle.done.set()
+        # A new process: channel names and uniqueids count from 0 again.
+        self._chan_seq = itertools.count(0)
+        self._uid_seq = itertools.count(0)
+        self._local_seq = itertools.count(1)
+        for phone in self.phones.values():
+            phone.reachable = False  # qualified again once the PBX is up
         for device in list(self.devices):
             if device.startswith("PJSIP/"):
-                ext = device[6:]
-                phone = self.phones.get(ext)
-                reachable = ext == "trunk" or (phone is not None and phone.reachable)
-                self.devices[device] = "NOT_INUSE" if reachable else "UNAVAILABLE"
-            else:
+                self.devices[device] = "UNAVAILABLE"
+            elif not device.startswith("Queue:"):
                 del self.devices[device]
+        if not self.config.trunk_qualify:
+            self.devices["PJSIP/trunk"] = "NOT_INUSE"
         await asyncio.sleep(self.config.restart_delay_s)
+        self.shutting_down = False
+        self.booted = False
+        self.loaded_modules.clear()
         self.started_at = self.reloaded_at = time.time()
         if self.running:
             await self.ami.start(self.config.host, self.ami.port)
+            self.spawn(boot.boot(self), name="boot")
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -239,7 +231,12 @@ class AsteriskSimulator:
             )
 
     def setvar(self, channel: Channel, name: str, value: str) -> None:
-        channel.variables[name] = value
+        """Set(name=value). A ``__`` (or ``_``) prefix makes it inherited by the channels
+        this one dials; lookups use the bare name; VarSet shows the name as written."""
+        bare = name.lstrip("_")
+        channel.variables[bare] = value
+        if name.startswith("_"):
+            channel.inherit[name] = value
         if self.config.emit_dialplan_events:
             self.channel_event(
                 "VarSet", channel, [("Variable", name), ("Value", value)], "dialplan,all"
@@ -256,6 +253,12 @@ class AsteriskSimulator:
         if device.startswith("PJSIP/"):
             self.queue.device_changed(device)
 
+    @property
+    def trunk_reachable(self) -> bool:
+        """With qualify on the trunk's AOR, chan_pjsip dials the carrier only while it answers
+        OPTIONS; without qualify the static contact is always tried."""
+        return not self.config.trunk_qualify or self.carrier_answers
+
     def endpoint_state(self, device: str) -> str:
         resource = device.split("/", 1)[1]
         if resource != "trunk":
@@ -264,7 +267,8 @@ class AsteriskSimulator:
                 return "UNAVAILABLE"
         legs = [c for c in self.channels.values() if c.device == device and not c.hungup]
         if not legs:
-            return "NOT_INUSE"
+            # An unqualified trunk is in use during a call, unavailable after it.
+            return "NOT_INUSE" if resource != "trunk" or self.trunk_reachable else "UNAVAILABLE"
         if any(c.variables.get("__ONHOLD") for c in legs):
             return "ONHOLD"
         up = any(c.state == UP for c in legs)
@@ -365,6 +369,11 @@ class AsteriskSimulator:
             return
         channel.hungup = True
         channel.hangup_requested.set()
+        other = channel.local_peer
+        if other is not None and other.alive:
+            # One half of a Local pair going away queues a hangup on the other
+            # (ast_unreal_hangup), seen before this half's own Hangup.
+            self.request_hangup(other, channel.hangup_cause if cause is None else cause)
         self.emit(
             "Hangup",
             "call,all",
@@ -378,16 +387,7 @@ class AsteriskSimulator:
             if not handle.outcome:
                 handle.outcome = "answered" if handle.connected.is_set() else "abandoned"
             handle.done.set()
-        if channel.mixmonitor is not None and self.config.write_recordings:
-            duration = self.now() - channel.mixmonitor_started
-            entry = self.monitors.pop(channel.uniqueid, None)
-            try:
-                if entry is not None:
-                    entry[0].close(duration)
-                else:
-                    write_recordings(channel.mixmonitor, duration, self.config.max_recording_s)
-            except OSError:
-                log.exception("cannot write recording for %s", channel.name)
+        self.recorders.finish(channel)
         if device and channel.device.startswith("PJSIP/"):
             self.update_device(channel.device)
 
@@ -460,6 +460,11 @@ class AsteriskSimulator:
 
     def unregister_phone(self, ext: str, clean: bool = True) -> None:
         phone_ops.unregister(self, ext, clean)
+
+    def set_carrier_options(self, answers: bool) -> None:
+        """The carrier starts or stops answering the trunk's qualify OPTIONS."""
+        if answers != self.carrier_answers:
+            phone_ops.trunk_status(self, answers)
 
     def set_phone_behaviour(
         self, ext: str, answer: RingAnswer | None = None, **changes: Any

@@ -35,7 +35,7 @@ def _sip_security(sim: AsteriskSimulator, phone: Phone) -> None:
     sim.emit("SuccessfulAuth", "security,all", [*common, ("UsingPassword", "1")])
 
 
-def _contact_status(sim: AsteriskSimulator, phone: Phone, status: str, rtt: int) -> None:
+def contact_status(sim: AsteriskSimulator, phone: Phone, status: str, rtt: int) -> None:
     sim.emit(
         "ContactStatus",
         "system,all",
@@ -49,7 +49,7 @@ def _contact_status(sim: AsteriskSimulator, phone: Phone, status: str, rtt: int)
     )
 
 
-def _peer_status(sim: AsteriskSimulator, phone: Phone, status: str) -> None:
+def peer_status(sim: AsteriskSimulator, phone: Phone, status: str) -> None:
     sim.emit(
         "PeerStatus",
         "system,all",
@@ -77,12 +77,51 @@ def register(
     phone.expires_at = int(time.time()) + 3600
     _sip_security(sim, phone)
     # New contact: not yet qualified, then the first OPTIONS answers (rig order).
-    _contact_status(sim, phone, "NonQualified", 0)
-    _peer_status(sim, phone, "Reachable")
-    phone.reachable = True
+    contact_status(sim, phone, "NonQualified", 0)
+    peer_status(sim, phone, "Reachable")
+    phone.reachable = phone.qualified = True
     sim.update_device(f"PJSIP/{ext}")
-    _contact_status(sim, phone, "Reachable", phone.roundtrip_usec)
+    contact_status(sim, phone, "Reachable", phone.roundtrip_usec)
     return phone
+
+
+def qualified(sim: AsteriskSimulator, phone: Phone) -> None:
+    """A contact known from AstDB answers its first OPTIONS after a restart (rig order)."""
+    phone.reachable = phone.qualified = True
+    peer_status(sim, phone, "Reachable")
+    contact_status(sim, phone, "Reachable", phone.roundtrip_usec)
+    sim.update_device(f"PJSIP/{phone.ext}")
+
+
+def trunk_status(sim: AsteriskSimulator, answers: bool, *, first: bool = False) -> None:
+    """The carrier starts or stops answering the trunk's qualify OPTIONS (rig order). After a
+    restart (``first``) an unanswered qualify only reports the contact Unreachable."""
+    sim.carrier_answers = answers
+    uri = sim.config.trunk_contact
+    fields = [("URI", uri), ("AOR", "trunk"), ("EndpointName", "trunk")]
+    if answers:
+        sim.update_device("PJSIP/trunk")
+        sim.emit(
+            "PeerStatus",
+            "system,all",
+            [("ChannelType", "PJSIP"), ("Peer", "PJSIP/trunk"), ("PeerStatus", "Reachable")],
+        )
+        status, rtt = "Reachable", "1144"
+    else:
+        if not first:
+            sim.emit(
+                "PeerStatus",
+                "system,all",
+                [("ChannelType", "PJSIP"), ("Peer", "PJSIP/trunk"), ("PeerStatus", "Unreachable")],
+            )
+        status, rtt = "Unreachable", "0"
+    sim.emit(
+        "ContactStatus",
+        "system,all",
+        [fields[0], ("ContactStatus", status), *fields[1:], ("RoundtripUsec", rtt)],
+    )
+    if not answers:
+        sim.update_device("PJSIP/trunk")
 
 
 def unregister(sim: AsteriskSimulator, ext: str, clean: bool = True) -> None:
@@ -94,8 +133,8 @@ def unregister(sim: AsteriskSimulator, ext: str, clean: bool = True) -> None:
     if clean:
         _sip_security(sim, phone)
         phone.registered = phone.reachable = False
-        _peer_status(sim, phone, "Unreachable")
-        _contact_status(sim, phone, "Removed", 0)
+        peer_status(sim, phone, "Unreachable")
+        contact_status(sim, phone, "Removed", 0)
         sim.update_device(f"PJSIP/{ext}")
         del sim.phones[ext]
         return
@@ -105,9 +144,10 @@ def unregister(sim: AsteriskSimulator, ext: str, clean: bool = True) -> None:
         if sim.phones.get(ext) is not phone or not phone.reachable:
             return
         phone.reachable = False
-        _peer_status(sim, phone, "Unreachable")
+        phone.qualified = True
+        peer_status(sim, phone, "Unreachable")
         sim.update_device(f"PJSIP/{ext}")
-        _contact_status(sim, phone, "Unreachable", 0)
+        contact_status(sim, phone, "Unreachable", 0)
 
     phone.call_id = secrets.token_hex(8)
     sim.spawn(qualify_fails(), name=f"qualify-{ext}")

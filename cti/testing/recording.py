@@ -9,15 +9,24 @@ until the file is closed, then the audio appended as the call goes on (``Monitor
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
 import wave
 from array import array
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cti.testing.transcript import fixture_path
 from recordings.audio import wav_header
+
+if TYPE_CHECKING:
+    from cti.testing.model import Channel
+    from cti.testing.pbx import AsteriskSimulator
+
+log = logging.getLogger(__name__)
 
 RATE = 8000
 
@@ -123,3 +132,67 @@ class MonitorWriter:
             fh.write(wav_header(self.frames * 2, RATE))
             fh.close()
         self._fhs = []
+
+
+class Recorders:
+    """The simulator's MixMonitors writing their files while their calls go on."""
+
+    def __init__(self, sim: AsteriskSimulator) -> None:
+        self.sim = sim
+        # uniqueid -> (writer, simulated start)
+        self.active: dict[str, tuple[MonitorWriter, float]] = {}
+        self._task: asyncio.Task[Any] | None = None
+
+    def start(self, channel: Channel) -> None:
+        sim = self.sim
+        if not sim.config.write_recordings or channel.mixmonitor is None:
+            return
+        try:
+            writer = MonitorWriter(channel.mixmonitor, sim.config.max_recording_s)
+        except OSError:
+            log.exception("cannot open the recording of %s", channel.name)
+            return
+        self.active[channel.uniqueid] = (writer, sim.now())
+        if self._task is None or self._task.done():
+            self._task = sim.spawn(self._write(), "mixmonitor")
+
+    async def _write(self) -> None:
+        while self.active:
+            await asyncio.sleep(0.1)
+            now = self.sim.now()
+            for uid, (writer, started) in list(self.active.items()):
+                try:
+                    writer.advance(now - started)
+                except OSError:
+                    log.exception("cannot write the recording of %s", uid)
+                    self.active.pop(uid, None)
+
+    def stop(self, channel: Channel) -> None:
+        entry = self.active.pop(channel.uniqueid, None)
+        if entry is not None:
+            try:
+                entry[0].close(self.sim.now() - entry[1])
+            except OSError:
+                log.exception("cannot close the recording of %s", channel.name)
+
+    def finish(self, channel: Channel) -> None:
+        """The channel hung up: its files are closed (written at once if not yet started)."""
+        sim = self.sim
+        if channel.mixmonitor is None or not sim.config.write_recordings:
+            return
+        duration = sim.now() - channel.mixmonitor_started
+        entry = self.active.pop(channel.uniqueid, None)
+        try:
+            if entry is not None:
+                entry[0].close(duration)
+            else:
+                write_recordings(channel.mixmonitor, duration, sim.config.max_recording_s)
+        except OSError:
+            log.exception("cannot write recording for %s", channel.name)
+
+    def close_all(self) -> None:
+        now = self.sim.now()
+        for writer, started in self.active.values():
+            with contextlib.suppress(OSError):
+                writer.close(max(0.0, now - started))
+        self.active.clear()

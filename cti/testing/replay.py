@@ -1,8 +1,8 @@
 """Replay recorded Asterisk sessions over real TCP on loopback.
 
 ``AmiReplayServer`` plays Asterisk's side of an AMI transcript to one client: it writes what
-Asterisk wrote and checks that the client sends what the recorded CTI sent. ``AgiReplayClient``
-plays Asterisk's side of a FastAGI session against our FastAGI server.
+Asterisk wrote and checks that the client sends what the recorded CTI sent. The FastAGI side
+is in ``cti.testing.agi_replay`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -12,16 +12,25 @@ import contextlib
 import logging
 import random
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from cti.testing.agi_protocol import AgiResponder, DictChannel, parse_env_lines, split_args
-from cti.testing.frames import AmiFrameParser, Pairs, header, parse_message
+from cti.testing.agi_replay import (
+    AgiReplayClient,
+    AgiReplayResult,
+    AgiScriptServer,
+    AgiSession,
+    agi_sessions,
+)
+from cti.testing.frames import AmiFrameParser, Pairs, format_message, header, parse_message
+from cti.testing.list_actions import LIST_ACTIONS, empty_answer
 from cti.testing.transcript import Entry, Transcript, fixture_path, load_transcript
 
 __all__ = [
     "AgiReplayClient",
     "AgiReplayResult",
+    "AgiScriptServer",
+    "AgiSession",
+    "agi_sessions",
     "AmiReplayServer",
     "ReplayError",
     "fixture_path",
@@ -67,10 +76,23 @@ class AmiReplayServer:
     """Plays one AMI transcript to the client that connects.
 
     ``speed`` scales the recorded gaps between Asterisk's messages (0 = no sleeping, 1 = real
-    time). At each recorded action the server waits up to ``action_timeout`` for the client's
-    action; its ActionID replaces the recorded one in everything Asterisk sent afterwards.
-    An empty recorded ``in`` closes the socket, as Asterisk did on ``core restart now``; if the
-    script goes on with more of Asterisk's output, the next connection continues it.
+    time). An empty recorded ``in`` closes the socket, as Asterisk did on ``core restart now``;
+    if the script goes on with more of Asterisk's output, the next connection continues it.
+
+    Strict mode: at each recorded action the server waits up to ``action_timeout`` for the
+    client's next action, which must be the recorded one; its ActionID replaces the recorded
+    one in everything Asterisk sent afterwards.
+
+    Lenient mode (``strict=False``), for a client that legitimately acts differently from the
+    recorded one (a fixed client): each action the client sends takes the first recorded
+    action of the same name not yet taken (preferring one with the same headers) and gets
+    that action's recorded answers, at their place in the script, with the client's ActionID.
+    An action the recording lacks gets what Asterisk answers it when there is nothing to
+    report (``cti.testing.list_actions``; a recorded answer to an action of the same name;
+    else ``Response: Success``). The events without an ActionID play in their recorded order;
+    at each recorded action the script waits up to ``action_timeout`` for the client to
+    send it, so events recorded after an answer do not overtake it. What went differently is
+    listed in ``errors``; actions after the end of the script go to ``extra``.
     """
 
     def __init__(
@@ -98,9 +120,18 @@ class AmiReplayServer:
         self.port = port
         self.errors: list[str] = []
         self.received: list[Pairs] = []
+        self.extra: list[Pairs] = []
         self._rng = random.Random(seed)
         self._ids: dict[str, str | None] = {}
         self._cursor = 0
+        self._plan = _Plan(transcript)
+        # Lenient mode: recorded action number -> the ActionID of the client action that
+        # took it; answers written; actions whose place the script has passed.
+        self._claims: dict[int, str | None] = {}
+        self._claim_events: dict[int, asyncio.Event] = {}
+        self._written: set[int] = set()
+        self._passed: set[int] = set()
+        self._write_lock = asyncio.Lock()
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._done = asyncio.Event()
@@ -144,6 +175,9 @@ class AmiReplayServer:
         try:
             if self._done.is_set():
                 self._error("unexpected connection after the end of the script")
+                return
+            if not self.strict:
+                await self._handle_lenient(reader, writer, parser)
                 return
             await self._play(reader, writer, parser, pending)
             if self._done.is_set() and not writer.is_closing():
@@ -204,11 +238,17 @@ class AmiReplayServer:
                 self._next_message(reader, parser, pending), self.action_timeout
             )
         except TimeoutError:
-            self._error(f"timed out waiting for Action: {want} (entry {self._cursor})")
+            what = f"Action: {want}" if entry.data else "the client to close"
+            self._error(f"timed out waiting for {what} (entry {self._cursor})")
             return not self.strict
         if raw is None:
+            if not entry.data:  # the recorded client closed here too
+                return False
             self._error(f"client closed the connection; expected Action: {want}")
             return False
+        if not entry.data:
+            self._error(f"expected the client to close, got {_show(parse_message(raw))}")
+            return not self.strict
         received = parse_message(raw)
         self.received.append(received)
         recorded_id = header(recorded, "ActionID")
@@ -269,6 +309,138 @@ class AmiReplayServer:
                 # A pause between pieces makes the client's read() see them separately.
                 await asyncio.sleep(self.chunk_delay)
 
+    # -- lenient mode ---------------------------------------------------------------------
+
+    async def _handle_lenient(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: AmiFrameParser
+    ) -> None:
+        actions = asyncio.ensure_future(self._read_actions(reader, writer, parser))
+        try:
+            await self._play_lenient(writer)
+            if not writer.is_closing():
+                await actions  # keep answering until the client leaves
+        finally:
+            actions.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await actions
+
+    async def _play_lenient(self, writer: asyncio.StreamWriter) -> None:
+        entries = self.transcript.entries
+        previous_t: float | None = None
+        while self._cursor < len(entries):
+            index, entry = self._cursor, entries[self._cursor]
+            if self.speed > 0 and previous_t is not None and entry.t > previous_t:
+                await asyncio.sleep((entry.t - previous_t) * self.speed)
+            previous_t = entry.t
+            if entry.closes:
+                self._cursor += 1
+                writer.close()
+                if not self._more_output():
+                    self._done.set()
+                return
+            number = self._plan.action_at.get(index)
+            if number is not None:
+                if number not in self._claims:
+                    try:
+                        await asyncio.wait_for(
+                            self._claim_event(number).wait(), self.action_timeout
+                        )
+                    except TimeoutError:
+                        want = header(self._plan.actions[number][1], "Action")
+                        self._error(f"timed out waiting for Action: {want} (entry {index})")
+                self._passed.add(number)
+            elif entry.dir == "in":
+                owner = self._plan.owner.get(index)
+                if owner is None:
+                    await self._write_locked(writer, entry.data.encode("utf-8"))
+                elif owner in self._claims and index not in self._written:
+                    self._written.add(index)
+                    await self._write_locked(writer, self._owned(entry.data, owner))
+            self._cursor += 1
+        self._done.set()
+
+    async def _read_actions(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: AmiFrameParser
+    ) -> None:
+        while data := await reader.read(65536):
+            for raw in parser.feed(data):
+                received = parse_message(raw)
+                self.received.append(received)
+                await self._claim(received, writer)
+
+    async def _claim(self, received: Pairs, writer: asyncio.StreamWriter) -> None:
+        """Give a client action the recorded action it stands for, or an answer of its own."""
+        name = (header(received, "Action") or "").lower()
+        segment = self._plan.segment_of(self._cursor)
+        candidates = [
+            n
+            for n, (index, recorded) in enumerate(self._plan.actions)
+            if n not in self._claims
+            and self._plan.segments[index] == segment
+            and (header(recorded, "Action") or "").lower() == name
+        ]
+        if not candidates:
+            if self._done.is_set():
+                self.extra.append(received)
+            else:
+                self._error(f"unrecorded action: {_show(received)}")
+            for frame in self._fallback(received):
+                await self._write_locked(writer, frame)
+            return
+        exact = [n for n in candidates[:3] if same_action(self._plan.actions[n][1], received)]
+        number = exact[0] if exact else candidates[0]
+        if not exact:
+            self._error(f"expected {_show(self._plan.actions[number][1])}, got {_show(received)}")
+        self._claims[number] = header(received, "ActionID")
+        if number in self._passed:
+            # Its place in the script went by while the client was late: answer now.
+            for index in sorted(self._plan.owned(number)):
+                if index < self._cursor and index not in self._written:
+                    self._written.add(index)
+                    data = self.transcript.entries[index].data
+                    await self._write_locked(writer, self._owned(data, number))
+        self._claim_event(number).set()
+
+    def _claim_event(self, number: int) -> asyncio.Event:
+        return self._claim_events.setdefault(number, asyncio.Event())
+
+    def _owned(self, data: str, number: int) -> bytes:
+        """A recorded answer to action ``number`` with the client's ActionID in it."""
+        recorded = header(self._plan.actions[number][1], "ActionID")
+        client = self._claims[number]
+
+        def swap(match: re.Match[str]) -> str:
+            if match.group(1) != recorded:
+                return match.group(0)
+            return "" if client is None else f"ActionID: {client}\r\n"
+
+        return _ACTION_ID_LINE.sub(swap, data).encode("utf-8")
+
+    def _fallback(self, received: Pairs) -> list[bytes]:
+        """The answer to an action the recording lacks."""
+        name = header(received, "Action") or ""
+        client = header(received, "ActionID")
+        channel = header(received, "Channel") or ""
+        regex_hangup = name.lower() == "hangup" and len(channel) > 2 and channel[0] == "/"
+        if name.lower() in LIST_ACTIONS and (name.lower() != "hangup" or regex_hangup):
+            return empty_answer(name, client)
+        for number, (_, recorded) in enumerate(self._plan.actions):
+            if (header(recorded, "Action") or "").lower() != name.lower():
+                continue
+            for index in sorted(self._plan.owned(number)):
+                data = self.transcript.entries[index].data
+                if data.startswith("Response:"):
+                    ids = "" if client is None else f"ActionID: {client}\r\n"
+                    return [_ACTION_ID_LINE.sub(ids, data, count=1).encode("utf-8")]
+        ids_pairs: Pairs = [] if client is None else [("ActionID", client)]
+        return [format_message([("Response", "Success"), *ids_pairs])]
+
+    async def _write_locked(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        if writer.is_closing():
+            return
+        async with self._write_lock:
+            await self._write(writer, data)
+
     def _error(self, message: str) -> None:
         log.warning("replay %s: %s", self.transcript.scenario, message)
         self.errors.append(message)
@@ -278,132 +450,38 @@ def _show(pairs: Pairs) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
 
 
-# -- FastAGI ------------------------------------------------------------------------------
+class _Plan:
+    """Where the recorded actions are, which recorded answers belong to which action, and
+    which connection (segment between closes) each entry belongs to."""
 
+    def __init__(self, transcript: Transcript) -> None:
+        self.actions: list[tuple[int, Pairs]] = []
+        self.action_at: dict[int, int] = {}
+        self.owner: dict[int, int] = {}
+        self.segments: list[int] = []
+        latest: dict[str, int] = {}
+        segment = 0
+        for index, entry in enumerate(transcript.entries):
+            self.segments.append(segment)
+            if entry.closes:
+                segment += 1
+                latest.clear()
+            elif entry.dir == "out" and entry.data:
+                pairs = entry.pairs()
+                self.action_at[index] = len(self.actions)
+                recorded = header(pairs, "ActionID")
+                if recorded:
+                    latest[recorded] = len(self.actions)
+                self.actions.append((index, pairs))
+            elif entry.dir == "in":
+                match = _ACTION_ID_LINE.search(entry.data)
+                if match and match.group(1) in latest:
+                    self.owner[index] = latest[match.group(1)]
 
-@dataclass(slots=True)
-class AgiSession:
-    """One recorded FastAGI session: the environment block and the recorded dialogue."""
+    def owned(self, number: int) -> list[int]:
+        return [index for index, owner in self.owner.items() if owner == number]
 
-    env_lines: list[str]
-    commands: list[str]
-    replies: list[str]
-
-
-@dataclass(slots=True)
-class AgiReplayResult:
-    env: dict[str, str]
-    args: list[str]
-    commands: list[str] = field(default_factory=list)
-    replies: list[str] = field(default_factory=list)
-    variables: dict[str, str] = field(default_factory=dict)
-    recorded_commands: list[str] = field(default_factory=list)
-    closed_by_server: bool = False
-    error: str | None = None
-
-
-def agi_sessions(transcript: Transcript) -> list[AgiSession]:
-    """Split an agi transcript into sessions: each starts at ``agi_network:``."""
-    sessions: list[AgiSession] = []
-    in_env = False
-    for entry in transcript.entries:
-        if entry.dir == "in" and entry.data.startswith("agi_network:"):
-            sessions.append(AgiSession([], [], []))
-            in_env = True
-        if not sessions:
-            continue
-        current = sessions[-1]
-        if in_env:
-            if entry.data == "\n":
-                in_env = False
-            else:
-                current.env_lines.append(entry.data)
-        elif entry.dir == "out":
-            current.commands.append(entry.data.rstrip("\n"))
-        else:
-            current.replies.append(entry.data.rstrip("\n"))
-    return sessions
-
-
-class AgiReplayClient:
-    """Connects to a FastAGI server as Asterisk did in a recorded session.
-
-    It sends the recorded ``agi_*`` block, then answers every command the server sends
-    generically (``GET VARIABLE`` from the channel's variables, ``SET VARIABLE`` stores...)
-    until the server closes the socket, as res_agi does. Values the recording read
-    (``GET VARIABLE CALLERID(name)`` -> 张三) are preloaded so that the same questions get
-    the recorded answers.
-    """
-
-    def __init__(
-        self,
-        transcript: Transcript | str | Path,
-        host: str,
-        port: int,
-        *,
-        timeout: float = 5.0,
-    ) -> None:
-        if not isinstance(transcript, Transcript):
-            transcript = load_transcript(transcript)
-        self.transcript = transcript
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-        self.sessions = agi_sessions(transcript)
-
-    async def run(self, index: int = 0) -> AgiReplayResult:
-        return await self._run_session(self.sessions[index])
-
-    async def run_all(self) -> list[AgiReplayResult]:
-        return [await self._run_session(s) for s in self.sessions]
-
-    async def _run_session(self, session: AgiSession) -> AgiReplayResult:
-        env, args = parse_env_lines(session.env_lines)
-        channel = DictChannel(variables=_preload(env, session))
-        responder = AgiResponder(channel)
-        result = AgiReplayResult(env, args, recorded_commands=list(session.commands))
-        reader, writer = await asyncio.open_connection(self.host, self.port)
-        try:
-            writer.write(("".join(session.env_lines) + "\n").encode("utf-8"))
-            await writer.drain()
-            while True:
-                try:
-                    line = await asyncio.wait_for(reader.readline(), self.timeout)
-                except TimeoutError:
-                    result.error = "server stayed silent"
-                    break
-                if not line:
-                    result.closed_by_server = True
-                    break
-                text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-                if not text:
-                    continue
-                reply = responder.answer(text)
-                result.commands.append(text)
-                result.replies.append(reply.rstrip("\n"))
-                writer.write(reply.encode("utf-8"))
-                await writer.drain()
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-        result.variables = dict(responder.variables_set)
-        return result
-
-
-def _preload(env: dict[str, str], session: AgiSession) -> dict[str, str]:
-    variables = {
-        "CALLERID(name)": env.get("agi_calleridname", ""),
-        "CALLERID(num)": env.get("agi_callerid", ""),
-        "CHANNEL": env.get("agi_channel", ""),
-        "UNIQUEID": env.get("agi_uniqueid", ""),
-        "EXTEN": env.get("agi_extension", ""),
-        "CONTEXT": env.get("agi_context", ""),
-    }
-    for command, reply in zip(session.commands, session.replies, strict=False):
-        args = split_args(command)
-        if [a.upper() for a in args[:2]] == ["GET", "VARIABLE"] and len(args) > 2:
-            match = re.match(r"200 result=1 \((.*)\)$", reply)
-            if match:
-                variables[args[2]] = match.group(1)
-    return variables
+    def segment_of(self, index: int) -> int:
+        if not self.segments:
+            return 0
+        return self.segments[min(index, len(self.segments) - 1)]

@@ -4,7 +4,6 @@ hold/deliver, recordings, errors."""
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import time
 import wave
@@ -14,13 +13,12 @@ from pathlib import Path
 import pytest
 
 from cti.testing.clients import FastAgiStub, RawAmiClient
-from cti.testing.dialplan import CTI_HOLD_PRIORITIES, FROM_CITIZEN_PRIORITIES
+from cti.testing.dialplan_table import DIALPLAN, EXTENSIONS_CONF, read_extensions, read_globals
 from cti.testing.frames import header
 from cti.testing.model import SimConfig
 from cti.testing.pbx import AsteriskSimulator
 
 SCALE = 0.01
-EXTENSIONS_CONF = Path(__file__).resolve().parents[2] / "config" / "asterisk" / "extensions.conf"
 
 
 @pytest.fixture
@@ -194,9 +192,8 @@ async def test_hold_then_redirect_to_deliver(sim: AsteriskSimulator, agi: FastAg
     _fresh_heartbeat(sim)
     agi.hold = True
     call = sim.place_call(talk_s=2)
-    start = await client.wait_event("MusicOnHoldStart")
+    start = await client.wait_event("MusicOnHoldStart", Context="cti-hold")
     assert header(start, "Class") == "default"
-    assert header(start, "Context") == "cti-hold"
     r = await client.action(
         Action="Redirect",
         Channel=call.channel.name,
@@ -208,8 +205,10 @@ async def test_hold_then_redirect_to_deliver(sim: AsteriskSimulator, agi: FastAg
     assert await call.wait(5) == "answered"
     assert client.events("MusicOnHoldStop")
     dial = [m for m in client.events("DialBegin") if header(m, "Channel") == call.channel.name]
-    assert header(dial[0], "DestChannel").startswith("PJSIP/8001-")
-    assert header(dial[0], "Context") == "cti-deliver"
+    # The first Dial is the routing question's helper channel; then the delivery.
+    assert header(dial[0], "DestChannel").startswith("Local/12345@cti-route-")
+    assert header(dial[-1], "DestChannel").startswith("PJSIP/8001-")
+    assert header(dial[-1], "Context") == "cti-deliver"
     await client.close()
 
 
@@ -220,7 +219,7 @@ async def test_hold_falls_back_to_queue_when_cti_dies(
     _fresh_heartbeat(sim)
     agi.hold = True
     call = sim.place_call(talk_s=1, patience_s=30)
-    await client.wait_event("MusicOnHoldStart")
+    await client.wait_event("MusicOnHoldStart", Context="cti-hold")
     sim.astdb[("cti", "heartbeat")] = "0"  # the CTI stopped writing
     join = await client.wait_event("QueueCallerJoin", timeout=5)
     assert header(join, "Context") == "cti-hold"
@@ -237,9 +236,12 @@ async def test_seat_that_does_not_answer_sends_the_call_to_hold(
     _fresh_heartbeat(sim)
     agi.route = lambda env: "PJSIP/8001"
     call = sim.place_call(talk_s=1, patience_s=12)
-    end = await client.wait_event("DialEnd")
+    end = await client.wait_for(
+        lambda m: header(m, "Event") == "DialEnd"
+        and (header(m, "DestChannel") or "").startswith("PJSIP/8001-")
+    )
     assert header(end, "DialStatus") == "BUSY"
-    await client.wait_event("MusicOnHoldStart")
+    await client.wait_event("MusicOnHoldStart", Context="cti-hold")
     assert await call.wait(5) == "abandoned"
     await client.close()
 
@@ -361,23 +363,19 @@ async def test_unclean_unregister_reports_unreachable_later(sim: AsteriskSimulat
     await client.close()
 
 
-def test_dialplan_priorities_follow_extensions_conf() -> None:
+def test_dialplan_model_follows_extensions_conf_priority_for_priority() -> None:
+    """Every extension of the file, every priority with its label and application, is the
+    model's; a change of the file that the model does not follow fails here."""
     text = EXTENSIONS_CONF.read_text(encoding="utf-8")
+    model = {key: [(label, app) for _, label, app in steps] for key, steps in DIALPLAN.items()}
+    assert read_extensions(text) == model
 
-    def priorities(context: str) -> dict[str, int]:
-        body = text.split(f"[{context}]", 1)[1].split("\n[", 1)[0]
-        found: dict[str, int] = {}
-        prio = 0
-        for line in body.splitlines():
-            m = re.match(r"\s*(?:exten => [^,]+,1|same => n(?:\([a-z-]+\))?),(\w+)\(", line)
-            if m:
-                prio = 1 if line.lstrip().startswith("exten") else prio + 1
-                found.setdefault(m.group(1), prio)
-        return found
 
-    from_citizen = priorities("from-citizen")
-    for app, prio in FROM_CITIZEN_PRIORITIES.items():
-        assert from_citizen[app] == prio, app
-    cti_hold = priorities("cti-hold")
-    for app, prio in CTI_HOLD_PRIORITIES.items():
-        assert cti_hold[app] == prio, app
+def test_sim_defaults_follow_the_dialplan_globals() -> None:
+    values = read_globals(EXTENSIONS_CONF.read_text(encoding="utf-8"))
+    config = SimConfig()
+    assert float(values["CTI_STALE"]) == config.heartbeat_stale_s
+    assert float(values["CTI_ROUTE_TIMEOUT"]) == config.route_timeout_s
+    assert float(values["QUEUE_TIMEOUT"]) == config.queue_timeout_s
+    assert values["HOTLINE_QUEUE"] == config.queue_name
+    assert values["REC_DIR"] == config.rec_dir

@@ -1,0 +1,149 @@
+"""The routing question asked from a helper Local channel, as config/asterisk/extensions.conf
+now does it: ``Dial(Local/${EXTEN}@cti-route/n,${CTI_ROUTE_TIMEOUT},m)`` from [from-citizen],
+and [cti-route] running the FastAGI on the Local;2 half.
+
+FastAGI has no timeout on the Asterisk side, so a stalled CTI holds whatever channel runs the
+AGI. Here that is the helper: the caller's Dial gives up after CTI_ROUTE_TIMEOUT, hangs up
+Local;1 (which queues a hangup on ;2: its AGI goes on in dead mode until the CTI closes) and
+goes on to the fallback queue with its defaults. The caller hears music meanwhile (m).
+
+Events as app_dial, core_local and core_unreal make them (Asterisk 22 sources): the two
+halves' Newchannel (same Linkedid as the caller), the outgoing leg's caller id (the dialled
+extension) and connected line (the citizen), the copy of both and of the variables onto ;2,
+LocalBridge (LocalOptimization No: /n), DialBegin, MusicOnHoldStart; at the end DialEnd
+NOANSWER (an unanswered Local channel that hangs up reads as no answer), Hangup of ;1 and
+MusicOnHoldStop, and the Local device's state after each half goes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cti.testing.agi_client import run_agi
+from cti.testing.bridging import DIAL_VARS, wait_any
+from cti.testing.dialplan_table import CTI_ROUTE, priorities
+from cti.testing.model import DOWN, RING, Channel, dial_fields, local_pair_fields
+
+if TYPE_CHECKING:
+    from cti.testing.pbx import AsteriskSimulator
+
+R = priorities(CTI_ROUTE)
+CONTEXT = "cti-route"
+CALLING_PRES = ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
+COPIED = ("HOTLINE_REC", "HOTLINE_TICKET", "HOTLINE_HOLD", "ROUTE_TARGET")
+
+
+async def dial_route(sim: AsteriskSimulator, caller: Channel, exten: str) -> str:
+    """Dial(Local/<exten>@cti-route/n,<timeout>,m) run by ``caller``; returns DIALSTATUS."""
+    for var in DIAL_VARS:
+        sim.setvar(caller, var, "")
+    device = f"Local/{exten}@{CONTEXT}"
+    name1, name2 = sim.new_local_name(exten, CONTEXT)
+    common = {"context": CONTEXT, "exten": exten, "linkedid": caller.linkedid, "device": device}
+    one = sim.new_channel(
+        "", cid_num="<unknown>", cid_name="<unknown>", state=DOWN, name=name1, **common
+    )
+    two = sim.new_channel(
+        "", cid_num="<unknown>", cid_name="<unknown>", state=RING, name=name2, **common
+    )
+    one.local_peer, two.local_peer = two, one
+    dialstring = f"{exten}@{CONTEXT}/n"
+    # app_dial prepares the outgoing half: the dialled number, the inherited variables, a
+    # caller id made of the caller's extension, the citizen as connected line.
+    sim.setvar(one, "DIALEDPEERNUMBER", dialstring)
+    for var, value in caller.inherit.items():
+        # __X goes down every generation, _X one only (and arrives without the prefix).
+        sim.setvar(one, var if var.startswith("__") else var[1:], value)
+    one.cid_num = caller.exten
+    sim.channel_event("NewCallerid", one, [CALLING_PRES])
+    sim.connected_line(one, caller.cid_num, caller.cid_name)
+    # local_call -> ast_unreal_call_setup: ;2 gets them crossed over, and ;1's variables.
+    sim.setvar(two, "DIALEDPEERNUMBER", dialstring)
+    for var, value in one.inherit.items():
+        sim.setvar(two, var, value)
+    two.cid_num, two.cid_name = caller.cid_num, caller.cid_name
+    sim.channel_event("NewCallerid", two, [CALLING_PRES])
+    sim.connected_line(two, one.cid_num, one.cid_name)
+    sim.emit(
+        "LocalBridge",
+        "call,all",
+        [
+            *local_pair_fields(one, two),
+            ("Context", CONTEXT),
+            ("Exten", exten),
+            ("LocalOptimization", "No"),
+        ],
+    )
+    from cti.testing.dialplan import start_pbx
+
+    start_pbx(sim, two, CONTEXT, exten, 1)
+    sim.emit("DialBegin", "call,all", [*dial_fields(caller, one), ("DialString", dialstring)])
+    sim.channel_event("MusicOnHoldStart", caller, [("Class", "default")])
+    answered = await wait_any(
+        one.hangup_requested, caller.hangup_requested, timeout=sim.config.route_timeout_s
+    )
+    if caller.hangup_requested.is_set():
+        status, cause = "CANCEL", caller.hangup_cause
+        sim.emit("DialEnd", "call,all", [*dial_fields(caller, one), ("DialStatus", status)])
+        _stop_music(sim, caller)
+        _hang_up_one(sim, one, device, cause)
+    elif answered:
+        # [cti-route] ran out and hung ;2 up: app_dial reads the hangup of ;1 as no answer.
+        status = "NOANSWER"
+        sim.emit("DialEnd", "call,all", [*dial_fields(caller, one), ("DialStatus", status)])
+        _hang_up_one(sim, one, device, one.hangup_cause)
+        _stop_music(sim, caller)
+    else:
+        # The CTI did not answer in time: give up on it, hanging the helper up (cause 0:
+        # hanguptree's default), its AGI goes on dead until the CTI closes.
+        status = "NOANSWER"
+        sim.emit("DialEnd", "call,all", [*dial_fields(caller, one), ("DialStatus", status)])
+        _stop_music(sim, caller)
+        _hang_up_one(sim, one, device, 0)
+    sim.setvar(caller, "DIALSTATUS", status)
+    return status
+
+
+def _stop_music(sim: AsteriskSimulator, caller: Channel) -> None:
+    if not caller.hungup:
+        sim.channel_event("MusicOnHoldStop", caller)
+
+
+def _hang_up_one(sim: AsteriskSimulator, one: Channel, device: str, cause: int) -> None:
+    if not one.hungup:
+        one.hangup_cause = cause
+        sim.destroy(one, cause)
+        local_device_gone(sim, device)
+
+
+def local_device_gone(sim: AsteriskSimulator, device: str) -> None:
+    # Local channels do not cache their device state: each half going reports it again.
+    sim.emit("DeviceStateChange", "call,all", [("Device", device), ("State", "NOT_INUSE")])
+
+
+async def cti_route(sim: AsteriskSimulator, ch: Channel, exten: str) -> None:
+    """[cti-route] on Local;2: ask the CTI, copy its answer onto the caller, hang up."""
+    cfg = sim.config
+    uid = ch.variables.get("HOTLINE_CALLER_UID", "")
+    chan = ch.variables.get("HOTLINE_CALLER_CHAN", "")
+    sim.newexten(ch, "AGI", f"agi://{cfg.agi_host}:{cfg.agi_port}/route,{exten},{uid},{chan}", 1)
+    status = await run_agi(sim, ch, "route", [exten, uid, chan])
+    sim.setvar(ch, "AGISTATUS", status)
+    if not ch.alive:
+        # Hung up by the caller's Dial timeout: the dialplan does not run on.
+        sim.destroy(ch)
+        local_device_gone(sim, ch.device)
+        return
+    ticket = ch.variables.get("HOTLINE_TICKET", "")
+    sim.newexten(ch, "GotoIf", f"{int(ticket == '')}?end", R["if_ticket"])
+    if ticket:
+        # MASTER_CHANNEL(): the channel whose uniqueid is this one's Linkedid, the citizen.
+        master = next((c for c in sim.channels.values() if c.uniqueid == ch.linkedid), None)
+        for var in COPIED:
+            value = ch.variables.get(var, "")
+            sim.newexten(ch, "Set", f"MASTER_CHANNEL({var})={value}", R[var])
+            if master is not None and not master.hungup:
+                sim.setvar(master, var, value)
+    sim.newexten(ch, "Hangup", "", R["end"])
+    sim.destroy(ch, 16)
+    local_device_gone(sim, ch.device)
