@@ -232,3 +232,37 @@ async def test_transcript_is_on_the_ticket_moments_after_the_hangup(
         thread.join()
         engine.dispose()
         await close_floor(floor)
+
+
+async def test_callers_hanging_up_while_moved_get_one_redirect_each(floor: Floor) -> None:
+    """Asterisk answers "Redirect failed, channel not up." for a channel that is hanging up.
+    That means the caller is gone, not "try again": an ACD that re-offered at once sent
+    ~20,000 Redirects in 4 s for 7 calls on a real PBX."""
+    handles = [
+        floor.sim.place_call(caller=f"1380000011{i}", name="郑一", did="12345", talk_s=4)
+        for i in range(7)
+    ]
+    await floor.until(lambda: len(floor.hotline.acd.snapshot()["waiting"]) == 7)
+    # A hangup takes Asterisk a while (hangup handlers, the h extension, a busy PBX): the
+    # channel is there, refusing moves, for a second before its Hangup event.
+    sim, destroy = floor.sim, floor.sim.destroy
+    loop = asyncio.get_running_loop()
+
+    def slow_destroy(channel, cause=None, *, device=True):  # noqa: ANN001, ANN202
+        if channel.role != "citizen":
+            return destroy(channel, cause, device=device)
+        loop.call_later(1.0, lambda: destroy(channel, cause, device=device))
+
+    sim.destroy = slow_destroy  # type: ignore[method-assign]
+    floor.hotline.agents.login("li", "8001", ready=False)
+    await floor.until(lambda: floor.hotline.seats.get("8001").usable)
+    for handle in handles:
+        floor.sim.soft_hangup(handle.channel)  # hanging up: a Redirect now is refused
+    floor.hotline.agents.set_ready("li")
+    for handle in handles:
+        assert await handle.wait(10) == "abandoned"
+    await asyncio.sleep(1.0)  # a retry loop would go on past the hangups
+    stats = floor.hotline.acd.stats
+    assert stats["move_failed"] <= 2 * len(handles), stats
+    assert not floor.of(CallAnswered)
+    await floor.until(lambda: floor.hotline.router.agent_state("li") == "ready")
