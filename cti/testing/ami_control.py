@@ -42,9 +42,7 @@ async def _hangup(sim: AsteriskSimulator, session: AmiSession, request: Pairs) -
         session.success(request, "Channel Hungup")
     for channel in matches:
         channel.hangup_cause = cause
-        channel.hangup_requested.set()
-        if channel.bridge is not None:
-            channel.bridge.changed.set()
+        sim.notice_hangup(channel)
 
 
 @action("Redirect")
@@ -84,7 +82,7 @@ async def _redirect(sim: AsteriskSimulator, session: AmiSession, request: Pairs)
     if channel is None:
         session.error(request, f"Channel does not exist: {name}")
         return
-    if channel.hangup_requested.is_set():
+    if channel.hangup_pending or channel.hangup_requested.is_set():
         # ast_check_hangup: the channel is on its way out (a HangupRequest went by, or it
         # runs an AGI in dead mode); it exists, but cannot be moved. Not a reason to retry.
         session.error(request, "Redirect failed, channel not up.")
@@ -97,7 +95,7 @@ async def _redirect(sim: AsteriskSimulator, session: AmiSession, request: Pairs)
         if extra is None:
             session.error(request, f"ExtraChannel does not exist: {name2}")
             return
-        if extra.hangup_requested.is_set():
+        if extra.hangup_pending or extra.hangup_requested.is_set():
             session.error(request, "Redirect failed, extra channel not up.")
             return
         if context2:

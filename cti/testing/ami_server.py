@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from cti.tasks import cancel_and_wait
@@ -98,6 +99,8 @@ class AmiServer:
         self.sim = sim
         self.port = 0
         self.sessions: set[AmiSession] = set()
+        # Actions received, by name as sent (a CTI retrying in a loop shows here).
+        self.action_counts: Counter[str] = Counter()
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
@@ -144,7 +147,9 @@ class AmiServer:
                 if not data:
                     break
                 for raw in parser.feed(data):
-                    await dispatch(self.sim, session, parse_message(raw))
+                    request = parse_message(raw)
+                    self.action_counts[header(request, "Action") or ""] += 1
+                    await dispatch(self.sim, session, request)
                     if session.closing:
                         break
                 await writer.drain()

@@ -1,4 +1,5 @@
-"""The PBX coming up after a restart, as recorded (cti_session_after_restart).
+"""The PBX going down (``core restart now``) and coming up again, as recorded
+(cti_session_asterisk_restart, cti_session_after_restart).
 
 The manager listens, and accepts logins, before the PBX has finished booting: a client that
 logs in then gets no ``FullyBooted`` after its login, and the actions of modules not loaded
@@ -11,6 +12,7 @@ each contact answers its first OPTIONS, one after the other.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from cti.testing import phones as phone_ops
@@ -76,3 +78,50 @@ async def boot(sim: AsteriskSimulator) -> None:
     if sim.config.trunk_qualify:
         await asyncio.sleep(QUALIFY_SPREAD_S)
         phone_ops.trunk_status(sim, sim.carrier_answers, first=True)
+
+
+async def restart(sim: AsteriskSimulator, *, announce: bool = True) -> None:
+    """``core restart now``; returns once the manager listens again (still booting).
+
+    ``announce``: as from the console, the AMI clients get a ``Shutdown`` event and for
+    ``shutdown_s`` every action is refused with "Asterisk is shutting down" before the
+    sockets close. Run by this very AMI client's ``Command`` action, the socket just
+    closes (both were recorded). Calls vanish, dynamic queue members are gone
+    (persistentmembers=no), AstDB and registrations survive; the manager comes back
+    after ``restart_delay_s`` and accepts logins while the PBX boots (``boot``)."""
+    if announce:
+        sim.shutting_down = True
+        sim.emit("Shutdown", "system,all", [("Shutdown", "Cleanly"), ("Restart", "True")])
+        await asyncio.sleep(sim.config.shutdown_s)
+    await sim.ami.close_listener_and_sessions()
+    await sim.cancel_tasks()
+    for channel in list(sim.channels.values()):
+        channel.hungup = True
+    sim.channels.clear()
+    sim.recorders.close_all()
+    sim.bridges.clear()
+    sim.conferences.clear()
+    sim.queue.reset()
+    for handle in sim.calls:
+        if not handle.done.is_set():
+            handle.outcome = handle.outcome or "failed"
+            handle.done.set()
+    sim.reset_sequences()
+    for phone in sim.phones.values():
+        # Remembered in AstDB, qualified again once the PBX is up.
+        phone.reachable = phone.qualified = False
+    for device in list(sim.devices):
+        if device.startswith("PJSIP/"):
+            sim.devices[device] = "UNAVAILABLE"
+        elif not device.startswith("Queue:"):
+            del sim.devices[device]
+    if not sim.config.trunk_qualify:
+        sim.devices["PJSIP/trunk"] = "NOT_INUSE"
+    await asyncio.sleep(sim.config.restart_delay_s)
+    sim.shutting_down = False
+    sim.booted = False
+    sim.loaded_modules.clear()
+    sim.started_at = sim.reloaded_at = time.time()
+    if sim.running:
+        await sim.ami.start(sim.config.host, sim.ami.port)
+        sim.spawn(boot(sim), name="boot")

@@ -16,6 +16,7 @@ class RawAmiClient:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.messages: list[Pairs] = []
+        self.times: list[float] = []  # when each message arrived (loop time)
         self.banner = b""
         self.closed = asyncio.Event()
         self._reader: asyncio.StreamReader | None = None
@@ -38,6 +39,7 @@ class RawAmiClient:
                         self.banner = raw
                         continue
                     self.messages.append(parse_message(raw))
+                    self.times.append(asyncio.get_running_loop().time())
                     self._changed.set()
         except ConnectionError:
             pass
@@ -124,6 +126,7 @@ class FastAgiStub:
     ticket: bool = True
     sessions: list[dict[str, str]] = field(default_factory=list)
     replies: list[list[str]] = field(default_factory=list)
+    heard: list[str] = field(default_factory=list)  # what a silent stub was told (HANGUP)
     port: int = 0
     _server: asyncio.Server | None = None
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
@@ -170,7 +173,9 @@ class FastAgiStub:
                 env[key] = value
             self.sessions.append(env)
             if self.silent:
-                await reader.read()  # until the PBX gives up (it never does)
+                # Until the PBX gives up (it never does); it may say HANGUP meanwhile.
+                while line := await reader.readline():
+                    self.heard.append(line.decode().rstrip("\n"))
                 return
             commands = self.commands(env)
             replies: list[str] = []

@@ -93,6 +93,9 @@ class SimConfig:
     # ${CTI_ROUTE_TIMEOUT}) in [from-citizen]. Real time, like the heartbeat: it guards
     # against the CTI process stalling, which has nothing to do with simulated time.
     route_timeout_s: float = 2.0
+    # Real seconds between a hangup request and the channel's thread acting on it (0: at
+    # once). Meanwhile the channel exists but is hanging up: Redirect refuses it.
+    hangup_notice_s: float = 0.0
     # qualify_frequency on the trunk's AOR (config/asterisk/pjsip.conf has it) and whether
     # the carrier answers those OPTIONS: if not, chan_pjsip refuses to dial out (CHANUNAVAIL).
     trunk_qualify: bool = True
@@ -152,6 +155,8 @@ class Channel:
     hungup: bool = False
     soft_sent: bool = False
     hangup_cause: int = 16
+    # A hangup was requested (ast_check_hangup) / the channel's thread has noticed it.
+    hangup_pending: bool = False
     hangup_requested: asyncio.Event = field(default_factory=asyncio.Event)
     pbx_task: asyncio.Task[None] | None = None
     peer: Channel | None = None

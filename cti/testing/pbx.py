@@ -127,51 +127,17 @@ class AsteriskSimulator:
 
     async def restart(self, *, announce: bool = True) -> None:
         """``core restart now``; returns once the manager listens again (still booting).
+        See ``cti.testing.boot.restart``."""
+        await boot.restart(self, announce=announce)
 
-        ``announce``: as from the console, the AMI clients get a ``Shutdown`` event and for
-        ``shutdown_s`` every action is refused with "Asterisk is shutting down" before the
-        sockets close. Run by this very AMI client's ``Command`` action, the socket just
-        closes (both were recorded). Calls vanish, dynamic queue members are gone
-        (persistentmembers=no), AstDB and registrations survive; the manager comes back
-        after ``restart_delay_s`` and accepts logins while the PBX boots (``boot``)."""
-        if announce:
-            self.shutting_down = True
-            self.emit("Shutdown", "system,all", [("Shutdown", "Cleanly"), ("Restart", "True")])
-            await asyncio.sleep(self.config.shutdown_s)
-        await self.ami.close_listener_and_sessions()
-        await self._cancel_tasks()
-        for channel in list(self.channels.values()):
-            channel.hungup = True
-        self.channels.clear()
-        self.recorders.close_all()
-        self.bridges.clear()
-        self.conferences.clear()
-        self.queue.reset()
-        for handle in self.calls:
-            if not handle.done.is_set():
-                handle.outcome = handle.outcome or "failed"
-                handle.done.set()
-        # A new process: channel names and uniqueids count from 0 again.
+    def reset_sequences(self) -> None:
+        """A new Asterisk process: channel names and uniqueids count from 0 again."""
         self._chan_seq = itertools.count(0)
         self._uid_seq = itertools.count(0)
         self._local_seq = itertools.count(1)
-        for phone in self.phones.values():
-            phone.reachable = False  # qualified again once the PBX is up
-        for device in list(self.devices):
-            if device.startswith("PJSIP/"):
-                self.devices[device] = "UNAVAILABLE"
-            elif not device.startswith("Queue:"):
-                del self.devices[device]
-        if not self.config.trunk_qualify:
-            self.devices["PJSIP/trunk"] = "NOT_INUSE"
-        await asyncio.sleep(self.config.restart_delay_s)
-        self.shutting_down = False
-        self.booted = False
-        self.loaded_modules.clear()
-        self.started_at = self.reloaded_at = time.time()
-        if self.running:
-            await self.ami.start(self.config.host, self.ami.port)
-            self.spawn(boot.boot(self), name="boot")
+
+    async def cancel_tasks(self) -> None:
+        await self._cancel_tasks()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -336,7 +302,7 @@ class AsteriskSimulator:
     ) -> None:
         """The far end hung up (SIP BYE): HangupRequest now; the owning application tears
         the call down when it notices, like a channel thread does."""
-        if not channel.alive:
+        if not channel.alive or channel.hangup_pending:
             return
         channel.hangup_cause = cause
         # app_queue's caller and an originated leg report HangupRequest without Cause.
@@ -344,9 +310,23 @@ class AsteriskSimulator:
             with_cause = not (channel.in_queue or channel.originated)
         extra = [("Cause", str(cause))] if with_cause else []
         self.channel_event("HangupRequest", channel, extra)
-        channel.hangup_requested.set()
-        if channel.bridge is not None:
-            channel.bridge.changed.set()
+        self.notice_hangup(channel)
+
+    def notice_hangup(self, channel: Channel) -> None:
+        """Flag the channel as hanging up (ast_check_hangup is true from now: Redirect
+        refuses it) and wake its thread, ``hangup_notice_s`` later if set: a real channel
+        takes milliseconds, more under load or while its AGI runs on dead."""
+        channel.hangup_pending = True
+
+        def wake() -> None:
+            channel.hangup_requested.set()
+            if channel.bridge is not None:
+                channel.bridge.changed.set()
+
+        if self.config.hangup_notice_s > 0:
+            asyncio.get_running_loop().call_later(self.config.hangup_notice_s, wake)
+        else:
+            wake()
 
     def soft_hangup(self, channel: Channel, cause: int = 16) -> None:
         if channel.soft_sent:

@@ -237,8 +237,10 @@ async def test_seat_that_does_not_answer_sends_the_call_to_hold(
     agi.route = lambda env: "PJSIP/8001"
     call = sim.place_call(talk_s=1, patience_s=12)
     end = await client.wait_for(
-        lambda m: header(m, "Event") == "DialEnd"
-        and (header(m, "DestChannel") or "").startswith("PJSIP/8001-")
+        lambda m: (
+            header(m, "Event") == "DialEnd"
+            and (header(m, "DestChannel") or "").startswith("PJSIP/8001-")
+        )
     )
     assert header(end, "DialStatus") == "BUSY"
     await client.wait_event("MusicOnHoldStart", Context="cti-hold")
