@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cti.testing.agi_client import AgiSocket
 from cti.testing.agi_protocol import AgiResponder, DictChannel, parse_env_lines, split_args
-from cti.testing.transcript import Transcript, load_transcript
+from cti.testing.transcript import Entry, Transcript, load_transcript
 
 
 @dataclass(slots=True)
@@ -168,13 +168,17 @@ def _preload(env: dict[str, str], session: AgiSession) -> dict[str, str]:
 
 
 class AgiScriptServer:
-    """A FastAGI server that plays the CTI's side of one recorded session.
+    """A FastAGI server that plays the CTI's side of one recorded session (the first).
 
     After the ``agi_*`` block it writes each recorded command at its recorded time after the
-    block (times multiplied by ``speed``; commands recorded together go in one write), then
-    closes when the recorded CTI closed. ``half_close`` shuts only its write side and keeps
-    reading, to see what the PBX still answers; otherwise the socket is closed outright, as
-    the recorded CTI did. ``received`` holds the PBX's lines with their times.
+    block (times multiplied by ``speed``; commands recorded together go in one write), and
+    closes when the recorded CTI closed (or after its last answer). Like the recorded CTI, it
+    writes a step only once the PBX has sent as many lines as it had by then in the
+    recording (waiting at most ``reply_timeout``), so a fast replay keeps the recorded
+    causality. ``half_close`` shuts only its write side and keeps reading, to see what the
+    PBX still answers; otherwise the socket is closed outright, as the recorded CTI did.
+    ``received`` holds the PBX's lines as (step, line): the number of steps written before
+    the line came, minus one.
     """
 
     def __init__(
@@ -183,6 +187,7 @@ class AgiScriptServer:
         *,
         speed: float = 1.0,
         half_close: bool = False,
+        reply_timeout: float = 2.0,
         host: str = "127.0.0.1",
     ) -> None:
         if not isinstance(transcript, Transcript):
@@ -190,15 +195,23 @@ class AgiScriptServer:
         self.transcript = transcript
         self.speed = speed
         self.half_close = half_close
+        self.reply_timeout = reply_timeout
         self.host = host
         self.port = 0
         self.env: dict[str, str] = {}
-        self.received: list[tuple[float, str]] = []
+        self.received: list[tuple[int, str]] = []
         self.closed_at: float | None = None
         self.done = asyncio.Event()
-        self._script = _cti_script(transcript)
+        self.script = cti_script(transcript)
+        self._written = 0
+        self._arrived = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def recorded(self) -> list[tuple[int, str]]:
+        """What the recorded PBX sent, as (step, line) like ``received``."""
+        return recorded_replies(self.transcript)
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._handle, self.host, 0)
@@ -226,14 +239,16 @@ class AgiScriptServer:
                 lines.append(line.decode("utf-8"))
             self.env, _ = parse_env_lines(lines)
             started = time.monotonic()
-            collector = asyncio.ensure_future(self._collect(reader, started))
-            for at, data in self._script:
-                delay = started + at * self.speed - time.monotonic()
+            collector = asyncio.ensure_future(self._collect(reader))
+            for step in self.script:
+                delay = started + step.at * self.speed - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                if data is None:
+                await self._replies(step.replies_before)
+                if step.data is None:
                     break
-                writer.write(data.encode("utf-8"))
+                writer.write(step.data.encode("utf-8"))
+                self._written += 1
                 await writer.drain()
             self.closed_at = time.monotonic() - started
             if self.half_close:
@@ -250,31 +265,92 @@ class AgiScriptServer:
             writer.close()
             self.done.set()
 
-    async def _collect(self, reader: asyncio.StreamReader, started: float) -> None:
+    async def _replies(self, count: int) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.reply_timeout):
+                while len(self.received) < count:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+
+    async def _collect(self, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(ConnectionError):
             while line := await reader.readline():
                 text = line.decode("utf-8", errors="replace").rstrip("\n")
-                self.received.append((time.monotonic() - started, text))
+                self.received.append((self._written - 1, text))
+                self._arrived.set()
 
 
-def _cti_script(transcript: Transcript) -> list[tuple[float, str | None]]:
-    """(seconds after the agi_* block, what the CTI wrote; None = it closed), commands
-    written within a millisecond of each other merged into one write."""
-    script: list[tuple[float, str | None]] = []
-    env_end: float | None = None
+@dataclass(frozen=True, slots=True)
+class ScriptStep:
+    at: float  # seconds after the agi_* block
+    data: str | None  # what the CTI wrote; None: it closed
+    replies_before: int  # lines the PBX had sent (after the block) when the CTI did this
+
+
+def _first_session(transcript: Transcript) -> list[Entry]:
+    """The first session's entries from the end of its agi_* block (its time origin, kept
+    first) up to the next session."""
+    out: list[Entry] = []
+    state = "before"
     for entry in transcript.entries:
-        if env_end is None:
+        starts = entry.dir == "in" and entry.data.startswith("agi_network:")
+        if state == "before":
+            state = "env" if starts else state
+        elif state == "env":
             if entry.dir == "in" and entry.data == "\n":
-                env_end = entry.t
-            continue
-        if entry.dir != "out":
-            continue
-        at = entry.t - env_end
-        if not entry.data:
-            script.append((at, None))
+                state = "body"
+                out.append(entry)
+        elif starts:
             break
-        if script and script[-1][1] is not None and at - script[-1][0] < 0.001:
-            script[-1] = (script[-1][0], f"{script[-1][1]}{entry.data}")
         else:
-            script.append((at, entry.data))
-    return script
+            out.append(entry)
+    return out
+
+
+def cti_script(transcript: Transcript) -> list[ScriptStep]:
+    """The recorded CTI's steps; commands written within a millisecond of each other with
+    no answer between them are one write; a final close after the last answer if the
+    recording shows none."""
+    entries = _first_session(transcript)
+    if not entries:
+        return []
+    origin = entries[0].t
+    steps: list[ScriptStep] = []
+    replies = 0
+    for entry in entries[1:]:
+        if entry.dir == "in":
+            replies += bool(entry.data)
+            continue
+        at = entry.t - origin
+        if not entry.data:
+            steps.append(ScriptStep(at, None, replies))
+            return steps
+        last = steps[-1] if steps else None
+        together = last is not None and last.replies_before == replies and at - last.at < 0.001
+        if last is not None and last.data is not None and together:
+            steps[-1] = ScriptStep(last.at, last.data + entry.data, last.replies_before)
+        else:
+            steps.append(ScriptStep(at, entry.data, replies))
+    end = entries[-1].t - origin
+    steps.append(ScriptStep(end, None, replies))
+    return steps
+
+
+def recorded_replies(transcript: Transcript) -> list[tuple[int, str]]:
+    """The recorded PBX's lines after the agi_* block, as (step, line) (see AgiScriptServer)."""
+    entries = _first_session(transcript)
+    out: list[tuple[int, str]] = []
+    written = 0
+    step_at: float | None = None
+    answered = False  # a line came since the step began: the next command is a new step
+    for entry in entries[1:]:
+        if entry.dir == "out":
+            if not entry.data:
+                break
+            if step_at is None or answered or entry.t - step_at >= 0.001:
+                written += 1
+                step_at, answered = entry.t, False
+        elif entry.data:
+            out.append((written - 1, entry.data.rstrip("\n")))
+            answered = True
+    return out
