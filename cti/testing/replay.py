@@ -121,6 +121,8 @@ class AmiReplayServer:
         self.errors: list[str] = []
         self.received: list[Pairs] = []
         self.extra: list[Pairs] = []
+        # Both directions in order: ("asterisk", first line written) / ("client", Action).
+        self.timeline: list[tuple[str, str]] = []
         self._rng = random.Random(seed)
         self._ids: dict[str, str | None] = {}
         self._cursor = 0
@@ -251,6 +253,7 @@ class AmiReplayServer:
             return not self.strict
         received = parse_message(raw)
         self.received.append(received)
+        self.timeline.append(("client", header(received, "Action") or ""))
         recorded_id = header(recorded, "ActionID")
         if recorded_id is not None:
             self._ids[recorded_id] = header(received, "ActionID")
@@ -296,6 +299,8 @@ class AmiReplayServer:
         return _ACTION_ID_LINE.sub(swap, data)
 
     async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        first = data.split(b"\r\n", 1)[0].decode("utf-8", errors="replace")
+        self.timeline.append(("asterisk", first))
         if not self.chunk_split:
             writer.write(data)
             await writer.drain()
@@ -366,6 +371,7 @@ class AmiReplayServer:
             for raw in parser.feed(data):
                 received = parse_message(raw)
                 self.received.append(received)
+                self.timeline.append(("client", header(received, "Action") or ""))
                 await self._claim(received, writer)
 
     async def _claim(self, received: Pairs, writer: asyncio.StreamWriter) -> None:
@@ -387,8 +393,11 @@ class AmiReplayServer:
             for frame in self._fallback(received):
                 await self._write_locked(writer, frame)
             return
-        exact = [n for n in candidates[:3] if same_action(self._plan.actions[n][1], received)]
-        number = exact[0] if exact else candidates[0]
+        # The next ones in the script first; else the last one it went past (a late client).
+        ahead = [n for n in candidates if self._plan.actions[n][0] >= self._cursor]
+        ordered = ahead + [n for n in reversed(candidates) if n not in ahead]
+        exact = [n for n in ordered[:3] if same_action(self._plan.actions[n][1], received)]
+        number = exact[0] if exact else ordered[0]
         if not exact:
             self._error(f"expected {_show(self._plan.actions[number][1])}, got {_show(received)}")
         self._claims[number] = header(received, "ActionID")
