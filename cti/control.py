@@ -830,6 +830,7 @@ class CallControl:
                 return
             if session.state == "window_ringing":
                 self._set_state(session, "three_way")
+            self._record_window_call(session, window.id)
             self._transferred(session, "three_way", window.id, "Success")
             if node is not None:
                 await self._list_members(node, session)
@@ -990,6 +991,29 @@ class CallControl:
                 at=self._now(),
             )
         )
+
+    def _record_window_call(self, session: CallSession, window_id: str) -> None:
+        """The window joined the call: from now on its staff may read the ticket and write the
+        window's answer on it (``console.scopes``). Queued behind the ticket's own creation in
+        the write-behind queue, before the window's page hears of the join."""
+        tickets = getattr(self.hotline, "tickets", None)
+        store = getattr(self.hotline, "store", None)
+        ticket_id, call_id = session.ticket_id, session.call_id
+        if tickets is None or store is None or not ticket_id:
+            return
+        try:
+            from tickets.statemachine import Actor
+        except ImportError:
+            return
+        actor = Actor(session.agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
+
+        def write(_session: Any) -> None:
+            try:
+                tickets.record_window_call(ticket_id, window_id, call_id, actor)
+            except ApiError as exc:
+                log.warning("ticket %s: window %s not recorded: %s", ticket_id, window_id, exc)
+
+        store.submit(write, f"ticket {ticket_id} window {window_id}")
 
     def _record_police(self, ticket_id: str, agent_id: str) -> None:
         """The ticket goes to its 转110 state, behind the ticket's own creation in the

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from cti.errors import NotFound
@@ -82,14 +82,17 @@ class TicketQueries:
                 window_outcomes=rows(WindowOutcome, WindowOutcome.id),
             )
 
-    def history_for_caller(self, caller: str, limit: int = 20) -> list[TicketView]:
-        """The caller's tickets, newest first (for the agent desktop's screen pop)."""
+    def history_for_caller(
+        self, caller: str, limit: int = 20, *, scope: ColumnElement[bool] | None = None
+    ) -> list[TicketView]:
+        """The caller's tickets, newest first (for the agent desktop's screen pop); ``scope``
+        keeps those a user may see (``console.scopes.ticket_scope``)."""
         if not caller:
             return []
         with self.sessions() as session:
             tickets = session.scalars(
                 select(Ticket)
-                .where(Ticket.caller == caller)
+                .where(Ticket.caller == caller, *(() if scope is None else (scope,)))
                 .order_by(Ticket.opened_at.desc(), Ticket.id.desc())
                 .limit(limit)
                 .options(selectinload(Ticket.calls), selectinload(Ticket.assignments))
@@ -136,8 +139,10 @@ class TicketQueries:
         caller: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        scope: ColumnElement[bool] | None = None,
     ) -> list[TicketView]:
-        query = select(Ticket)
+        """A page of tickets, newest first; ``scope`` keeps those a user may see."""
+        query = select(Ticket) if scope is None else select(Ticket).where(scope)
         if state:
             query = query.where(Ticket.state == state)
         if department_id:

@@ -61,6 +61,10 @@ EDITABLE_FIELDS = {
     "channel": 16,
 }
 EDIT_ROLES = frozenset({"agent", "leader", "supervisor"})
+# The audit action of a service window joining a three-way call (三方通话) about a ticket: from
+# then on the window's staff may read the ticket and write the window's answer on it
+# (``console.scopes``).
+WINDOW_CALL = "window_call"
 
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -336,8 +340,14 @@ class TicketService(TicketQueries):
         self.workflow.merge(ticket_id, into_id, _actor(actor), reason)
         return self.get(ticket_id)
 
-    def update_fields(self, ticket_id: str, actor: Any, **fields: Any) -> TicketView:
-        """Edit the 五要素, the category, the channel or the enterprise flag."""
+    def update_fields(
+        self, ticket_id: str, actor: Any, *, not_theirs: bool = False, **fields: Any
+    ) -> TicketView:
+        """Edit the 五要素, the category, the channel or the enterprise flag.
+
+        The floor shares the backlog: anyone at the desk may edit any ticket. An edit by
+        someone who did not handle the ticket (``not_theirs``) names the handler in the audit
+        event (``handled_by``), beside the editor and the changes every edit records."""
         who = _actor(actor)
         if not who.may(EDIT_ROLES):
             raise Forbidden("role-not-allowed", "editing a ticket needs an agent or supervisor")
@@ -381,7 +391,10 @@ class TicketService(TicketQueries):
             for name, (_, value) in changes.items():
                 setattr(ticket, name, value)
             if changes:
-                self.audit(session, ticket, "update", who, ticket.state, data=changes)
+                data: dict[str, Any] = dict(changes)
+                if not_theirs:
+                    data["handled_by"] = ticket.agent_id
+                self.audit(session, ticket, "update", who, ticket.state, data=data)
         return self.get(ticket_id)
 
     def transition(
@@ -419,6 +432,32 @@ class TicketService(TicketQueries):
             )
         self.updated(ticket_id, "window_outcome", who)
         return self.get(ticket_id)
+
+    def record_window_call(self, ticket_id: str, window_id: str, call_id: str, actor: Any) -> bool:
+        """A service window joined a three-way call about the ticket (the audit event
+        ``WINDOW_CALL``); False when that window was in that call already."""
+        who = _actor(actor)
+        with self.write_tx() as session:
+            ticket = self.load_ticket(session, ticket_id)
+            known = session.scalars(
+                select(TicketEvent.data).where(
+                    TicketEvent.ticket_id == ticket_id, TicketEvent.action == WINDOW_CALL
+                )
+            )
+            if any(
+                (d or {}).get("window_id") == window_id and (d or {}).get("call_id") == call_id
+                for d in known
+            ):
+                return False
+            self.audit(
+                session,
+                ticket,
+                WINDOW_CALL,
+                who,
+                ticket.state,
+                data={"window_id": window_id, "call_id": call_id},
+            )
+        return True
 
     def set_transcript(
         self, ticket_id: str, text: str, segments: list[dict[str, Any]] | dict[str, Any]
