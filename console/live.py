@@ -6,7 +6,9 @@ and is dropped (it reconnects and gets a fresh snapshot), and the bus never wait
 
 Supervisors and administrators see every event. Agents and leaders see their own calls,
 tickets and state, the callback list, and a floor summary pushed at most once a second while
-something changes. Window staff see the events of their window's phone.
+something changes. Window staff see the events of their window's phone and of the tickets of
+its calls. Recording paths in events and calls reach administrators only
+(``console.scopes.live_event``, ``public_call``); department users get their snapshot only.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from console import scopes
 from console.security import User
 from cti.db import utcnow
 from cti.events import Alarm, AmiDisconnected, Event, SeatAlarm
@@ -59,6 +62,11 @@ class Client:
     @property
     def sees_all(self) -> bool:
         return self.user.has("supervisor")
+
+    @property
+    def at_desk(self) -> bool:
+        """Gets the floor summary: the agents, leaders and supervisors of the floor."""
+        return self.user.has(*scopes.DESK)
 
 
 class LiveHub:
@@ -119,7 +127,7 @@ class LiveHub:
             self._floor_dirty = True
         for client in list(self.clients):
             if not client.dropped and self.visible(client, data):
-                self._put(client, data)
+                self._put(client, scopes.live_event(client.user, data))
 
     def _put(self, client: Client, data: dict[str, Any]) -> None:
         try:
@@ -221,9 +229,13 @@ class LiveHub:
         hotline = self.hotline
         now = time.monotonic()
         user = client.user
-        snap: dict[str, Any] = {"type": "Snapshot", "summary": self.floor_summary()}
+        snap: dict[str, Any] = {"type": "Snapshot"}
+        if client.at_desk:
+            snap["summary"] = self.floor_summary()
         if client.sees_all:
-            snap["calls"] = [c.to_dict(now) for c in hotline.tracker.active_calls()]
+            snap["calls"] = [
+                scopes.public_call(user, c.to_dict(now)) for c in hotline.tracker.active_calls()
+            ]
             snap["waiting"] = hotline.acd.snapshot().get("waiting", [])
             snap["agents"] = [a.to_dict(now) for a in hotline.agents.all()]
             snap["seats"] = [s.to_dict() for s in hotline.seats.all()]
@@ -237,7 +249,7 @@ class LiveHub:
                 client.calls.add(call.call_id)
                 if call.ticket_id:
                     client.tickets.add(call.ticket_id)
-            snap["call"] = call.to_dict(now) if call is not None else None
+            snap["call"] = scopes.public_call(user, call.to_dict(now)) if call is not None else None
         return snap
 
     def current_call(self, agent_id: str) -> Any:
@@ -257,7 +269,7 @@ class LiveHub:
             summary = self.floor_summary()
             for client in list(self.clients):
                 # Supervisors get every event and count for themselves.
-                if not client.dropped and not client.sees_all:
+                if not client.dropped and client.at_desk and not client.sees_all:
                     self._put(client, summary)
 
 
