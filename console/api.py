@@ -22,7 +22,7 @@ from console.kb import KnowledgeBase
 from console.live import LiveHub, window_call
 from console.security import ROLES, User, require_roles
 from console.users import Users
-from console.validation import Identifier, SingleLine
+from console.validation import Identifier, RowId, SingleLine
 from cti.db import utcnow
 from cti.errors import ApiError, NotFound
 from cti.events import CallbackTaskChanged
@@ -198,7 +198,7 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
             return [_callback_dict(r) for r in session.scalars(query)]
 
     @api.post("/api/callbacks/{task_id}/call", tags=["callbacks"])
-    async def callback_call(task_id: int, body: CallbackCall, user: Desk) -> dict[str, Any]:
+    async def callback_call(task_id: RowId, body: CallbackCall, user: Desk) -> dict[str, Any]:
         """Ring the agent's seat and dial the citizen back (control.callback)."""
         control = hotline.control
         if control is None or not hasattr(control, "callback"):

@@ -182,6 +182,8 @@ def router(hotline: Any, renderer: PageRenderer, codec: SessionCodec, *, secure:
                 {"id": w.id, "name": w.name, "department": w.department} for w in settings.windows
             ],
             "police_number": settings.control.police_number,
+            # the datalist of the category field: what the ticket API accepts
+            "categories": settings.tickets.allowed_categories(),
         }
         return renderer.render(
             "agent",

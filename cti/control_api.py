@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from console.security import User, require_roles
+from console.validation import KeyQuery, MomentQuery, MultiLine, TicketIdText
 from cti.errors import ApiError, Forbidden
 
 DESK = ("agent", "leader", "supervisor")
@@ -32,16 +33,16 @@ class Target(Body):
 
 class ThreeWay(Body):
     window_id: str = Field(max_length=64)
-    ticket_id: str | None = Field(None, max_length=64)
+    ticket_id: TicketIdText | None = None
 
 
 class Police(Body):
-    ticket_id: str = Field(max_length=64)
+    ticket_id: TicketIdText
 
 
 class Callback(Body):
     number: str = Field(max_length=32)
-    ticket_id: str | None = Field(None, max_length=64)
+    ticket_id: TicketIdText | None = None
 
 
 class Mute(Body):
@@ -57,8 +58,8 @@ class Spy(BaseModel):
 
 class WindowOutcome(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ticket_id: str = Field(max_length=64)
-    text: str = Field(max_length=4000)
+    ticket_id: TicketIdText
+    text: MultiLine = Field(max_length=4000)
 
 
 def acting_agent(user: User, requested: str | None) -> str:
@@ -128,7 +129,7 @@ def router(control: Any) -> APIRouter:
         return dict(await control.mute_recording(acting_agent(user, body.agent_id), body.muted))
 
     @api.get("/api/control/session")
-    async def session(agent_id: str | None = None, user: User = desk) -> dict[str, Any]:
+    async def session(agent_id: KeyQuery = None, user: User = desk) -> dict[str, Any]:
         agent = acting_agent(user, agent_id)
         return {"agent_id": agent, "session": control.session_of(agent)}
 
@@ -154,7 +155,7 @@ def router(control: Any) -> APIRouter:
 
     @api.get("/api/windows")
     async def windows(
-        at: datetime | None = None,
+        at: MomentQuery = None,
         user: User = anyone,
     ) -> dict[str, Any]:
         moment = at or datetime.now(UTC)

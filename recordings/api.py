@@ -12,7 +12,6 @@ import mimetypes
 import os
 import re
 from collections.abc import Iterator
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +19,17 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from console.security import User, require_roles
+from console.validation import (
+    DayQuery,
+    FileName,
+    KeyQuery,
+    MomentQuery,
+    Offset,
+    RowId,
+    RowIdQuery,
+    TicketId,
+    TicketIdQuery,
+)
 from cti.errors import ApiError, Forbidden, NotFound
 from recordings import models as m
 from recordings.audio import peaks
@@ -112,11 +122,11 @@ def router(service: RecordingService, settings: RecordingSettings) -> APIRouter:
 
     @r.get("/api/recordings")
     def list_recordings(
-        ticket_id: str | None = None,
-        agent_id: str | None = None,
-        date_: Annotated[date | None, Query(alias="date")] = None,
+        ticket_id: TicketIdQuery = None,
+        agent_id: KeyQuery = None,
+        date_: Annotated[DayQuery, Query(alias="date")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
         user: User = viewer,
     ) -> dict[str, Any]:
         if not user.has("supervisor"):
@@ -131,7 +141,7 @@ def router(service: RecordingService, settings: RecordingSettings) -> APIRouter:
         return {"recordings": [_rec_dict(x) for x in rows]}
 
     @r.get("/api/recordings/{recording_id}")
-    def get_recording(recording_id: int, user: User = viewer) -> dict[str, Any]:
+    def get_recording(recording_id: RowId, user: User = viewer) -> dict[str, Any]:
         rec = visible(recording_id, user)
         out = _rec_dict(rec)
         out["transcription"] = service.job_status(recording_id)
@@ -140,7 +150,9 @@ def router(service: RecordingService, settings: RecordingSettings) -> APIRouter:
 
     @r.get("/api/recordings/{recording_id}/waveform")
     def waveform(
-        recording_id: int, points: Annotated[int, Query(ge=10, le=5000)] = 800, user: User = viewer
+        recording_id: RowId,
+        points: Annotated[int, Query(ge=10, le=5000)] = 800,
+        user: User = viewer,
     ) -> dict[str, Any]:
         rec = visible(recording_id, user)
         path = service.audio_path(rec)
@@ -150,7 +162,7 @@ def router(service: RecordingService, settings: RecordingSettings) -> APIRouter:
 
     @r.get("/api/recordings/{recording_id}/audio")
     def audio(
-        recording_id: int,
+        recording_id: RowId,
         request: Request,
         download: bool = False,
         leg: Annotated[str | None, Query(pattern="^(in|out)$")] = None,
@@ -225,9 +237,9 @@ def router(service: RecordingService, settings: RecordingSettings) -> APIRouter:
 
     @r.get("/api/audit/replay")
     def replay_audit(
-        recording_id: int | None = None,
-        username: str | None = None,
-        since: datetime | None = None,
+        recording_id: RowIdQuery = None,
+        username: KeyQuery = None,
+        since: MomentQuery = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 200,
         user: User = admin,
     ) -> dict[str, Any]:
@@ -253,7 +265,7 @@ def router(service: RecordingService, settings: RecordingSettings) -> APIRouter:
         }
 
     @r.get("/api/tickets/{ticket_id}/transcript")
-    def ticket_transcript(ticket_id: str, user: User = viewer) -> dict[str, Any]:
+    def ticket_transcript(ticket_id: TicketId, user: User = viewer) -> dict[str, Any]:
         if not user.has("supervisor"):
             rows = service.find(ticket_id=ticket_id, limit=1000)
             if any(not can_see(user, x) for x in rows):
@@ -261,12 +273,12 @@ def router(service: RecordingService, settings: RecordingSettings) -> APIRouter:
         return service.transcript_for_ticket(ticket_id).to_dict()
 
     @r.get("/replay/{recording_id}")
-    def replay_page(recording_id: int, user: User = viewer) -> FileResponse:
+    def replay_page(recording_id: RowId, user: User = viewer) -> FileResponse:
         visible(recording_id, user)
         return FileResponse(STATIC / "replay.html", media_type="text/html; charset=utf-8")
 
     @r.get("/replay-static/{name}")
-    def replay_static(name: str, user: User = viewer) -> FileResponse:
+    def replay_static(name: FileName, user: User = viewer) -> FileResponse:
         if name not in STATIC_FILES:
             raise NotFound("no-such-file", "no such file", name=name)
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from console.validation import MAX_YEAR, MIN_YEAR
 from cti.errors import Conflict, Forbidden, Invalid
 from tickets.models import Assignment, Department, Extension, Survey, Ticket
 from tickets.phones import is_mobile
@@ -234,6 +235,8 @@ class Actions:
                 raise Invalid("invalid-date", f"{value!r} is not an ISO date/time") from exc
         if not isinstance(value, datetime):
             raise Invalid("until-required", "request_extension needs the new due date (until)")
+        if not MIN_YEAR <= value.year <= MAX_YEAR:  # and year 9999 overflows in UTC
+            raise Invalid("invalid-date", f"until: the year must be {MIN_YEAR} to {MAX_YEAR}")
         if value.tzinfo is None:
             value = value.replace(tzinfo=ZoneInfo(self.s.settings.timezone))
         result: datetime = value.astimezone(UTC)

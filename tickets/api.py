@@ -19,9 +19,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from console.security import User, require_roles
+from console.validation import (
+    CallerPath,
+    CallIdText,
+    Identifier,
+    KeyQuery,
+    MultiLine,
+    Offset,
+    RowId,
+    SingleLine,
+    TicketId,
+    TicketIdQuery,
+    TicketIdText,
+)
 from cti.errors import Forbidden, Invalid, NotFound
+from cti.models import CallRow
 from tickets.attachments import TooLarge, read_chunks, store
 from tickets.hotspots import load_records, weekly_hotspots
 from tickets.reports import build_report, parse_period, to_json
@@ -39,6 +54,8 @@ AnyUser = Annotated[User, Depends(require_roles(*EVERYONE))]
 ReportUser = Annotated[User, Depends(require_roles("supervisor", "leader"))]
 SupervisorUser = Annotated[User, Depends(require_roles("supervisor"))]
 WindowUser = Annotated[User, Depends(require_roles("window", "agent", "leader"))]
+# 2026-10, 2026-Q4, 2026-W41 or 2026 (tickets.reports.parse_period)
+Period = Annotated[str, Query(max_length=16)]
 
 
 class _Body(BaseModel):
@@ -46,39 +63,41 @@ class _Body(BaseModel):
 
 
 class TransitionBody(_Body):
-    action: str = Field(min_length=1, max_length=32)
-    reason: str = Field(default="", max_length=2000)
+    action: str = Field(pattern=r"^[a-z_]{1,32}$")
+    reason: MultiLine = Field(default="", max_length=2000)
     data: dict[str, Any] = Field(default_factory=dict)
 
 
 class MergeBody(_Body):
-    into: str = Field(min_length=1, max_length=20, pattern=r"^[0-9A-Za-z_-]+$")
-    reason: str = ""
+    into: TicketIdText
+    reason: MultiLine = Field(default="", max_length=2000)
 
 
 class FieldsBody(_Body):
-    citizen_name: str | None = None
-    occurred: str | None = None
-    location: str | None = None
-    description: str | None = None
-    contact_phone: str | None = None
-    category: str | None = None
-    channel: str | None = None
+    """The fields a person edits (``TicketService.update_fields`` checks them again, and the
+    category and channel against the configuration)."""
+
+    citizen_name: SingleLine | None = Field(None, max_length=50)
+    occurred: SingleLine | None = Field(None, max_length=100)
+    location: SingleLine | None = Field(None, max_length=200)
+    description: MultiLine | None = Field(None, max_length=20_000)
+    contact_phone: SingleLine | None = Field(None, max_length=20)
+    category: SingleLine | None = Field(None, max_length=50)
+    channel: SingleLine | None = Field(None, max_length=16)
     enterprise: bool | None = None
 
 
 class CallBody(_Body):
-    call_id: str = Field(min_length=1, max_length=64)
-    node: str = ""
-    caller: str = ""
-    agent_id: str = ""
-    answered_at: datetime | None = None
-    recording_path: str = ""
+    """A call the CTI recorded, by its id (and node, when several nodes have one of that id):
+    its caller, agent, time and recording come from the CTI's record, never from the client."""
+
+    call_id: CallIdText
+    node: str = Field("", pattern=r"^[A-Za-z0-9_-]{0,32}$")
 
 
 class WindowOutcomeBody(_Body):
-    window_id: str = Field(min_length=1, max_length=32)
-    text: str = Field(min_length=1, max_length=5000)
+    window_id: Identifier
+    text: MultiLine = Field(min_length=1, max_length=5000)
 
 
 def _scope(user: User, ticket: dict[str, Any]) -> None:
@@ -87,6 +106,23 @@ def _scope(user: User, ticket: dict[str, Any]) -> None:
         units = {a["department_id"] for a in ticket["assignments"] if a["active"]}
         if actor.department_id not in units:
             raise NotFound("no-such-ticket", f"no ticket {ticket['id']}")
+
+
+def _recorded_call(service: TicketService, user: User, call_id: str, node: str) -> CallRow:
+    """The call the CTI recorded as ``call_id``: an agent attaches only calls they answered
+    (another agent's call answers as a missing one), supervisors any."""
+    query = select(CallRow).where(CallRow.linkedid == call_id)
+    if node:
+        query = query.where(CallRow.node == node)
+    with service.sessions() as session:
+        rows = list(session.scalars(query.limit(2)))
+        session.expunge_all()
+    if len(rows) > 1:
+        raise Invalid("node-required", f"several nodes have a call {call_id}: name the node")
+    call = rows[0] if rows else None
+    if call is None or not (user.has("supervisor") or call.agent_id == (user.agent_id or None)):
+        raise NotFound("no-such-call", f"no call {call_id} of yours", call_id=call_id)
+    return call
 
 
 def router(
@@ -101,11 +137,11 @@ def router(
     @api.get("/api/tickets")
     def list_tickets(
         user: DeskOrUnit,
-        state: str | None = None,
-        department: str | None = None,
-        caller: str | None = None,
+        state: KeyQuery = None,
+        department: KeyQuery = None,
+        caller: KeyQuery = None,
         limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: Offset = 0,
     ) -> list[dict[str, Any]]:
         actor = Actor.from_user(user)
         if actor.roles == {DEPARTMENT}:
@@ -116,24 +152,24 @@ def router(
         return [v.to_dict() for v in views]
 
     @api.get("/api/tickets/{ticket_id}")
-    def get_ticket(ticket_id: str, user: AnyUser) -> dict[str, Any]:
+    def get_ticket(ticket_id: TicketId, user: AnyUser) -> dict[str, Any]:
         data = service.get(ticket_id).to_dict()
         _scope(user, data)
         return data
 
     @api.patch("/api/tickets/{ticket_id}")
-    def update_ticket(ticket_id: str, body: FieldsBody, user: DeskUser) -> dict[str, Any]:
+    def update_ticket(ticket_id: TicketId, body: FieldsBody, user: DeskUser) -> dict[str, Any]:
         fields = body.model_dump(exclude_none=True)
         return service.update_fields(ticket_id, user, **fields).to_dict()
 
     @api.post("/api/tickets/{ticket_id}/transitions")
-    def transition(ticket_id: str, body: TransitionBody, user: DeskOrUnit) -> dict[str, Any]:
+    def transition(ticket_id: TicketId, body: TransitionBody, user: DeskOrUnit) -> dict[str, Any]:
         view = service.transition(ticket_id, body.action, user, body.reason, **body.data)
         return view.to_dict()
 
     @api.post("/api/tickets/{ticket_id}/attachments", status_code=201)
     async def upload_attachment(
-        ticket_id: str, request: Request, file: UploadFile, user: DeskOrUnit
+        ticket_id: TicketId, request: Request, file: UploadFile, user: DeskOrUnit
     ) -> dict[str, Any]:
         """A file for the ticket (multipart field ``file``): a photo, a letter, a report."""
         settings = service.settings
@@ -164,7 +200,7 @@ def router(
         return view.to_dict()
 
     @api.get("/api/tickets/{ticket_id}/attachments/{attachment_id}")
-    def download_attachment(ticket_id: str, attachment_id: int, user: AnyUser) -> Response:
+    def download_attachment(ticket_id: TicketId, attachment_id: RowId, user: AnyUser) -> Response:
         data = service.get(ticket_id).to_dict()
         _scope(user, data)
         for a in data["attachments"]:
@@ -185,26 +221,27 @@ def router(
         raise NotFound("no-such-attachment", f"no attachment {attachment_id} on {ticket_id}")
 
     @api.post("/api/tickets/{ticket_id}/merge")
-    def merge(ticket_id: str, body: MergeBody, user: DeskUser) -> dict[str, Any]:
+    def merge(ticket_id: TicketId, body: MergeBody, user: DeskUser) -> dict[str, Any]:
         return service.merge(ticket_id, body.into, user, body.reason).to_dict()
 
     @api.post("/api/tickets/{ticket_id}/calls")
-    def attach_call(ticket_id: str, body: CallBody, user: DeskUser) -> dict[str, Any]:
+    def attach_call(ticket_id: TicketId, body: CallBody, user: DeskUser) -> dict[str, Any]:
+        call = _recorded_call(service, user, body.call_id, body.node)
         view = service.attach_call(
             ticket_id,
-            body.call_id,
-            node=body.node,
-            caller=body.caller,
-            agent_id=body.agent_id or (user.agent_id or ""),
-            answered_at=body.answered_at,
-            recording_path=body.recording_path,
+            call.linkedid,
+            node=call.node,
+            caller=call.caller,
+            agent_id=call.agent_id,
+            answered_at=call.answered_at,
+            recording_path=call.recording,
             actor=Actor.from_user(user),
         )
         return view.to_dict()
 
     @api.post("/api/tickets/{ticket_id}/window-outcomes")
     def window_outcome(
-        ticket_id: str,
+        ticket_id: TicketId,
         body: WindowOutcomeBody,
         user: WindowUser,
     ) -> dict[str, Any]:
@@ -214,7 +251,7 @@ def router(
 
     @api.get("/api/callers/{caller}/tickets")
     def caller_history(
-        caller: str,
+        caller: CallerPath,
         user: DeskUser,
         limit: int = Query(20, ge=1, le=200),
     ) -> list[dict[str, Any]]:
@@ -225,7 +262,7 @@ def router(
         return service.departments()
 
     @api.get("/api/reports/kpi")
-    def kpi_report(period: str, user: ReportUser) -> dict[str, Any]:
+    def kpi_report(period: Period, user: ReportUser) -> dict[str, Any]:
         try:
             parsed = parse_period(period, service.settings.timezone)
         except ValueError as exc:
@@ -245,7 +282,7 @@ def router(
         }
 
     @api.get("/api/reports/hotspots")
-    def hotspot_report(period: str, user: ReportUser) -> list[dict[str, Any]]:
+    def hotspot_report(period: Period, user: ReportUser) -> list[dict[str, Any]]:
         try:
             parsed = parse_period(period, service.settings.timezone)
         except ValueError as exc:
@@ -260,14 +297,14 @@ def router(
     @api.get("/api/sms")
     def sms_messages(
         user: SupervisorUser,
-        status: str | None = None,
-        ticket_id: str | None = None,
+        status: KeyQuery = None,
+        ticket_id: TicketIdQuery = None,
         limit: int = Query(100, ge=1, le=1000),
     ) -> list[dict[str, Any]]:
         return sms.messages(status=status, ticket_id=ticket_id, limit=limit)
 
     @api.post("/api/sms/{message_id}/retry", status_code=204)
-    def sms_retry(message_id: int, user: SupervisorUser) -> Response:
+    def sms_retry(message_id: RowId, user: SupervisorUser) -> Response:
         sms.retry(message_id)
         return Response(status_code=204)
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from console.validation import MAX_YEAR, MIN_YEAR
 from tickets import hotspots, kpi
 from tickets.kpi import KPI_NAMES, DepartmentKpis, Period
 from tickets.models import Ticket
@@ -40,6 +41,10 @@ KPI_LABELS = {
 def parse_period(text: str, timezone: str = "Asia/Shanghai") -> Period:
     tz = ZoneInfo(timezone)
     text = text.strip()
+    # Every form starts with the year; far from today it is a typo (and year 1 or 9999
+    # would overflow when the period's bounds are moved to UTC).
+    if (year_of := re.match(r"\d{4}", text)) and not MIN_YEAR <= int(year_of[0]) <= MAX_YEAR:
+        raise ValueError(f"{text!r}: the year must be {MIN_YEAR} to {MAX_YEAR}")
 
     def at(day: date) -> datetime:
         return datetime.combine(day, time(0), tz)

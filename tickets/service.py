@@ -26,6 +26,7 @@ from cti.errors import Conflict, Forbidden, Invalid
 from cti.events import Alarm, Event, TicketChanged, TicketOpened, TicketUpdated
 from tickets.calendar import WorkCalendar
 from tickets.deadlines import Deadlines
+from tickets.fields import clean_text
 from tickets.models import (
     Attachment,
     Department,
@@ -61,6 +62,8 @@ EDITABLE_FIELDS = {
     "channel": 16,
 }
 EDIT_ROLES = frozenset({"agent", "leader", "supervisor"})
+# The rest are single lines (a CSV cell, an SMS field).
+MULTILINE_FIELDS = frozenset({"description"})
 # The audit action of a service window joining a three-way call (三方通话) about a ticket: from
 # then on the window's staff may read the ticket and write the window's answer on it
 # (``console.scopes``).
@@ -364,24 +367,35 @@ class TicketService(TicketQueries):
             if name == "enterprise":
                 clean[name] = bool(value)
                 continue
-            if not isinstance(value, str):
-                raise Invalid("invalid-field", f"{name} must be text", field=name)
-            value = value.strip()
-            if len(value) > EDITABLE_FIELDS[name]:
-                raise Invalid(
-                    "field-too-long",
-                    f"{name} is longer than {EDITABLE_FIELDS[name]} characters",
-                    field=name,
-                )
+            value = clean_text(
+                name, value, EDITABLE_FIELDS[name], multiline=name in MULTILINE_FIELDS
+            )
             if name == "contact_phone":
                 value = normalise_phone(value, field=name)
             clean[name] = value
+        if "channel" in clean and clean["channel"] not in self.settings.channels:
+            raise Invalid(
+                "unknown-channel",
+                f"channel {clean['channel']!r} is not one of tickets.channels",
+                field="channel",
+                allowed=list(self.settings.channels),
+            )
         with self.write_tx() as session:
             ticket = self.load_ticket(session, ticket_id)
             if State(ticket.state) not in OPEN_STATES and ticket.state != State.ANSWERED:
                 raise Conflict(
                     "ticket-closed",
                     f"ticket {ticket_id} is {ticket.state}: it can no longer be edited",
+                )
+            category = clean.get("category", ticket.category)
+            if category != ticket.category and category not in self.settings.allowed_categories(
+                ticket.topic
+            ):
+                raise Invalid(
+                    "unknown-category",
+                    f"category {category!r} is not one of tickets.categories",
+                    field="category",
+                    allowed=self.settings.allowed_categories(ticket.topic),
                 )
             changes = {
                 name: [getattr(ticket, name), value]
@@ -414,7 +428,8 @@ class TicketService(TicketQueries):
         who = _actor(actor)
         if not who.may(frozenset({WINDOW, "agent", "leader"})):
             raise Forbidden("role-not-allowed", "window outcomes come from window staff or agents")
-        if not text.strip():
+        text = clean_text("text", text, 5000, multiline=True)
+        if not text:
             raise Invalid("empty-text", "the window's answer is empty", field="text")
         with self.write_tx() as session:
             ticket = self.load_ticket(session, ticket_id)

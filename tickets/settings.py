@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -127,6 +127,15 @@ class TicketSettings(_Model):
         ]
     )
 
+    # 受理渠道 and 诉求类型: what a ticket's channel and category may be (the API refuses
+    # others; a category may also be a deadline rule's, or the ticket's own hotline topic).
+    channels: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(
+        default_factory=lambda: ["phone", "web", "wechat", "app", "sms", "email", "letter", "visit"]
+    )
+    categories: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(
+        default_factory=lambda: ["咨询", "求助", "投诉", "举报", "建议", "表扬"]
+    )
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
@@ -146,6 +155,14 @@ class TicketSettings(_Model):
                 raise ValueError(f"two deadline rules for category {rule.category!r}")
             seen.add(rule.category)
         return self
+
+    def allowed_categories(self, topic: str = "") -> list[str]:
+        """What a ticket of hotline ``topic`` may be classified as: ``categories``, the deadline
+        rules' categories, the topic itself (the category a call's ticket opens with), or
+        nothing yet ("")."""
+        rules = (r.category for r in self.rules if r.category != "*")
+        named = [*self.categories, *rules, topic, ""]
+        return list(dict.fromkeys(named))
 
     def rule_for(self, category: str) -> DeadlineRule:
         for rule in self.rules:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from cti.errors import Conflict, Forbidden, Invalid
 from tickets.actions import MAX_SUPERVISION_LEVEL, Actions, Step
+from tickets.fields import clean_text
 from tickets.models import Ticket
 from tickets.statemachine import (
     ADMIN,
@@ -40,6 +41,19 @@ DATA_KEYS: dict[str, frozenset[str]] = {
     "merge": frozenset({"into"}),
 }
 
+# Text the actions store (the reply goes to the citizen by SMS): its limit, multi-line or not.
+TEXT_DATA: dict[str, tuple[int, bool]] = {
+    "text": (5000, True),
+    "legal_basis": (2000, True),
+    "comment": (2000, True),
+    "police_ref": (32, False),
+}
+
+
+def _text(key: str, value: Any) -> str:
+    limit, multiline = TEXT_DATA[key]
+    return clean_text(key, value, limit, multiline=multiline)
+
 
 class Workflow(Actions):
     def __init__(self, service: TicketService) -> None:
@@ -61,10 +75,13 @@ class Workflow(Actions):
             raise Invalid(
                 "unknown-data", f"{action} takes no {sorted(unknown)}", fields=sorted(unknown)
             )
+        data = {
+            key: _text(key, value) if key in TEXT_DATA else value for key, value in data.items()
+        }
         table_action = action
         if action == "survey":
             rating = data.get("rating")
-            if rating not in SURVEY_RATINGS:
+            if not isinstance(rating, str) or rating not in SURVEY_RATINGS:
                 raise Invalid(
                     "invalid-rating",
                     f"rating must be one of {sorted(SURVEY_RATINGS)}",

@@ -221,7 +221,7 @@
       departments.forEach(function (d) { select.appendChild(el("option", { value: d.id, text: d.name })); });
     }, function () {});
     var list = $("categories");
-    (t("ticket.category_list") || "").split("|").forEach(function (c) {
+    (cfg.categories || (t("ticket.category_list") || "").split("|")).forEach(function (c) {
       if (c) list.appendChild(el("option", { value: c }));
     });
   }

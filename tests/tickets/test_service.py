@@ -141,11 +141,11 @@ def test_update_fields_validates_phones(service: TicketService) -> None:
         location="谯城区薛阁街道花戏楼社区",
         description="路灯不亮",
         contact_phone="+86 139 0000 1111",
-        category="城建",
+        category="求助",
     )
-    assert view.contact_phone == "13900001111" and view.category == "城建"
+    assert view.contact_phone == "13900001111" and view.category == "求助"
     assert view.events[-1].action == "update"
-    assert view.events[-1].data["category"] == ["咨询", "城建"]
+    assert view.events[-1].data["category"] == ["咨询", "求助"]
     assert service.update_fields(ticket.id, AGENT, contact_phone="0558 5123456").contact_phone == (
         "0558-5123456"
     )
