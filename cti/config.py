@@ -186,6 +186,21 @@ class ControlSettings(Section):
     wrapup_s: int = Field(30, ge=0, le=3600)
     ring_timeout_s: int = Field(20, ge=5, le=120)
     not_ready_reasons: list[str] = ["break", "lunch", "training", "meeting"]
+    # The numbers callbacks and transfers may dial out to, as regular expressions matched
+    # against the whole number: mobiles, local landlines, 110. Anything else is refused
+    # (403 number-not-allowed), so a stolen login cannot dial premium or foreign numbers.
+    # Seats, windows and the police number are the site's own and need no pattern.
+    dial_allow: list[str] = [r"^1[3-9]\d{9}$", r"^[2-8]\d{6,7}$", r"^110$"]
+
+    @field_validator("dial_allow")
+    @classmethod
+    def _dial_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return patterns
 
 
 class Settings(Section):

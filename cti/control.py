@@ -123,6 +123,16 @@ class BadNumber(Invalid):
         super().__init__("bad-number", f"not a number that can be dialled: {number!r}", field=field)
 
 
+class NumberNotAllowed(ApiError):
+    def __init__(self, number: str, field: str = "number") -> None:
+        super().__init__(
+            403,
+            "number-not-allowed",
+            f"{number} is not a number this site dials out to (control.dial_allow)",
+            {"field": field, "number": number},
+        )
+
+
 class AsteriskRefused(ApiError):
     def __init__(self, exc: AmiError, **details: Any) -> None:
         super().__init__(
@@ -255,6 +265,7 @@ class CallControl:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ids = itertools.count(1)
         self._prefix = f"hl-{secrets.token_hex(3)}"
+        self._dial_allow = [re.compile(p) for p in getattr(self.settings, "dial_allow", ())]
         self._subscribe()
 
     # --- subscriptions: the one place this slice listens to AMI --------------------------
@@ -501,6 +512,7 @@ class CallControl:
     ) -> dict[str, Any]:
         if not isinstance(number, str) or not NUMBER_RE.match(number):
             raise BadNumber(str(number))
+        self._check_dial_out(number, "number")
         ticket = self._check_ticket(ticket_id) if ticket_id else ""
         agent = self.agents.get(agent_id)
         if not agent.seat:
@@ -692,7 +704,14 @@ class CallControl:
             raise BadNumber(target, "target")
         if self.seats.get(target) is not None:
             return check_context(self.settings.window_context), target, ""
+        self._check_dial_out(target, "target")
         return check_context(self.settings.callback_context), target, ""
+
+    def _check_dial_out(self, number: str, field: str) -> None:
+        """An outside number is dialled only when it matches one of ``control.dial_allow``
+        (toll fraud: a login must not reach premium or foreign numbers through the trunk)."""
+        if not any(p.fullmatch(number) for p in self._dial_allow):
+            raise NumberNotAllowed(number, field)
 
     def _window_originate(self, window: Window, conference: str, ticket: str) -> dict[str, Any]:
         if window.extension:
