@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import case, func, select
 
+from console import scopes
 from console.kb import KnowledgeBase
 from console.live import LiveHub, window_call
 from console.security import ROLES, User, require_roles
@@ -97,7 +98,7 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
         call = hub.current_call(agent.id)
         return {
             **agent.to_dict(now),
-            "call": call.to_dict(now) if call is not None else None,
+            "call": scopes.public_call(user, call.to_dict(now)) if call is not None else None,
             "reasons": sorted(settings.control.not_ready_reasons),
             "wrapup_s": settings.control.wrapup_s,
             "shifts": leader_shifts(agent.id),
@@ -163,7 +164,7 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
     @api.get("/api/calls", tags=["calls"])
     async def calls(user: Floor) -> list[dict[str, Any]]:
         now = time.monotonic()
-        return [c.to_dict(now) for c in hotline.tracker.active_calls()]
+        return [scopes.public_call(user, c.to_dict(now)) for c in hotline.tracker.active_calls()]
 
     @api.get("/api/calls/waiting", tags=["calls"])
     async def waiting(user: Floor) -> dict[str, Any]:
@@ -240,9 +241,19 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
         if window is None:
             raise NotFound("no-such-window", f"no window {user.window_id!r}")
         call = window_call(hotline.tracker, window.extension)
-        ticket_id = call.ticket_id if call is not None else ""
-        if ticket_id:
-            hub.remember_window_ticket(window.id, ticket_id)
+        live_ticket = call.ticket_id if call is not None else ""
+        if live_ticket:
+            hub.remember_window_ticket(window.id, live_ticket)
+        recent = hub.window_tickets(window.id)
+        # Only tickets the window may open: those it joined a three-way call about (a call
+        # put through to the window, or still ringing there, shows none).
+        visible = await asyncio.to_thread(
+            scopes.visible_ticket_ids,
+            hotline.tickets.sessions,
+            user,
+            [live_ticket, *(r["ticket_id"] for r in recent)],
+        )
+        ticket_id = live_ticket if live_ticket in visible else ""
         return {
             "window": {"id": window.id, "name": window.name, "extension": window.extension},
             "call": (
@@ -251,13 +262,13 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
                     "state": call.state,
                     "topic": call.topic,
                     "agent_id": call.agent_id,
-                    "ticket_id": call.ticket_id,
+                    "ticket_id": ticket_id,
                 }
                 if call is not None
                 else None
             ),
             "ticket_id": ticket_id,
-            "recent": hub.window_tickets(window.id),
+            "recent": [r for r in recent if r["ticket_id"] in visible],
         }
 
     # --- administration ---------------------------------------------------------------

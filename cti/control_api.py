@@ -3,18 +3,22 @@
 
 Agents and leaders act on their own call: the agent id is the logged-in user's, never one
 from the request. Supervisors (and administrators) may name the agent, to help or to take
-a stuck call down. Spying is for supervisors; window outcomes for window staff.
+a stuck call down. Spying is for supervisors. A window's answer comes only from the window's
+own staff, on a ticket their window was in a three-way call about (``console.scopes``); any
+other ticket answers 404 as a missing one.
 Errors are ``cti.errors.ApiError``s (status, stable id, details); the console renders them.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from console import scopes
 from console.security import User, require_roles
 from console.validation import KeyQuery, MomentQuery, MultiLine, TicketIdText
 from cti.errors import ApiError, Forbidden
@@ -149,9 +153,14 @@ def router(control: Any) -> APIRouter:
         body: WindowOutcome,
         user: User = window_staff,
     ) -> dict[str, Any]:
+        tickets = control.hotline.tickets
+        await asyncio.to_thread(
+            scopes.window_outcome_ticket, tickets, user, user.window_id or "", body.ticket_id
+        )
         view = await control.window_outcome(user, body.ticket_id, body.text)
         to_dict = getattr(view, "to_dict", None)
-        return {"ticket_id": body.ticket_id, "ticket": to_dict() if callable(to_dict) else None}
+        shown = scopes.present_ticket(user, to_dict()) if callable(to_dict) else None
+        return {"ticket_id": body.ticket_id, "ticket": shown}
 
     @api.get("/api/windows")
     async def windows(

@@ -1,9 +1,11 @@
 """REST routes and the replay page.
 
 Supervisors and administrators see every recording; agents and leaders only the recordings
-of their own calls (``agent_id``). Every play and download is written to the replay audit:
-a play is a request starting at byte 0 (a full GET, or ``Range: bytes=0-``); the page sends a
-``session`` token so that one page view is one play however often the listener seeks.
+of their own calls (``agent_id``): the recording rule, ``console.scopes.can_see_recording``,
+which every route here asks (and the ticket routes, for the transcript inside a ticket).
+Every play and download is written to the replay audit: a play is a request starting at
+byte 0 (a full GET, or ``Range: bytes=0-``); the page sends a ``session`` token so that one
+page view is one play however often the listener seeks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
+from console import scopes
 from console.security import User, require_roles
 from console.validation import (
     DayQuery,
@@ -44,9 +47,7 @@ _RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 
 def can_see(user: User, rec: m.Recording) -> bool:
-    if user.has("supervisor"):  # administrators pass ``has`` always
-        return True
-    return bool(user.agent_id) and rec.agent_id == user.agent_id
+    return scopes.can_see_recording(user, rec.agent_id)
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -113,11 +114,7 @@ def router(service: RecordingService, settings: RecordingSettings) -> APIRouter:
     def visible(recording_id: int, user: User) -> m.Recording:
         rec = service.get(recording_id)
         if not can_see(user, rec):
-            raise Forbidden(
-                "recording-not-yours",
-                "only supervisors may open other agents' recordings",
-                recording_id=recording_id,
-            )
+            raise scopes.recording_refused(recording_id)
         return rec
 
     @r.get("/api/recordings")
@@ -129,12 +126,9 @@ def router(service: RecordingService, settings: RecordingSettings) -> APIRouter:
         offset: Offset = 0,
         user: User = viewer,
     ) -> dict[str, Any]:
-        if not user.has("supervisor"):
-            if agent_id and agent_id != user.agent_id:
-                raise Forbidden("recording-not-yours", "agents see only their own recordings")
-            if not user.agent_id:
-                return {"recordings": []}
-            agent_id = user.agent_id
+        agent_id = scopes.recording_scope(user, agent_id)
+        if agent_id == "":
+            return {"recordings": []}
         rows = service.find(
             ticket_id=ticket_id, agent_id=agent_id, day=date_, limit=limit, offset=offset
         )
@@ -266,10 +260,9 @@ def router(service: RecordingService, settings: RecordingSettings) -> APIRouter:
 
     @r.get("/api/tickets/{ticket_id}/transcript")
     def ticket_transcript(ticket_id: TicketId, user: User = viewer) -> dict[str, Any]:
-        if not user.has("supervisor"):
-            rows = service.find(ticket_id=ticket_id, limit=1000)
-            if any(not can_see(user, x) for x in rows):
-                raise Forbidden("recording-not-yours", "the ticket has other agents' calls")
+        rows = service.find(ticket_id=ticket_id, limit=1000)
+        if not scopes.can_see_recordings(user, (x.agent_id for x in rows)):
+            raise Forbidden("recording-not-yours", "the ticket has other agents' calls")
         return service.transcript_for_ticket(ticket_id).to_dict()
 
     @r.get("/replay/{recording_id}")

@@ -1,8 +1,11 @@
 """REST routes of the ticket slice.
 
-Every route a person uses declares its roles with ``Depends(require_roles(...))``; department
-users (role ``department``, unit in ``User.department_id``) see and act on their own unit's
-tickets only. ``POST /api/sms/status`` is
+Every route a person uses declares its roles with ``Depends(require_roles(...))``, and every
+route that returns or acts on a ticket asks ``console.scopes`` which tickets the user reaches
+(``visible_ticket``, ``ticket_scope``) and what of them (``present_ticket``): department users
+their unit's tickets, window staff those their window was in a three-way call about, the
+transcript by the recording rule; a ticket out of scope answers as a missing one (404).
+``POST /api/sms/status`` is
 twilio's delivery-report webhook: it has no user session, and is admitted by its
 ``X-Twilio-Signature`` (HMAC of the configured ``sms.status_callback_url`` and the form
 parameters with the auth token) instead; a bad or missing signature is a 403.
@@ -21,6 +24,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from console import scopes
 from console.security import User, require_roles
 from console.validation import (
     CallerPath,
@@ -53,7 +57,7 @@ DeskOrUnit = Annotated[User, Depends(require_roles(*DESK, DEPARTMENT))]
 AnyUser = Annotated[User, Depends(require_roles(*EVERYONE))]
 ReportUser = Annotated[User, Depends(require_roles("supervisor", "leader"))]
 SupervisorUser = Annotated[User, Depends(require_roles("supervisor"))]
-WindowUser = Annotated[User, Depends(require_roles("window", "agent", "leader"))]
+WindowUser = Annotated[User, Depends(require_roles("window"))]
 # 2026-10, 2026-Q4, 2026-W41 or 2026 (tickets.reports.parse_period)
 Period = Annotated[str, Query(max_length=16)]
 
@@ -100,14 +104,6 @@ class WindowOutcomeBody(_Body):
     text: MultiLine = Field(min_length=1, max_length=5000)
 
 
-def _scope(user: User, ticket: dict[str, Any]) -> None:
-    actor = Actor.from_user(user)
-    if actor.roles == {DEPARTMENT}:
-        units = {a["department_id"] for a in ticket["assignments"] if a["active"]}
-        if actor.department_id not in units:
-            raise NotFound("no-such-ticket", f"no ticket {ticket['id']}")
-
-
 def _recorded_call(service: TicketService, user: User, call_id: str, node: str) -> CallRow:
     """The call the CTI recorded as ``call_id``: an agent attaches only calls they answered
     (another agent's call answers as a missing one), supervisors any."""
@@ -143,29 +139,38 @@ def router(
         limit: int = Query(50, ge=1, le=500),
         offset: Offset = 0,
     ) -> list[dict[str, Any]]:
-        actor = Actor.from_user(user)
-        if actor.roles == {DEPARTMENT}:
-            department = actor.department_id or "-"
         views = service.list_tickets(
-            state=state, department_id=department, caller=caller, limit=limit, offset=offset
+            state=state,
+            department_id=department,
+            caller=caller,
+            limit=limit,
+            offset=offset,
+            scope=scopes.ticket_scope(user),
         )
-        return [v.to_dict() for v in views]
+        return [scopes.present_ticket(user, v.to_dict()) for v in views]
 
     @api.get("/api/tickets/{ticket_id}")
     def get_ticket(ticket_id: TicketId, user: AnyUser) -> dict[str, Any]:
-        data = service.get(ticket_id).to_dict()
-        _scope(user, data)
-        return data
+        return scopes.present_ticket(user, scopes.visible_ticket(service, user, ticket_id))
 
     @api.patch("/api/tickets/{ticket_id}")
     def update_ticket(ticket_id: TicketId, body: FieldsBody, user: DeskUser) -> dict[str, Any]:
+        # The floor shares the backlog: an edit of another agent's ticket is allowed and
+        # audited with the handler's name (TicketService.update_fields).
+        data = scopes.visible_ticket(service, user, ticket_id)
         fields = body.model_dump(exclude_none=True)
-        return service.update_fields(ticket_id, user, **fields).to_dict()
+        not_theirs = not scopes.handled_by(user, data)
+        view = service.update_fields(ticket_id, user, not_theirs=not_theirs, **fields)
+        return scopes.present_ticket(user, view.to_dict())
 
     @api.post("/api/tickets/{ticket_id}/transitions")
     def transition(ticket_id: TicketId, body: TransitionBody, user: DeskOrUnit) -> dict[str, Any]:
+        scopes.visible_ticket(service, user, ticket_id)
+        into = body.data.get("into") if body.action == "merge" else None
+        if isinstance(into, str) and into:
+            scopes.visible_ticket(service, user, into)  # a merge acts on both tickets
         view = service.transition(ticket_id, body.action, user, body.reason, **body.data)
-        return view.to_dict()
+        return scopes.present_ticket(user, view.to_dict())
 
     @api.post("/api/tickets/{ticket_id}/attachments", status_code=201)
     async def upload_attachment(
@@ -177,7 +182,7 @@ def router(
         declared = int(request.headers.get("content-length") or 0)
         if declared > max_bytes + 64 * 1024:  # refused before reading the body
             raise TooLarge(max_bytes)
-        _scope(user, service.get(ticket_id).to_dict())
+        await asyncio.to_thread(scopes.visible_ticket, service, user, ticket_id)
         stored = await asyncio.to_thread(
             store,
             Path(settings.attachments_dir),
@@ -197,12 +202,11 @@ def router(
             content_type=stored.content_type,
             size=stored.size,
         )
-        return view.to_dict()
+        return scopes.present_ticket(user, view.to_dict())
 
     @api.get("/api/tickets/{ticket_id}/attachments/{attachment_id}")
     def download_attachment(ticket_id: TicketId, attachment_id: RowId, user: AnyUser) -> Response:
-        data = service.get(ticket_id).to_dict()
-        _scope(user, data)
+        data = scopes.visible_ticket(service, user, ticket_id)
         for a in data["attachments"]:
             if a["id"] == attachment_id:
                 path = service.attachment_path(ticket_id, attachment_id)
@@ -222,10 +226,14 @@ def router(
 
     @api.post("/api/tickets/{ticket_id}/merge")
     def merge(ticket_id: TicketId, body: MergeBody, user: DeskUser) -> dict[str, Any]:
-        return service.merge(ticket_id, body.into, user, body.reason).to_dict()
+        scopes.visible_ticket(service, user, ticket_id)
+        scopes.visible_ticket(service, user, body.into)
+        view = service.merge(ticket_id, body.into, user, body.reason)
+        return scopes.present_ticket(user, view.to_dict())
 
     @api.post("/api/tickets/{ticket_id}/calls")
     def attach_call(ticket_id: TicketId, body: CallBody, user: DeskUser) -> dict[str, Any]:
+        scopes.visible_ticket(service, user, ticket_id)
         call = _recorded_call(service, user, body.call_id, body.node)
         view = service.attach_call(
             ticket_id,
@@ -237,7 +245,7 @@ def router(
             recording_path=call.recording,
             actor=Actor.from_user(user),
         )
-        return view.to_dict()
+        return scopes.present_ticket(user, view.to_dict())
 
     @api.post("/api/tickets/{ticket_id}/window-outcomes")
     def window_outcome(
@@ -245,9 +253,10 @@ def router(
         body: WindowOutcomeBody,
         user: WindowUser,
     ) -> dict[str, Any]:
-        if "window" in user.roles and user.window_id and user.window_id != body.window_id:
-            raise Forbidden("not-your-window", "window staff report for their own window")
-        return service.add_window_outcome(ticket_id, body.window_id, body.text, user).to_dict()
+        # Only the window's own staff, on a ticket their window was in a three-way call about.
+        scopes.window_outcome_ticket(service, user, body.window_id, ticket_id)
+        view = service.add_window_outcome(ticket_id, body.window_id, body.text, user)
+        return scopes.present_ticket(user, view.to_dict())
 
     @api.get("/api/callers/{caller}/tickets")
     def caller_history(
@@ -255,7 +264,8 @@ def router(
         user: DeskUser,
         limit: int = Query(20, ge=1, le=200),
     ) -> list[dict[str, Any]]:
-        return [v.to_dict() for v in service.history_for_caller(caller, limit)]
+        views = service.history_for_caller(caller, limit, scope=scopes.ticket_scope(user))
+        return [scopes.present_ticket(user, v.to_dict()) for v in views]
 
     @api.get("/api/departments")
     def departments(user: AnyUser) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from console.security import User
 from cti.config import WindowSettings
 from cti.control import NoActiveCall, WindowClosed
 from cti.control_api import router
-from cti.errors import ApiError
+from cti.errors import ApiError, NotFound
 from cti.windows import WindowDirectory
 from tickets.calendar import WorkCalendar
 
@@ -26,9 +26,33 @@ USERS = {
 }
 
 
+class StubView:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+class StubTickets:
+    """T-1 had the shebao window in a three-way call; T-2 had no window."""
+
+    def get(self, ticket_id: str) -> StubView:
+        joined = [{"action": "window_call", "data": {"window_id": "shebao", "call_id": "1.1"}}]
+        events = {"T-1": joined, "T-2": []}
+        if ticket_id not in events:
+            raise NotFound("no-such-ticket", f"no ticket {ticket_id}", ticket_id=ticket_id)
+        return StubView({"id": ticket_id, "agent_id": "li", "events": events[ticket_id]})
+
+
+class StubHotline:
+    tickets = StubTickets()
+
+
 class StubControl:
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.hotline = StubHotline()
         self.windows = WindowDirectory(
             [
                 WindowSettings(id="shebao", name="社保窗口", extension="9001"),
@@ -144,6 +168,17 @@ async def test_roles(client: tuple[httpx.AsyncClient, StubControl]) -> None:
     assert r.status_code == 200
     assert control.calls[-1][0] == "window_outcome"
     assert control.calls[-1][1][0] is USERS["clerk"]
+    # a ticket the window was in no call about answers as a missing one, and is not written
+    calls = len(control.calls)
+    for ticket_id in ("T-2", "T-9"):
+        r = await http.post(
+            "/api/control/window-outcome",
+            json={**outcome, "ticket_id": ticket_id},
+            headers={"x-user": "clerk"},
+        )
+        assert r.status_code == 404 and r.json()["details"] == {"ticket_id": ticket_id}
+        assert r.json()["message"] == f"no ticket {ticket_id}"
+    assert len(control.calls) == calls
     r = await http.post(
         "/api/control/spy", json={**spy, "mode": "shout"}, headers={"x-user": "boss"}
     )

@@ -228,3 +228,25 @@ async def test_window_records_its_outcome_on_the_ticket(pbx: Pbx) -> None:
         await pbx.control.window_outcome(nobody, call.ticket_id, "text")
     with pytest.raises(Invalid):
         await pbx.control.window_outcome(clerk, call.ticket_id, "   ")
+
+
+async def test_the_window_joining_the_call_is_written_on_the_ticket(pbx: Pbx) -> None:
+    """From then on the window's staff may read the ticket and answer on it (console.scopes);
+    a window that never answered was in no call."""
+    pbx.sim.set_phone_behaviour("9001", answer="ignore")  # type: ignore[arg-type]
+    pbx.login()
+    handle, call = await pbx.answered_call()
+    await pbx.control.three_way("li", "shebao")
+    await pbx.until(lambda: pbx.of(Alarm))
+    assert await pbx.hotline.store.flush()
+
+    def joined() -> list[dict[str, object]]:
+        view = pbx.hotline.tickets.get(call.ticket_id)
+        return [e.data for e in view.events if e.action == "window_call"]
+
+    assert joined() == []
+    pbx.sim.set_phone_behaviour("9001", answer="answer")
+    await pbx.control.three_way("li", "shebao")
+    await pbx.until(lambda: pbx.control.session_of("li")["state"] == "three_way")
+    assert await pbx.hotline.store.flush()
+    assert joined() == [{"window_id": "shebao", "call_id": call.call_id}]

@@ -110,8 +110,9 @@ async def test_transitions_over_http(client: httpx.AsyncClient, service: TicketS
     r = await client.get(url, headers=as_("zjj"))
     assert r.status_code == 200, r.text
     assert (await client.get(url, headers=as_("cgj"))).status_code == 404
+    # acting on another unit's ticket answers as for a missing one: nothing leaks
     r = await client.post(url + "/transitions", json={"action": "sign_off"}, headers=as_("cgj"))
-    assert r.status_code == 403 and r.json()["error"] == "not-your-ticket"
+    assert r.status_code == 404 and r.json()["error"] == "no-such-ticket"
     r = await client.post(url + "/transitions", json={"action": "sign_off"}, headers=as_("zjj"))
     assert r.json()["state"] == "handling"
     r = await client.post(url + "/transitions", json={"action": "archive"}, headers=as_("admin"))
@@ -143,9 +144,12 @@ async def test_merge_and_window_outcome(client: httpx.AsyncClient, service: Tick
     )
     assert r.json()["state"] == "merged"
     body = {"window_id": "w12", "text": "材料齐全即可办理"}
-    r = await client.post(
-        f"/api/tickets/{target.id}/window-outcomes", json=body, headers=as_("window")
-    )
+    url = f"/api/tickets/{target.id}/window-outcomes"
+    # a window answers only on a ticket it was in a three-way call about
+    r = await client.post(url, json=body, headers=as_("window"))
+    assert r.status_code == 404 and r.json()["error"] == "no-such-ticket"
+    service.record_window_call(target.id, "w12", "call-3w", AGENT)
+    r = await client.post(url, json=body, headers=as_("window"))
     assert r.status_code == 200 and r.json()["window_outcomes"][0]["window_id"] == "w12"
     r = await client.post(
         f"/api/tickets/{target.id}/window-outcomes",
