@@ -28,6 +28,7 @@ import pytest
 from cti.testing.agi_protocol import parse_env_lines
 from cti.testing.agi_replay import AgiReplayClient, AgiScriptServer, agi_sessions
 from cti.testing.clients import FastAgiStub, RawAmiClient
+from cti.testing.compare import event_shapes
 from cti.testing.frames import Pairs, header
 from cti.testing.model import SimConfig
 from cti.testing.pbx import AsteriskSimulator
@@ -437,3 +438,86 @@ async def test_the_replay_client_reads_fastagi_as_recorded(path: Path) -> None:
         assert server.received == server.recorded
     finally:
         await server.stop()
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+async def test_every_event_shape_the_simulator_makes_was_recorded() -> None:
+    """A day on the simulated PBX (routed, queued, held and delivered calls, a stalled CTI,
+    a callback, a phone losing power, a restart and its boot): every event it sends has the
+    name and header set of an event real Asterisk sent in some recording. Events are not
+    invented either."""
+    recorded: set[object] = set()
+    for path in [*AMI_RECORDINGS, *sorted((FIXTURES / "in_loop").glob("observer_*.ami.jsonl"))]:
+        recorded |= set(event_shapes(load_transcript(path), keep_noise=True))
+    agi = FastAgiStub()
+    await agi.start()
+    config = SimConfig(
+        agi_port=agi.port,
+        scale=SCALE,
+        route_timeout_s=0.3,
+        shutdown_s=0.05,
+        boot_delay_s=0.1,
+        restart_delay_s=0.01,
+    )
+    sim = AsteriskSimulator(config)
+    await sim.start()
+    c = await login(sim)
+    try:
+        sim.register_phone("8001")
+        sim.register_phone("9001", ip="127.0.0.6")
+        await c.action(
+            Action="QueueAdd",
+            Queue="hotline",
+            Interface="PJSIP/8001",
+            MemberName="李娜",
+            Paused="true",
+            Reason="login",
+            StateInterface="PJSIP/8001",
+        )
+        await c.action(Action="QueuePause", Queue="hotline", Interface="PJSIP/8001", Paused="0")
+        fresh_heartbeat(sim)
+        agi.route = lambda env: "PJSIP/8001"
+        await sim.place_call("13800000001", "张三", talk_s=3).wait(5)
+        agi.route = lambda env: ""
+        await sim.place_call("13800000002", "李四", talk_s=3).wait(5)
+        agi.hold = True
+        call = sim.place_call("13800000003", "王五", talk_s=3)
+        await c.wait_event("MusicOnHoldStart", Context="cti-hold")
+        await c.action(
+            Action="Redirect",
+            Channel=call.channel.name,
+            Context="cti-deliver",
+            Exten="8001",
+            Priority="1",
+        )
+        await call.wait(5)
+        agi.hold, agi.silent = False, True
+        await sim.place_call("13800000004", "赵六", talk_s=3).wait(5)
+        agi.silent = False
+        await c.action(
+            Action="Originate",
+            Channel="PJSIP/8001",
+            Context="cti-callback",
+            Exten="13800000010",
+            CallerID="12345 回访 <12345>",
+            Async="true",
+        )
+        await c.wait_event("BridgeEnter")
+        await c.action(Action="Hangup", Channel="/^PJSIP\\/8001-.*$/")
+        sim.unregister_phone("9001", clean=False)
+        await c.wait_event("ContactStatus", ContactStatus="Unreachable")
+        restart = asyncio.ensure_future(sim.restart())
+        await asyncio.wait_for(c.closed.wait(), 5)
+        await restart
+        after = await login(sim)
+        await after.wait_event("FullyBooted")
+        await asyncio.sleep(0.3)
+        await after.close()
+        produced = set(event_shapes([*c.messages, *after.messages], keep_noise=True))
+        assert sorted(map(str, produced - recorded)) == []
+    finally:
+        await c.close()
+        await sim.stop()
+        await agi.stop()
