@@ -33,7 +33,8 @@ from console.ratelimit import LoginLimiter
 from console.security import ROLES, User
 from console.sessions import SessionCodec, SessionMiddleware
 from console.users import Users
-from cti.errors import ApiError
+from cti.errors import ApiError, ConfigError
+from cti.preflight import console_key_problem
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,18 @@ def create_app(hotline: Any) -> FastAPI:
     settings = hotline.settings
     console = settings.console
     translator = Translator(settings.site.language)
+    # Whoever starts the console (serve, the demo, a test), a key everybody knows is refused:
+    # it would let anyone sign a session cookie for the administrator.
+    problem = console_key_problem(console)
+    if problem is not None or console.secret_key is None:
+        raise ConfigError([problem or "console.secret_key: missing."], "console")
     users = Users(hotline.sessions)
     codec = SessionCodec(console.secret_key.get_secret_value(), console.session_hours * 3600)
     limiter = LoginLimiter(console.login_attempts_per_minute)
     kb = KnowledgeBase.load(getattr(console, "kb_path", "") or None)
     hub = LiveHub(hotline)
     renderer = pages.PageRenderer(translator, settings.site.name, settings.site.timezone)
-    secure = console.public_url.startswith("https:")
+    secure = not console.serves_plain_http()
     # ``console.metrics_token`` (a SecretStr) once ConsoleSettings has it; until then none.
     token: Any = getattr(console, "metrics_token", None) or ""
     metrics_token = str(token.get_secret_value() if hasattr(token, "get_secret_value") else token)

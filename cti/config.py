@@ -118,14 +118,60 @@ class AgiSettings(Section):
 class ConsoleSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    secret_key: SecretStr = SecretStr("change-me-please-0123456789abcdef")
+    # Signs the session cookies: no default (a known key lets anyone sign in as anyone);
+    # serve and the console refuse a missing, short or placeholder key (cti.preflight).
+    secret_key: SecretStr | None = None
     public_url: str = ""
+    # Session cookies are Secure (sent back over HTTPS only) unless this is true and the
+    # console listens on a loopback address: the demo, or a browser on this machine.
+    plain_http_loopback: bool = False
+    # Addresses (or networks) of the reverse proxies in front of the console: only their
+    # X-Forwarded-For is believed, and their own address is never taken for a client's.
+    trusted_proxies: list[str] = []
     session_hours: int = Field(12, ge=1)
+    # Failed logins a user name may have before each further one doubles a wait
+    # (console.ratelimit); an address may fail four times as often across user names.
     login_attempts_per_minute: int = Field(5, ge=1)
     # knowledge-base articles (JSON); empty: the sample shipped with the console
     kb_path: str = ""
-    # /metrics answers loopback clients; others need "Authorization: Bearer <token>"
+    # /metrics answers loopback clients that come straight (no proxy); others need
+    # "Authorization: Bearer <token>"
     metrics_token: SecretStr | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, values: list[str]) -> list[str]:
+        import ipaddress
+
+        for value in values:
+            if value.strip() == "*":
+                raise ValueError(
+                    "'*' would believe X-Forwarded-For from anyone: list the proxies' addresses"
+                )
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is no IP address or network: write e.g. '127.0.0.1' or "
+                    "'10.0.0.0/24'"
+                ) from None
+        return values
+
+    def is_loopback(self) -> bool:
+        """The console listens on a loopback address only (no other machine reaches it)."""
+        import ipaddress
+
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def serves_plain_http(self) -> bool:
+        """``plain_http_loopback``, honoured only on a loopback address: cookies without
+        ``Secure``. Everywhere else they are Secure, so a browser sends them over HTTPS only."""
+        return self.plain_http_loopback and self.is_loopback()
 
 
 SeatKind = Literal["seat", "window", "supervisor"]

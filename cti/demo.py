@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import random
+import secrets
 import signal
 import sys
 import time
@@ -76,9 +77,18 @@ def _settings(args: argparse.Namespace, ami_port: int) -> config_mod.Settings:
     )
     data["asterisk"] = [node]
     data.setdefault("agi", {})["port"] = 0
-    data.setdefault("console", {})["port"] = args.port
-    if isinstance(data["console"].get("secret_key"), str) and "*" in data["console"]["secret_key"]:
-        data["console"].pop("secret_key")
+    # A new session key each run (cookies of an earlier run, or of anyone who read this
+    # file, sign nobody in); loopback only, where plain HTTP may carry the cookies: the demo
+    # users' passwords are published in the README.
+    console = data.setdefault("console", {})
+    console.update(
+        port=args.port,
+        host="127.0.0.1",
+        secret_key=secrets.token_urlsafe(48),
+        plain_http_loopback=True,
+        trusted_proxies=[],
+    )
+    console.pop("metrics_token", None)  # masked by model_dump: no token, /metrics on loopback
     if "sms" in data and isinstance(data["sms"], dict):
         data["sms"].pop("auth_token", None)
         data["sms"]["enabled"] = False

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cti.config import Settings, mask_url
+from cti.config import ConsoleSettings, Settings, mask_url
 from cti.errors import ConfigError
 
 # How long the check waits for a database server that does not answer.
@@ -45,6 +45,9 @@ def validate(settings: Settings, source: str = "", *, starting: bool = False) ->
 
 def check(settings: Settings, *, starting: bool = False) -> Findings:
     found = Findings()
+    secrets = _secrets(settings)
+    found.problems += secrets.problems
+    found.warnings += secrets.warnings
     found.problems += _routing_plan(settings)
     found.problems += _windows(settings)
     found.problems += _time_zones(settings)
@@ -61,6 +64,121 @@ def check(settings: Settings, *, starting: bool = False) -> Findings:
         if busy:
             (found.problems if starting else found.warnings).append(busy)
     found.warnings += _cdr_files(settings)
+    return found
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+MIN_KEY_CHARS = 32
+MIN_KEY_DISTINCT = 10
+MIN_TOKEN_CHARS = 16
+# The console key's built-in default of old versions: cookies signed with it were forged.
+OLD_DEFAULT_KEY = "change-me-please-0123456789abcdef"
+# What config/example.toml, config/asterisk/manager.conf and the demo ship.
+EXAMPLE_SECRETS = frozenset({"cti-secret", "change-me", "change-me-too"})
+PLACEHOLDER_MARKS = (
+    "change-me",
+    "changeme",
+    "change_me",
+    "replace-with",
+    "replace-me",
+    "replace_me",
+    "replaceme",
+    "placeholder",
+    "example",
+    "0123456789",
+    "xxxxxxxx",
+)
+KEY_ADVICE = (
+    "set it to at least 32 random characters (whoever knows the key can sign a session cookie"
+    " for any user), e.g. the output of"
+    " python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+)
+
+
+def _placeholder(value: str) -> bool:
+    lowered = value.strip().lower()
+    return lowered in EXAMPLE_SECRETS or any(mark in lowered for mark in PLACEHOLDER_MARKS)
+
+
+def console_key_problem(console: ConsoleSettings) -> str | None:
+    """The sentence refusing ``console.secret_key`` (``ConsoleSettings``), or None when it is
+    fit to sign sessions. The console refuses to start with such a key, whoever starts it."""
+    key = console.secret_key.get_secret_value() if console.secret_key is not None else ""
+    if not key.strip():
+        reason = "missing"
+    elif key == OLD_DEFAULT_KEY:
+        reason = "the built-in default"
+    elif _placeholder(key):
+        reason = "a placeholder"
+    elif len(key) < MIN_KEY_CHARS:
+        reason = f"too short ({len(key)} characters)"
+    elif len(set(key)) < MIN_KEY_DISTINCT:
+        reason = f"too simple ({len(set(key))} different characters)"
+    else:
+        return None
+    return f"console.secret_key: {reason}: {KEY_ADVICE}."
+
+
+def _secrets(settings: Settings) -> Findings:
+    """Secrets that are missing or that everybody knows (the example's, the demo's), and the
+    console's transport settings that would send its cookies where they must not go."""
+    found = Findings()
+    console = settings.console
+    key = console_key_problem(console)
+    found.problems += [key] if key else []
+    token = console.metrics_token.get_secret_value() if console.metrics_token else ""
+    reason = None
+    if token and _placeholder(token):
+        reason = "the example's placeholder"
+    elif token and len(token) < MIN_TOKEN_CHARS:
+        reason = f"too short ({len(token)} characters)"
+    if reason:
+        found.problems.append(
+            f"console.metrics_token: {reason}: set it to a random string"
+            " (python3 -c 'import secrets; print(secrets.token_urlsafe(32))') or remove the key"
+            " (then only clients on this machine read /metrics)."
+        )
+    if console.plain_http_loopback and not console.serves_plain_http():
+        found.problems.append(
+            "console.plain_http_loopback: only honoured when console.host is a loopback address"
+            f" (127.0.0.1, ::1): the console on {console.host} sends Secure cookies, which"
+            " browsers send back only over HTTPS; serve it through a TLS proxy and remove the"
+            " key, or listen on 127.0.0.1."
+        )
+    if (
+        console.public_url.startswith("https:")
+        and console.is_loopback()
+        and not console.trusted_proxies
+    ):
+        found.warnings.append(
+            f"console.trusted_proxies: the console listens on {console.host} behind"
+            f' {console.public_url}: list the proxy\'s address (e.g. ["127.0.0.1"]), else the'
+            " login limiter and /metrics take every client for the proxy."
+        )
+    for i, node in enumerate(settings.asterisk):
+        secret = node.secret.get_secret_value()
+        reason = "missing" if not secret.strip() else None
+        if reason is None and _placeholder(secret):
+            reason = "the example's placeholder"
+        if reason:
+            found.problems.append(
+                f"asterisk[{i}].secret: {reason}: choose a random secret and set it here and as"
+                f" the secret of the [{node.username}] user in Asterisk's manager.conf (whoever"
+                " knows it controls the calls)."
+            )
+    sms_token = settings.sms.auth_token.get_secret_value()
+    if sms_token and _placeholder(sms_token):
+        if settings.sms.enabled:
+            found.problems.append(
+                "sms.auth_token: the example's placeholder: set the auth token of the twilio"
+                " account (it signs the delivery reports /api/sms/status accepts)."
+            )
+        else:
+            found.warnings.append(
+                "sms.auth_token: the example's placeholder: set the auth token of the twilio"
+                " account before enabling sms."
+            )
     return found
 
 

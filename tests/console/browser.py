@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -43,7 +44,11 @@ def stack_settings(ami_port: int, tmp: Path, *, leader_shift: bool = False) -> A
     data["asterisk"][0].update(port=ami_port, backoff_max_s=0.5, ping_interval_s=60)
     data["database"] = {"url": f"sqlite:///{tmp / 'hotline.db'}"}
     data["agi"] = {"port": 0}
-    data["console"] = {"port": 0, "secret_key": "browser-test-secret-0123456789abcdef"}
+    data["console"] = {
+        "port": 0,
+        "secret_key": secrets.token_urlsafe(32),
+        "plain_http_loopback": True,  # Chromium on http://127.0.0.1
+    }
     data["recordings"] = {"dir": str(tmp / "rec"), "settle_s": 0}
     data.setdefault("tickets", {})["attachments_dir"] = str(tmp / "attachments")
     data["control"] = {"wrapup_s": 120}

@@ -3,6 +3,7 @@ FastAGI), its schema, the console app in a TestClient, and users to log in as.""
 
 from __future__ import annotations
 
+import secrets
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +32,12 @@ DEPARTMENTS = [
 def console_settings(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
     data = default_data()
     data["database"] = {"url": db_url}
-    data["console"] = {"secret_key": "test-secret-key-0123456789abcdef", "port": 0}
+    # A new key per test, as a site has its own; the TestClient talks plain HTTP.
+    data["console"] = {
+        "secret_key": secrets.token_urlsafe(32),
+        "port": 0,
+        "plain_http_loopback": True,
+    }
     data["agi"] = {"port": 0}
     data["recordings"] = {"dir": str(tmp_path / "recordings")}
     data["departments"] = DEPARTMENTS

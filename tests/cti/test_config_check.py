@@ -36,9 +36,16 @@ def set_key(text: str, section: str, key: str, value: str) -> str:
     return text[: match.start()] + f"{key} = {value}" + text[match.end() :]
 
 
-def example(tmp: Path) -> str:
-    """The example with every path it names in ``tmp`` and ports the system picks."""
+def example(tmp: Path, *, secrets: bool = True) -> str:
+    """The example with every path it names in ``tmp`` and ports the system picks, and (with
+    ``secrets``) its placeholder secrets replaced by random ones, as a site does."""
     text = EXAMPLE.read_text(encoding="utf-8")
+    if secrets:
+        import secrets as random
+
+        for section, key in (("console", "secret_key"), ("console", "metrics_token"),
+                             ("asterisk", "secret"), ("sms", "auth_token")):  # fmt: skip
+            text = set_key(text, section, key, f'"{random.token_urlsafe(32)}"')
     for section, key, value in (
         ("database", "url", f'"sqlite:///{tmp}/var/hotline.db"'),
         ("asterisk", "cdr_path", '""'),

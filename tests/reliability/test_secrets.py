@@ -39,7 +39,7 @@ def with_password(url: str) -> str:
 def secret_data(db_url: str) -> dict[str, Any]:
     data = site_data(2, skills=1)
     data["asterisk"][0]["secret"] = AMI_SECRET
-    data["console"] = {"secret_key": CONSOLE_KEY, "port": 0}
+    data["console"] = {"secret_key": CONSOLE_KEY, "port": 0, "plain_http_loopback": True}
     data["database"] = {"url": db_url}
     data["sms"] = {
         "enabled": True,
@@ -163,3 +163,195 @@ def test_config_file_permissions_are_checked(
     load(path)
     assert not [r for r in caplog.records if r.name == "cti.config"]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+# --- weak secrets are refused ----------------------------------------------------------------
+
+KEY_ADVICE = (
+    ": set it to at least 32 random characters (whoever knows the key can sign a session"
+    " cookie for any user), e.g. the output of"
+    " python3 -c 'import secrets; print(secrets.token_urlsafe(48))'."
+)
+OLD_DEFAULT_KEY = "change-me-please-0123456789abcdef"
+EXAMPLE_KEY = "replace-with-64-random-characters-for-session-signing-0123456789"
+
+
+def key_settings(key: str | None, db_url: str = "sqlite:///./x.db") -> Any:
+    data = secret_data(db_url)
+    data["sms"]["enabled"] = False
+    if key is None:
+        del data["console"]["secret_key"]
+    else:
+        data["console"]["secret_key"] = key
+    return parse(data)
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        (None, "missing"),
+        ("", "missing"),
+        (OLD_DEFAULT_KEY, "the built-in default"),
+        (EXAMPLE_KEY, "a placeholder"),
+        ("change-me-" + "k3Yx" * 8, "a placeholder"),
+        ("s3cr3t-but-short", "too short (16 characters)"),
+        ("ab" * 24, "too simple (2 different characters)"),
+    ],
+)
+def test_a_weak_console_key_stops_serve_and_the_console(key: str | None, reason: str) -> None:
+    from console.app import create_app
+    from cti import preflight
+    from cti.app import Hotline
+    from cti.errors import ConfigError
+
+    settings = key_settings(key)
+    problem = f"console.secret_key: {reason}{KEY_ADVICE}"
+    assert [p for p in preflight.check(settings).problems if p.startswith("console.")] == [problem]
+    hotline = Hotline(settings, console=False)
+    try:
+        with pytest.raises(ConfigError) as refused:
+            create_app(hotline)  # whatever starts the console, not only `serve`
+        assert refused.value.problems == [problem]
+    finally:
+        hotline.agents.stop()
+        hotline.engine.dispose()
+
+
+def test_a_random_console_key_passes() -> None:
+    import secrets
+
+    from cti import preflight
+
+    for key in (CONSOLE_KEY, secrets.token_urlsafe(32), secrets.token_hex(16)):
+        problems = preflight.check(key_settings(key)).problems
+        assert [p for p in problems if "secret" in p] == [], key
+
+
+def test_a_cookie_forged_with_the_old_default_key_gets_nobody_in(
+    any_db_url: str, tmp_path: Path
+) -> None:
+    """The attack of the report: the built-in default key, a cookie for the administrator."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    from console.app import create_app
+    from cti.app import Hotline
+    from cti.db import create_schema
+    from cti.errors import ConfigError
+
+    hotline = Hotline(key_settings(None, any_db_url), console=False)
+    try:
+        create_schema(hotline.engine)
+        admin = Users(hotline.sessions).create("root", "pw-root-123", ["admin"])
+        try:
+            app = create_app(hotline)
+        except ConfigError:
+            return  # refused to start: nothing answers the forged cookie
+        from tests.console.conftest import TestClient
+
+        forged = URLSafeTimedSerializer(OLD_DEFAULT_KEY, salt="hotline-console-session")
+        cookie = forged.dumps({"u": admin.id, "e": 0, "c": "x"})
+        with TestClient(app) as client:
+            client.cookies.set("hotline_session", cookie)
+            assert client.get("/api/me").status_code == 401
+    finally:
+        hotline.agents.stop()
+        hotline.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("cti-secret", "the example's placeholder"),
+        ("change-me", "the example's placeholder"),
+        ("", "missing"),
+    ],  # fmt: skip
+)
+def test_the_example_ami_secret_is_refused(secret: str, reason: str) -> None:
+    from cti import preflight
+
+    data = secret_data("sqlite:///./x.db")
+    data["asterisk"][0]["secret"] = secret
+    problems = preflight.check(parse(data)).problems
+    assert [p for p in problems if p.startswith("asterisk")] == [
+        f"asterisk[0].secret: {reason}: choose a random secret and set it here and as the"
+        " secret of the [cti] user in Asterisk's manager.conf (whoever knows it controls the"
+        " calls)."
+    ]
+
+
+def test_the_example_twilio_token_is_refused_once_sms_is_enabled() -> None:
+    from cti import preflight
+
+    data = secret_data("sqlite:///./x.db")
+    data["sms"]["auth_token"] = "change-me"
+    found = preflight.check(parse(data))
+    assert [p for p in found.problems if p.startswith("sms")] == [
+        "sms.auth_token: the example's placeholder: set the auth token of the twilio account"
+        " (it signs the delivery reports /api/sms/status accepts)."
+    ]
+    data["sms"]["enabled"] = False
+    found = preflight.check(parse(data))
+    assert [p for p in found.problems if p.startswith("sms")] == []
+    assert [w for w in found.warnings if w.startswith("sms")] == [
+        "sms.auth_token: the example's placeholder: set the auth token of the twilio account"
+        " before enabling sms."
+    ]
+
+
+def test_config_check_reports_the_secrets_of_the_example(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example is a template: copied as it is, it is refused, each secret by name."""
+    from tests.cti.test_config_check import example, refused, write
+
+    site = tmp_path / "site"
+    site.mkdir()
+    path = write(site / "hotline.toml", example(site, secrets=False))
+    problems = refused(path, capsys)
+    assert problems == [
+        f"console.secret_key: missing{KEY_ADVICE}",
+        "console.metrics_token: the example's placeholder: set it to a random string"
+        " (python3 -c 'import secrets; print(secrets.token_urlsafe(32))') or remove the key"
+        " (then only clients on this machine read /metrics).",
+        "asterisk[0].secret: the example's placeholder: choose a random secret and set it here"
+        " and as the secret of the [cti] user in Asterisk's manager.conf (whoever knows it"
+        " controls the calls).",
+    ]
+
+
+def test_serve_refuses_the_example_as_it_is(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.cti.test_config_check import ROOT, example, write
+
+    site = tmp_path / "site"
+    site.mkdir()
+    path = write(site / "hotline.toml", example(site, secrets=False))
+    proc = subprocess.run(
+        [sys.executable, "-m", "cti.cli", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"  console.secret_key: missing{KEY_ADVICE}" in proc.stderr.splitlines()
+
+
+def test_the_demo_makes_a_new_key_each_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from cti import demo, preflight
+
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(config=None, port=0, db=None, calls=5)
+    first, second = demo._settings(args, 5038), demo._settings(args, 5038)
+    keys = {
+        s.console.secret_key.get_secret_value() for s in (first, second) if s.console.secret_key
+    }
+    assert len(keys) == 2
+    for settings in (first, second):
+        assert preflight.console_key_problem(settings.console) is None
+        assert settings.console.plain_http_loopback and settings.console.host == "127.0.0.1"
