@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -125,11 +125,23 @@ def page_headers() -> dict[str, str]:
     return {"Content-Security-Policy": CSP, "Cache-Control": "no-store"}
 
 
+# A path of this site in plain URL characters: no second slash or backslash after the first.
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@/%?#]*")
+
+
 def _safe_next(value: str) -> str:
-    """Only local paths: ``next=//evil.example`` must not become an open redirect."""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return ""
+    r"""Where to go after login: a path of this site, else "" (the user's home page).
+
+    Browsers drop tabs and newlines from a URL and read ``\`` as ``/``, so
+    ``/\t/evil.example/`` and ``/\evil.example`` are ``//evil.example/``: another site. Only
+    plain URL characters pass, and the path may not start with two slashes, even once
+    percent-decoded. ``login.js`` checks the origin again before it navigates."""
+    if not _LOCAL_PATH.fullmatch(value):
+        return ""
+    decoded = re.sub(r"[\t\n\r]", "", unquote(value))
+    if decoded.startswith(("//", "/\\")):
+        return ""
+    return value
 
 
 def router(hotline: Any, renderer: PageRenderer, codec: SessionCodec, *, secure: bool) -> APIRouter:

@@ -3,6 +3,21 @@
   "use strict";
   var H = window.Hotline;
   var form = H.$("login-form");
+
+  // Where to go after login: a page of this site only. The browser, not the server, parses
+  // the URL in the end (it drops tabs and newlines, reads "\\" as "/"): "/\t/evil.example/"
+  // would leave the site, so the parsed URL's origin must be this page's.
+  function sameOrigin(next) {
+    if (typeof next !== "string" || next.charAt(0) !== "/") return "";
+    var url;
+    try {
+      url = new URL(next, location.href);
+    } catch (e) {
+      return "";
+    }
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "";
+  }
+
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     var button = H.$("login-submit");
@@ -12,7 +27,7 @@
       username: H.$("username").value.trim(),
       password: H.$("password").value,
     }).then(function (data) {
-      location.href = H.config.next || data.user.home;
+      location.href = sameOrigin(H.config.next) || sameOrigin(data.user.home) || "/";
     }, function (error) {
       button.disabled = false;
       var text;
