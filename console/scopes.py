@@ -37,7 +37,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, or_, select
 
 from console.security import User
-from cti.errors import Forbidden, NotFound
+from cti.errors import ApiError, Forbidden, NotFound
 from tickets.models import Assignment, Ticket, TicketEvent
 from tickets.service import WINDOW_CALL
 
@@ -186,14 +186,34 @@ def handled_by(user: User, ticket: Mapping[str, Any]) -> bool:
     return bool(user.agent_id) and ticket.get("agent_id") == user.agent_id
 
 
-# --- recordings and transcripts ----------------------------------------------------------
+# --- calls, recordings and transcripts -----------------------------------------------------
 
 
-def can_see_recording(user: User, agent_id: str | None) -> bool:
-    """The recording rule: a recording of a call taken by ``agent_id``."""
+def owns_call(user: User, agent_id: str | None) -> bool:
+    """A call taken by ``agent_id`` is the user's own; supervisors (and administrators) may
+    act on any."""
     if user.has("supervisor"):  # administrators pass ``has`` always
         return True
     return bool(user.agent_id) and agent_id == user.agent_id
+
+
+def acting_agent(user: User, requested: str | None) -> str:
+    """The agent a call-control action applies to: one's own; another's only for
+    supervisors."""
+    if requested and requested != user.agent_id:
+        if not owns_call(user, requested):
+            raise Forbidden("not-your-call", "agents act on their own call only")
+        return requested
+    if not user.agent_id:
+        raise ApiError(
+            409, "not-an-agent", "this user is not an agent: name the agent_id", {"user": user.id}
+        )
+    return user.agent_id
+
+
+def can_see_recording(user: User, agent_id: str | None) -> bool:
+    """The recording rule: the recordings of one's own calls (``owns_call``)."""
+    return owns_call(user, agent_id)
 
 
 def can_see_recordings(user: User, agent_ids: Iterable[str | None]) -> bool:

@@ -19,9 +19,9 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from console import scopes
+from console.scopes import acting_agent  # the own-call rule, with the other scopes
 from console.security import User, require_roles
 from console.validation import KeyQuery, MomentQuery, MultiLine, TicketIdText
-from cti.errors import ApiError, Forbidden
 
 DESK = ("agent", "leader", "supervisor")
 
@@ -64,19 +64,6 @@ class WindowOutcome(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ticket_id: TicketIdText
     text: MultiLine = Field(max_length=4000)
-
-
-def acting_agent(user: User, requested: str | None) -> str:
-    """The agent an action applies to: one's own; another's only for supervisors."""
-    if requested and requested != user.agent_id:
-        if not user.has("supervisor"):
-            raise Forbidden("not-your-call", "agents act on their own call only")
-        return requested
-    if not user.agent_id:
-        raise ApiError(
-            409, "not-an-agent", "this user is not an agent: name the agent_id", {"user": user.id}
-        )
-    return user.agent_id
 
 
 def router(control: Any) -> APIRouter:

@@ -116,7 +116,7 @@ def _recorded_call(service: TicketService, user: User, call_id: str, node: str) 
     if len(rows) > 1:
         raise Invalid("node-required", f"several nodes have a call {call_id}: name the node")
     call = rows[0] if rows else None
-    if call is None or not (user.has("supervisor") or call.agent_id == (user.agent_id or None)):
+    if call is None or not scopes.owns_call(user, call.agent_id):
         raise NotFound("no-such-call", f"no call {call_id} of yours", call_id=call_id)
     return call
 
