@@ -30,7 +30,7 @@ from console.i18n import Translator
 from console.kb import KnowledgeBase
 from console.live import DROP, LiveHub
 from console.ratelimit import LoginLimiter
-from console.security import ROLES, User
+from console.security import ROLES, Clients, User
 from console.sessions import SessionCodec, SessionMiddleware
 from console.users import Users
 from cti.errors import ApiError, ConfigError
@@ -70,6 +70,7 @@ def create_app(hotline: Any) -> FastAPI:
     users = Users(hotline.sessions)
     codec = SessionCodec(console.secret_key.get_secret_value(), console.session_hours * 3600)
     limiter = LoginLimiter(console.login_attempts_per_minute)
+    clients = Clients(console.trusted_proxies)
     kb = KnowledgeBase.load(getattr(console, "kb_path", "") or None)
     hub = LiveHub(hotline)
     renderer = pages.PageRenderer(translator, settings.site.name, settings.site.timezone)
@@ -93,10 +94,10 @@ def create_app(hotline: Any) -> FastAPI:
     app.add_middleware(SessionMiddleware, codec=codec, users=users, csrf_exempt=CSRF_EXEMPT)
     _error_handlers(app, renderer)
 
-    app.include_router(auth.router(users, codec, limiter, secure=secure))
+    app.include_router(auth.router(users, codec, limiter, clients, secure=secure))
     app.include_router(api.router(hotline, hub, kb, users))
     app.include_router(pages.router(hotline, renderer, codec, secure=secure))
-    app.include_router(ops.router(app, hotline, hub, renderer, metrics_token))
+    app.include_router(ops.router(app, hotline, hub, renderer, metrics_token, clients))
     _include_slices(app, hotline)
 
     @app.websocket("/ws")

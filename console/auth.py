@@ -2,7 +2,8 @@
 
 ``POST /api/login`` is the one API route open without a session user (it still needs the
 anonymous session's CSRF token, issued with the login page). Failed attempts are rate limited
-per username and address; every attempt is written to the login audit.
+per user name and per address (``console.ratelimit``); every attempt is written to the login
+audit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from console.api import user_dict
 from console.ratelimit import LoginLimiter
-from console.security import ROLES, User, require_roles
+from console.security import ROLES, Clients, User, require_roles
 from console.sessions import SessionCodec
 from console.users import Users
 from console.validation import Username
@@ -30,18 +31,22 @@ class LoginBody(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else ""
-
-
-def router(users: Users, codec: SessionCodec, limiter: LoginLimiter, *, secure: bool) -> APIRouter:
+def router(
+    users: Users,
+    codec: SessionCodec,
+    limiter: LoginLimiter,
+    clients: Clients,
+    *,
+    secure: bool,
+) -> APIRouter:
     api = APIRouter(tags=["auth"])
 
     @api.post("/api/login")
     async def login(body: LoginBody, request: Request) -> JSONResponse:
-        address = client_address(request)
+        address = clients.address(request)
+        counted = clients.limiter_address(request)
         agent = request.headers.get("user-agent", "")
-        wait = limiter.retry_after(body.username, address)
+        wait = limiter.retry_after(body.username, counted)
         if wait:
             await asyncio.to_thread(
                 users.record_login,
@@ -68,10 +73,10 @@ def router(users: Users, codec: SessionCodec, limiter: LoginLimiter, *, secure: 
             user_agent=agent,
         )
         if user is None:
-            limiter.failed(body.username, address)
+            limiter.failed(body.username, counted)
             # One message for every failure: the answer does not tell which usernames exist.
             raise ApiError(401, "bad-credentials", "wrong username or password")
-        limiter.succeeded(body.username, address)
+        limiter.succeeded(body.username, counted)
         session = codec.new(user.id, epoch)
         response = JSONResponse({"user": user_dict(user), "csrf": session["c"]})
         response.headers.append("set-cookie", codec.cookie_header(session, secure=secure))
@@ -86,7 +91,7 @@ def router(users: Users, codec: SessionCodec, limiter: LoginLimiter, *, secure: 
             user.username,
             "logout",
             user_id=user.id,
-            remote_addr=client_address(request),
+            remote_addr=clients.address(request),
         )
         response = JSONResponse({"ok": True})
         response.headers.append("set-cookie", codec.cookie_header(None, secure=secure))

@@ -2,19 +2,35 @@
 live objects of the composition root: nothing is counted twice, the numbers are the ones the
 CTI works with.
 
-Access: ``/metrics`` answers loopback clients (a Prometheus or node exporter on the same
-machine); from elsewhere it needs ``Authorization: Bearer <console.metrics_token>``, and
-without a configured token it refuses every non-loopback client.
+Access (``may_read``): ``/metrics`` answers clients on the same machine that talk to the
+console straight (a Prometheus or node exporter there); everyone else needs
+``Authorization: Bearer <console.metrics_token>``, and without a configured token is refused.
+A request through a proxy is not straight, even from loopback: it carries a proxy header, or
+comes from one of ``[console] trusted_proxies`` (a proxy on this machine that says nothing of
+its client would otherwise make every visitor a local one).
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from starlette.requests import Request
+
+from console.security import Clients
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def may_read(request: Request, token: str, clients: Clients) -> bool:
+    if clients.straight_from_loopback(request):
+        return True
+    auth = request.headers.get("authorization", "")
+    given = auth[7:] if auth.lower().startswith("bearer ") else ""
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
 
 
 def _escape(value: str) -> str:

@@ -8,8 +8,6 @@ what state each dependency is in: no hosts, credentials, file paths or error tex
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -20,15 +18,8 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from console import metrics
 from console.live import LiveHub
 from console.pages import PageRenderer
-from console.security import ROLES, User, require_roles
+from console.security import ROLES, Clients, User, require_roles
 from cti.errors import ApiError
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def route_roles(route: Any) -> tuple[str, ...] | None:
@@ -79,6 +70,7 @@ def router(
     hub: LiveHub,
     renderer: PageRenderer,
     metrics_token: str,
+    clients: Clients,
 ) -> APIRouter:
     ops = APIRouter()
 
@@ -89,12 +81,8 @@ def router(
 
     @ops.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     def prometheus(request: Request) -> Response:
-        host = request.client.host if request.client else ""
-        if not is_loopback(host):
-            auth = request.headers.get("authorization", "")
-            given = auth[7:] if auth.lower().startswith("bearer ") else ""
-            if not metrics_token or not hmac.compare_digest(given, metrics_token):
-                raise ApiError(403, "metrics-forbidden", "metrics: loopback or a bearer token")
+        if not metrics.may_read(request, metrics_token, clients):
+            raise ApiError(403, "metrics-forbidden", "metrics: loopback or a bearer token")
         return Response(metrics.render(hotline, hub), media_type=metrics.CONTENT_TYPE)
 
     @ops.get("/openapi.json", include_in_schema=False)

@@ -274,11 +274,20 @@ class Hotline:
         return all(results)
 
     async def _start_console(self) -> None:
+        import ipaddress
+
         import uvicorn
 
         from console.app import create_app
 
         self.console_app = create_app(self)
+        # X-Forwarded-For (and -Proto) are believed only from [console] trusted_proxies: by
+        # default uvicorn believes them from 127.0.0.1, which let any local client pick the
+        # address the login limiter counts. Without proxies, nobody's are believed.
+        proxies = [
+            str(ipaddress.ip_network(p, strict=False))
+            for p in self.settings.console.trusted_proxies
+        ]
         config = uvicorn.Config(
             self.console_app,
             host=self.settings.console.host,
@@ -286,6 +295,8 @@ class Hotline:
             log_level="warning",
             lifespan="off",
             access_log=False,
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies,
         )
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
