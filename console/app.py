@@ -31,7 +31,7 @@ from console.kb import KnowledgeBase
 from console.live import DROP, LiveHub
 from console.ratelimit import LoginLimiter
 from console.security import ROLES, Clients, User
-from console.sessions import SessionCodec, SessionMiddleware
+from console.sessions import SessionCodec, SessionMiddleware, SessionStore
 from console.users import Users
 from cti.errors import ApiError, ConfigError
 from cti.preflight import console_key_problem
@@ -68,15 +68,16 @@ def create_app(hotline: Any) -> FastAPI:
     if problem is not None or console.secret_key is None:
         raise ConfigError([problem or "console.secret_key: missing."], "console")
     users = Users(hotline.sessions)
-    codec = SessionCodec(console.secret_key.get_secret_value(), console.session_hours * 3600)
+    max_age_s = console.session_hours * 3600
+    codec = SessionCodec(console.secret_key.get_secret_value(), max_age_s)
+    store = SessionStore(hotline.sessions, max_age_s)
     limiter = LoginLimiter(console.login_attempts_per_minute)
     clients = Clients(console.trusted_proxies)
     kb = KnowledgeBase.load(getattr(console, "kb_path", "") or None)
     hub = LiveHub(hotline)
     renderer = pages.PageRenderer(translator, settings.site.name, settings.site.timezone)
     secure = not console.serves_plain_http()
-    # ``console.metrics_token`` (a SecretStr) once ConsoleSettings has it; until then none.
-    token: Any = getattr(console, "metrics_token", None) or ""
+    token: Any = console.metrics_token or ""  # a SecretStr (a test may give a plain str)
     metrics_token = str(token.get_secret_value() if hasattr(token, "get_secret_value") else token)
 
     app = FastAPI(
@@ -90,11 +91,15 @@ def create_app(hotline: Any) -> FastAPI:
     app.state.hotline = hotline
     app.state.hub = hub
     app.state.users = users
+    app.state.codec = codec
+    app.state.session_store = store
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(SessionMiddleware, codec=codec, users=users, csrf_exempt=CSRF_EXEMPT)
+    app.add_middleware(
+        SessionMiddleware, codec=codec, users=users, store=store, csrf_exempt=CSRF_EXEMPT
+    )
     _error_handlers(app, renderer)
 
-    app.include_router(auth.router(users, codec, limiter, clients, secure=secure))
+    app.include_router(auth.router(users, codec, store, limiter, clients, secure=secure))
     app.include_router(api.router(hotline, hub, kb, users))
     app.include_router(pages.router(hotline, renderer, codec, secure=secure))
     app.include_router(ops.router(app, hotline, hub, renderer, metrics_token, clients))

@@ -1,4 +1,4 @@
-"""Tables of the console: the people who log in, and every login attempt."""
+"""Tables of the console: the people who log in, every login attempt, and the sessions."""
 
 from __future__ import annotations
 
@@ -47,3 +47,21 @@ class LoginAuditRow(Base):
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
     user_agent: Mapped[str] = mapped_column(String(256), default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class ConsoleSessionRow(Base):
+    """A logged-in session (``console.sessions``). The cookie names it by a random token, of
+    which only the SHA-256 is stored; logout or an administrator sets ``revoked_at``, and the
+    cookie stops working at once."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(Integer, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(256), default="")

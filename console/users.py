@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from console import passwords
-from console.models import LoginAuditRow, UserRow
+from console.models import ConsoleSessionRow, LoginAuditRow, UserRow
 from console.security import ROLES, User
 from cti.db import utcnow
 from cti.errors import Conflict, Invalid, NotFound
@@ -136,6 +136,7 @@ class Users:
             row = self._row(session, username)
             row.password_hash = passwords.hash_password(password)
             row.session_epoch += 1
+            _end_sessions(session, row.id)
         self._forget(row.id)
 
     def set_active(self, username: str, active: bool) -> None:
@@ -143,6 +144,7 @@ class Users:
             row = self._row(session, username)
             row.active = active
             row.session_epoch += 1
+            _end_sessions(session, row.id)
         self._forget(row.id)
 
     @staticmethod
@@ -240,6 +242,16 @@ class Users:
                 }
                 for r in rows
             ]
+
+
+def _end_sessions(session: Session, user_id: int) -> None:
+    """The new epoch already ends the user's sessions; their rows say so too, so that the
+    administrator's list of sessions does not show them."""
+    session.execute(
+        update(ConsoleSessionRow)
+        .where(ConsoleSessionRow.user_id == user_id, ConsoleSessionRow.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,4 +1,5 @@
-// The administrator's audit page: who replayed or downloaded which recording, and logins.
+// The administrator's audit page: who replayed or downloaded which recording, the live
+// sessions (each can be ended), and logins.
 (function () {
   "use strict";
   var H = window.Hotline, t = H.t, $ = H.$, el = H.el;
@@ -13,6 +14,25 @@
     });
     if (!data.entries.length) body.appendChild(el("tr", {}, [el("td", { colspan: 5, class: "muted", text: t("audit.empty") })]));
   }, function (e) { H.toast(H.errorText(e), "error"); });
+
+  // Live sessions: the administrator ends one (logs that browser out at once).
+  function loadSessions() {
+    H.api("GET", "/api/sessions").then(function (rows) {
+      var body = H.clear($("sessions"));
+      rows.forEach(function (s) {
+        var end = s.current ? el("span", { class: "muted", text: t("audit.session_current") })
+          : el("button", { type: "button", class: "ghost", text: t("audit.session_end"), onclick: function () {
+            H.api("DELETE", "/api/sessions/" + encodeURIComponent(s.id)).then(loadSessions, function (e) {
+              H.toast(H.errorText(e), "error");
+            });
+          } });
+        body.appendChild(row([s.display_name + " (" + s.username + ")", H.dateTime(s.created_at),
+          H.dateTime(s.last_seen_at), s.remote_addr, s.user_agent, end]));
+      });
+      if (!rows.length) body.appendChild(el("tr", {}, [el("td", { colspan: 6, class: "muted", text: t("audit.empty") })]));
+    }, function (e) { H.toast(H.errorText(e), "error"); });
+  }
+  loadSessions();
 
   H.api("GET", "/api/audit/logins?limit=500").then(function (rows) {
     var body = H.clear($("login-audit"));
