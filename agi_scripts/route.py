@@ -8,8 +8,12 @@
   latency comparison.
 
 Both read the request from the ``agi_*`` environment (no GET VARIABLE round trips: the caller
-id and the dialled number are already in it) and set the same variables, ``ROUTE_TARGET``
-last, so that the dialplan never sees a target without its recording path and ticket.
+id and the dialled number are already in it) and answer with one variable, ``HOTLINE_ROUTE``
+= ``ticket|hold|target|recording``, which ``[cti-route]`` splits onto the caller's channel
+(``HOTLINE_TICKET``, ``HOTLINE_HOLD``, ``ROUTE_TARGET``, ``HOTLINE_REC``). One command, so one
+round trip: Asterisk runs FastAGI commands one at a time, and each answer waits for the CTI's
+event loop to read it, behind whatever AMI events arrived meanwhile (on a real PBX the four
+variables of the first version took 5 + 21 + 3 + 1 ms on a lone call).
 """
 
 from __future__ import annotations
@@ -43,14 +47,24 @@ class RouteAnswer:
     reason: str
 
     def variables(self) -> list[tuple[str, str]]:
-        """What the dialplan uses after ``AGI()``; one AGI round trip each, so nothing else
-        (skill, topic and priority stay with the CTI, which owns the call's record)."""
-        return [
-            ("HOTLINE_REC", self.recording),
-            ("HOTLINE_TICKET", self.ticket_id),
-            ("HOTLINE_HOLD", "1" if self.hold else "0"),
-            ("ROUTE_TARGET", self.target),
-        ]
+        """What the dialplan uses after ``AGI()``: ``HOTLINE_ROUTE`` alone (skill, topic and
+        priority stay with the CTI, which owns the call's record)."""
+        fields = (self.ticket_id, "1" if self.hold else "0", self.target, self.recording)
+        if any(ROUTE_SEPARATOR in f for f in fields):
+            raise ValueError(f"{ROUTE_SEPARATOR!r} in a route field: {fields!r}")
+        return [(ROUTE_VARIABLE, ROUTE_SEPARATOR.join(fields))]
+
+
+ROUTE_VARIABLE = "HOTLINE_ROUTE"
+ROUTE_SEPARATOR = "|"
+ROUTE_FIELDS = ("HOTLINE_TICKET", "HOTLINE_HOLD", "ROUTE_TARGET", "HOTLINE_REC")
+
+
+def split_route(value: str) -> dict[str, str]:
+    """``HOTLINE_ROUTE`` as ``[cti-route]`` splits it: ``CUT(HOTLINE_ROUTE,|,n)`` is the n-th
+    field, empty when there are fewer."""
+    parts = value.split(ROUTE_SEPARATOR)
+    return {name: parts[i] if i < len(parts) else "" for i, name in enumerate(ROUTE_FIELDS)}
 
 
 log = logging.getLogger(__name__)
@@ -119,8 +133,6 @@ async def serve(
             )
             return False
     answer = await decide(request_from_env(session.env, session.peer))
-    # One command at a time (Asterisk answers each before reading the next); ROUTE_TARGET
-    # last, so a hangup midway leaves no target without its recording path and ticket.
     await session.set_variables(answer.variables())
     return True
 

@@ -109,8 +109,8 @@ class RawAmiClient:
 @dataclass
 class FastAgiStub:
     """A FastAGI ``route`` server that answers like the CTI does: reads the caller's name and
-    number, sets HOTLINE_REC, HOTLINE_TICKET, HOTLINE_HOLD and ROUTE_TARGET, then closes.
-    The dialplan copies the answer onto the citizen only with a ticket number.
+    number, sets HOTLINE_ROUTE (ticket|hold|target|recording), then closes. With
+    ``ticket=False`` it sets nothing: the dialplan then leaves the citizen's defaults.
 
     ``route(env) -> target`` picks the seat; ``silent=True`` accepts and never answers (a
     stalled CTI); ``pipelined=True`` writes all its commands at once and closes
@@ -150,15 +150,10 @@ class FastAgiStub:
     def commands(self, env: dict[str, str]) -> list[str]:
         uid = env.get("agi_arg_2") or env.get("agi_uniqueid", "x")
         target = self.route(env)
-        commands = [
-            "GET VARIABLE CALLERID(name)",
-            "GET VARIABLE CALLERID(num)",
-            f'SET VARIABLE HOTLINE_REC "{self.rec_dir}/{uid}.wav"',
-        ]
+        commands = ["GET VARIABLE CALLERID(name)", "GET VARIABLE CALLERID(num)"]
         if self.ticket:
-            commands.append(f'SET VARIABLE HOTLINE_TICKET "T-{len(self.sessions)}"')
-        commands.append(f'SET VARIABLE HOTLINE_HOLD "{int(self.hold)}"')
-        commands.append(f'SET VARIABLE ROUTE_TARGET "{target}"')
+            route = f"T-{len(self.sessions)}|{int(self.hold)}|{target}|{self.rec_dir}/{uid}.wav"
+            commands.append(f'SET VARIABLE HOTLINE_ROUTE "{route}"')
         commands.append('VERBOSE "routed by capture rig" 1')
         return commands
 

@@ -41,10 +41,10 @@ FROM_CITIZEN: tuple[Step, ...] = (
 )
 CTI_ROUTE: tuple[Step, ...] = (
     ("agi", None, "AGI"),
-    ("if_ticket", None, "GotoIf"),
-    ("HOTLINE_REC", None, "Set"),
+    ("if_route", None, "GotoIf"),
     ("HOTLINE_TICKET", None, "Set"),
     ("HOTLINE_HOLD", None, "Set"),
+    ("HOTLINE_REC", None, "Set"),
     ("ROUTE_TARGET", None, "Set"),
     ("end", "end", "Hangup"),
 )

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 R = priorities(CTI_ROUTE)
 CONTEXT = "cti-route"
 CALLING_PRES = ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
-COPIED = ("HOTLINE_REC", "HOTLINE_TICKET", "HOTLINE_HOLD", "ROUTE_TARGET")
+# The fields of HOTLINE_ROUTE, in the order [cti-route] copies them, with their CUT position.
+COPIED = (("HOTLINE_TICKET", 1), ("HOTLINE_HOLD", 2), ("HOTLINE_REC", 4), ("ROUTE_TARGET", 3))
 
 
 async def dial_route(sim: AsteriskSimulator, caller: Channel, exten: str) -> str:
@@ -134,13 +135,15 @@ async def cti_route(sim: AsteriskSimulator, ch: Channel, exten: str) -> None:
         sim.destroy(ch)
         local_device_gone(sim, ch.device)
         return
-    ticket = ch.variables.get("HOTLINE_TICKET", "")
-    sim.newexten(ch, "GotoIf", f"{int(ticket == '')}?end", R["if_ticket"])
-    if ticket:
+    route = ch.variables.get("HOTLINE_ROUTE", "")
+    sim.newexten(ch, "GotoIf", f"{int(route == '')}?end", R["if_route"])
+    if route:
         # MASTER_CHANNEL(): the channel whose uniqueid is this one's Linkedid, the citizen.
         master = next((c for c in sim.channels.values() if c.uniqueid == ch.linkedid), None)
-        for var in COPIED:
-            value = ch.variables.get(var, "")
+        parts = route.split("|")
+        for var, field in COPIED:
+            # CUT(HOTLINE_ROUTE,|,n): the n-th field, empty when there are fewer.
+            value = parts[field - 1] if field <= len(parts) else ""
             sim.newexten(ch, "Set", f"MASTER_CHANNEL({var})={value}", R[var])
             if master is not None and not master.hungup:
                 sim.setvar(master, var, value)

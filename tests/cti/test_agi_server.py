@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agi_scripts.route import RouteAnswer, RouteRequest, serve
+from agi_scripts.route import RouteAnswer, RouteRequest, serve, split_route
 from cti.agi.server import AgiHangup, AgiSession, FastAgiServer, quote
 from cti.ami.actions import UnsafeValue
 from cti.testing import AgiReplayClient, fixture_path
@@ -50,9 +50,9 @@ async def test_route_sets_variables_like_the_recorded_session() -> None:
     server = await start({"route": lambda s: serve(s, decide)})
     client = AgiReplayClient(fixture_path("direct_to_seat.agi.jsonl"), "127.0.0.1", server.port)
     result = await client.run()
-    assert result.variables["ROUTE_TARGET"] == "PJSIP/8001"
-    assert result.variables["HOTLINE_REC"] == "/rec/1.wav"
-    assert result.variables["HOTLINE_TICKET"] == "T1"
+    assert split_route(result.variables["HOTLINE_ROUTE"])["ROUTE_TARGET"] == "PJSIP/8001"
+    assert split_route(result.variables["HOTLINE_ROUTE"])["HOTLINE_REC"] == "/rec/1.wav"
+    assert split_route(result.variables["HOTLINE_ROUTE"])["HOTLINE_TICKET"] == "T1"
     assert seen[0].caller == "13800000001" and seen[0].caller_name == "张三"
     assert seen[0].did == "12345"
     await server.stop()
@@ -73,7 +73,9 @@ async def test_early_close_does_not_spin() -> None:
     assert server.stats["early_close"] == 50
     assert time.process_time() - cpu0 < 2.0
     client = AgiReplayClient(fixture_path("direct_to_seat.agi.jsonl"), "127.0.0.1", server.port)
-    assert (await client.run()).variables["ROUTE_TARGET"] == "PJSIP/8001"
+    assert (
+        split_route((await client.run()).variables["HOTLINE_ROUTE"])["ROUTE_TARGET"] == "PJSIP/8001"
+    )
     await server.stop()
 
 
@@ -93,7 +95,9 @@ async def test_slowloris_times_out_and_others_are_served() -> None:
         slow.append(w)
     client = AgiReplayClient(fixture_path("direct_to_seat.agi.jsonl"), "127.0.0.1", server.port)
     t0 = time.monotonic()
-    assert (await client.run()).variables["ROUTE_TARGET"] == "PJSIP/8001"
+    assert (
+        split_route((await client.run()).variables["HOTLINE_ROUTE"])["ROUTE_TARGET"] == "PJSIP/8001"
+    )
     assert time.monotonic() - t0 < 0.3
     await asyncio.sleep(0.5)
     assert server.stats["bad_header"] == 20
@@ -174,6 +178,6 @@ async def test_unknown_script_is_closed() -> None:
     server = await start({})
     client = AgiReplayClient(fixture_path("direct_to_seat.agi.jsonl"), "127.0.0.1", server.port)
     result = await client.run()
-    assert "ROUTE_TARGET" not in result.variables
+    assert "HOTLINE_ROUTE" not in result.variables
     assert server.stats["unknown_script"] == 1
     await server.stop()

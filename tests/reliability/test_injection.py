@@ -26,7 +26,7 @@ HOSTILE_NAMES = [
     "王" * 2000,  # longer than every column that holds a name
     '"><script>alert(1)</script>',
 ]
-# Variables the FastAGI route may set (agi_scripts.route.RouteAnswer.variables)
+# Variables the route's answer sets on the citizen's channel ([cti-route] splits HOTLINE_ROUTE)
 ROUTE_VARIABLES = {"ROUTE_TARGET", "HOTLINE_HOLD", "HOTLINE_REC", "HOTLINE_TICKET"}
 
 

@@ -12,7 +12,7 @@ import tracemalloc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agi_scripts.route import RouteAnswer, serve
+from agi_scripts.route import RouteAnswer, serve, split_route
 from cti.agi.server import FastAgiServer
 from cti.ami.parser import MAX_FRAME, AmiParser
 
@@ -59,6 +59,8 @@ async def good_session(port: int) -> dict[str, str]:
             parts = line.decode().rstrip("\n").split(" ", 3)
             if parts[:2] == ["SET", "VARIABLE"]:
                 variables[parts[2]] = parts[3].strip('"')
+                if parts[2] == "HOTLINE_ROUTE":
+                    variables.update(split_route(variables[parts[2]]))
             writer.write(b"200 result=1\n")
             await writer.drain()
     finally:
