@@ -65,6 +65,8 @@ class Phone:
             "module\t\t\tausine.so\n"
             "module\t\t\taubridge.so\n"
             "module_tmp\t\taccount.so\n"
+            # menu registers the commands (hangup, ...) that ctrl_tcp runs
+            "module_app\t\tmenu.so\n"
             "module_app\t\tctrl_tcp.so\n"
             f"ctrl_tcp_listen\t\t{self.ip}:{CTRL_PORT}\n"
         )

@@ -142,6 +142,7 @@ class Cti:
     def start(self, timeout: float = 60.0) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         env.pop("HOTLINE_CONFIG", None)
+        self._close_pipe()
         self.starts += 1
         with self.log.open("ab") as log:
             log.write(f"\n--- start {self.starts}\n".encode())
@@ -186,6 +187,11 @@ class Cti:
         self.proc.kill()
         self.proc.wait(10)
         self.stopped = False
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def stop(self) -> None:
         proc = self.proc
@@ -200,8 +206,7 @@ class Cti:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        self._close_pipe()
 
     def log_text(self) -> str:
         return self.log.read_text("utf-8", "replace") if self.log.exists() else ""

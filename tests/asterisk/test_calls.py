@@ -147,7 +147,7 @@ def _bridged_with(rig: Rig, caller: Caller, prefix: str, mark: int, timeout: flo
     until(together, timeout, what=f"{caller.channel} bridged with {prefix}")
 
 
-def test_blind_and_attended_transfer_to_the_window(rig: Rig) -> None:
+def test_blind_and_attended_transfer_to_the_window(rig: Rig, results: dict) -> None:  # type: ignore[type-arg]
     rig.ready(agents=["a1"])
     obs, carrier, desk = rig.observer, rig.carrier, rig.desks["a1"]
     assert obs is not None and carrier is not None
@@ -163,6 +163,11 @@ def test_blind_and_attended_transfer_to_the_window(rig: Rig) -> None:
         lambda e: e.name == "Hangup" and e.get("Channel").startswith("PJSIP/8001-"), 10, mark
     )
     assert not caller.hangup_ts, "the citizen was hung up by the transfer"
+    until(
+        lambda: desk.ok("GET", "/api/agents/me")["state"] in ("ready", "wrap_up"),
+        5,
+        what="the agent is free after the blind transfer",
+    )
     carrier.leave(caller)
     rig.settle([caller], 20)
 
@@ -170,6 +175,7 @@ def test_blind_and_attended_transfer_to_the_window(rig: Rig) -> None:
     rig.ready(agents=["a1"])
     caller = _answered_at_a1(rig, "周九")
     mark = obs.mark()
+    asked = time.time()
     out = desk.ok("POST", "/api/control/attended-transfer", {"target": WINDOW_ID})
     assert out["target"] == WINDOW_EXT
     # the consultation: the window's phone answers (auto-answer)
@@ -182,6 +188,12 @@ def test_blind_and_attended_transfer_to_the_window(rig: Rig) -> None:
         15,
         mark,
     )
+    dialled = obs.since(mark, "DialBegin")
+    window_dial = next(
+        e for e in dialled if e.get("DestChannel").startswith(f"PJSIP/{WINDOW_EXT}-")
+    )
+    # Asterisk waits transferdigittimeout (features.conf) for more digits before dialling
+    results["attended_transfer_request_to_window_dial_s"] = round(window_dial.ts - asked, 2)
     time.sleep(0.5)
     rig.phones["8001"].hangup()
     done = obs.wait_for(lambda e: e.name == "AttendedTransfer", 10, mark)
