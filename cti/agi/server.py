@@ -11,6 +11,7 @@ What it guards against (panoramisk's handler spins at 100% CPU on an early close
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import re
 import time
@@ -207,6 +208,8 @@ class FastAgiServer:
         self.header_timeout = header_timeout
         self.command_timeout = command_timeout
         self._slots = asyncio.Semaphore(max_sessions)
+        # Seconds from the agi_* block read to the answer's last command, of recent sessions.
+        self.durations: collections.deque[float] = collections.deque(maxlen=4096)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = {
@@ -280,7 +283,9 @@ class FastAgiServer:
             log.warning("FastAGI: unknown script %r from %s", session.script, session.peer)
             return
         try:
+            started = time.perf_counter()
             await script(session)
+            self.durations.append(time.perf_counter() - started)
             self.stats["completed"] += 1
         except AgiHangup:
             self.stats["hangups"] += 1
