@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -224,6 +225,11 @@ class Hotline:
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
+        # The event loop answers FastAGI and AMI while the store's writer thread runs ORM
+        # code: with CPython's default 5 ms switch interval every answer that wakes the
+        # loop may wait that long for the GIL, several times per route. 0.5 ms keeps the
+        # route's waits short for a little throughput.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         create_schema(self.engine)
         logged_in = self._sync_reference_data()
         self._warm_caller_cache()
