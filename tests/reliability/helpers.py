@@ -4,6 +4,7 @@ of simulator + CTI in this process, and polling."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -44,6 +45,9 @@ def site_data(seats: int, skills: int = 4, first_extension: int = 8001) -> dict[
         for i in range(seats)
     ]
     data["windows"] = []
+    # Its own console key, as a site has (a known one is refused); the tests talk plain HTTP
+    # to 127.0.0.1.
+    data["console"] = {"secret_key": secrets.token_urlsafe(32), "plain_http_loopback": True}
     return data
 
 

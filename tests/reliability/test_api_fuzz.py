@@ -57,7 +57,7 @@ def console(any_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     data["database"] = {"url": any_db_url}
     data["agi"] = {"port": 0}
     data["recordings"] = {"dir": str(tmp_path / "rec")}
-    data["console"] = {"secret_key": "reliability-test-key-0123456789abcdef", "port": 0}
+    data["console"].update(port=0)
     h = Hotline(parse(data), console=False)
     create_schema(h.engine)
     h._sync_reference_data()

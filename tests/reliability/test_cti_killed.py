@@ -12,6 +12,7 @@ No call is missing, none has two tickets.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from pathlib import Path
 
 import httpx
@@ -47,10 +48,13 @@ async def test_cti_killed_under_load_loses_no_call(
     monkeypatch.setattr(passwords, "N", 2**10)  # the hash records its cost: cheap logins
     cdr = tmp_path / "cdr.csv"
     data = site_data(3, skills=1)
+    # `hotline serve` refuses the demo's AMI secret: a random one, on both sides.
+    ami_secret = data["asterisk"][0]["secret"] = secrets.token_urlsafe(16)
     console_port, agi_port = free_port(), free_port()
     sim = sim_for(
         parse(data),
         tmp_path,
+        secret=ami_secret,
         scale=0.1,
         cdr_path=str(cdr),
         heartbeat_stale_s=2.0,
@@ -60,7 +64,7 @@ async def test_cti_killed_under_load_loses_no_call(
     data["asterisk"][0].update(port=sim.ami_port, backoff_max_s=1.0, ping_interval_s=1.0)
     data["database"] = {"url": any_db_url}
     data["agi"] = {"port": agi_port}
-    data["console"] = {"port": console_port, "secret_key": "reliability-test-key-0123456789abcdef"}
+    data["console"].update(port=console_port)
     data["recordings"] = {"dir": str(tmp_path / "rec")}
     data["control"] = {"wrapup_s": 0}
     engine = make_engine(any_db_url)
