@@ -4,7 +4,9 @@ Unlike ``cti.testing.AmiReplayServer`` (which checks the client's actions agains
 recorded ones), this plays what Asterisk sent: the banner, the answer to the client's Login
 (with its ActionID), then every recorded message in order. It lets the CTI's own client
 (which sends its own resync and heartbeat actions) ingest the real event stream; actions
-the transcript cannot answer get a generic ``Response: Success`` (lists: an empty list).
+the transcript cannot answer get a generic ``Response: Success``, and list actions what
+Asterisk answers when it has nothing to list (``cti.testing.list_actions``: an empty list, or
+for some an error such as "No Contacts found").
 """
 
 from __future__ import annotations
@@ -15,16 +17,10 @@ import re
 from pathlib import Path
 
 from cti.testing import load_transcript
+from cti.testing.list_actions import LIST_ACTIONS, empty_answer
 
 _ACTION = re.compile(r"^Action: *(.+?)\r$", re.MULTILINE | re.IGNORECASE)
 _ACTION_ID = re.compile(r"^ActionID: *(.+?)\r$", re.MULTILINE | re.IGNORECASE)
-
-LISTS = {
-    "coreshowchannels": "CoreShowChannelsComplete",
-    "pjsipshowcontacts": "ContactListComplete",
-    "devicestatelist": "DeviceStateListComplete",
-    "queuestatus": "QueueStatusComplete",
-}
 
 
 class TranscriptStreamer:
@@ -145,14 +141,9 @@ class TranscriptStreamer:
             self.actions.append(raw)
             action = (_ACTION.search(raw) or [None, ""])[1].lower()
             aid = (_ACTION_ID.search(raw) or [None, ""])[1]
-            if action in LISTS:
-                out = (
-                    f"Response: Success\r\nActionID: {aid}\r\nEventList: start\r\n"
-                    f"Message: list follows\r\n\r\n"
-                    f"Event: {LISTS[action]}\r\nActionID: {aid}\r\nEventList: Complete\r\n"
-                    f"ListItems: 0\r\n\r\n"
-                )
+            if action in LIST_ACTIONS:
+                out = b"".join(empty_answer(action, aid or None))
             else:
-                out = f"Response: Success\r\nActionID: {aid}\r\n\r\n"
-            writer.write(out.encode())
+                out = f"Response: Success\r\nActionID: {aid}\r\n\r\n".encode()
+            writer.write(out)
             await writer.drain()

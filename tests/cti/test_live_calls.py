@@ -243,21 +243,13 @@ async def test_callers_hanging_up_while_moved_get_one_redirect_each(floor: Floor
         for i in range(7)
     ]
     await floor.until(lambda: len(floor.hotline.acd.snapshot()["waiting"]) == 7)
-    # A hangup takes Asterisk a while (hangup handlers, the h extension, a busy PBX): the
-    # channel is there, refusing moves, for a second before its Hangup event.
-    sim, destroy = floor.sim, floor.sim.destroy
-    loop = asyncio.get_running_loop()
-
-    def slow_destroy(channel, cause=None, *, device=True):  # noqa: ANN001, ANN202
-        if channel.role != "citizen":
-            return destroy(channel, cause, device=device)
-        loop.call_later(1.0, lambda: destroy(channel, cause, device=device))
-
-    sim.destroy = slow_destroy  # type: ignore[method-assign]
+    # A hangup takes Asterisk a while (a busy PBX, an AGI running on dead): the channel is
+    # there, refusing moves, for a second before its Hangup event.
+    floor.sim.config.hangup_notice_s = 1.0
     floor.hotline.agents.login("li", "8001", ready=False)
     await floor.until(lambda: floor.hotline.seats.get("8001").usable)
     for handle in handles:
-        floor.sim.soft_hangup(handle.channel)  # hanging up: a Redirect now is refused
+        floor.sim.hangup(handle.channel)  # hanging up: a Redirect now is refused
     floor.hotline.agents.set_ready("li")
     for handle in handles:
         assert await handle.wait(10) == "abandoned"
