@@ -1,8 +1,8 @@
 """Input types of the REST API: text that is bounded, trimmed and free of control characters
 (a ticket is printed, exported to CSV and sent by SMS; a stray escape or NUL breaks all
 three), and ids, offsets and dates within ranges the database and ``datetime`` can hold (an
-integer of 2^63 overflows SQLite's and PostgreSQL's BIGINT; a date near year 9999 overflows
-when it is moved to UTC). Out of range is a 422 naming the parameter, never a 500."""
+integer of 2^63 overflows SQLite, one of 2^31 PostgreSQL's INTEGER; a date near year 9999
+overflows when it is moved to UTC). Out of range is a 422 naming the parameter, never a 500."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 _MULTILINE_OK = frozenset("\n\t")
 
-# Row ids are positive and at most 2^53 (the largest integer a browser's JSON keeps exact).
-MAX_ID = 2**53
+# Row ids are positive and fit the INTEGER columns that hold them: PostgreSQL's ends at
+# 2^31-1 (a larger value is "integer out of range" there, not a miss), SQLite's at 2^63-1.
+MAX_ID = 2**31 - 1
 # A page further than this is nobody's reading: a report or an export asks otherwise.
 MAX_OFFSET = 1_000_000
 # Dates the hotline deals in; far beyond either end is a typo or a probe.
@@ -71,7 +72,7 @@ Day = Annotated[date, AfterValidator(_year_in_range)]
 
 # --- path and query parameters ------------------------------------------------------------
 
-RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="a row id, 1 to 2^53")]
+RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="a row id, 1 to 2^31-1")]
 TicketId = Annotated[
     str, Path(pattern=r"^[0-9A-Za-z_-]{1,20}$", description="a ticket id (date and counter)")
 ]
@@ -79,7 +80,7 @@ FileName = Annotated[str, Path(max_length=64, description="a file name")]
 # A caller as the network gave it (usually digits; sometimes a word such as anonymous).
 CallerPath = Annotated[str, Path(pattern=r"^[^\x00-\x1f\x7f]{1,32}$", description="a caller")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"rows to skip, 0 to {MAX_OFFSET}")]
-RowIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID, description="a row id, 1 to 2^53")]
+RowIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID, description="a row id, 1 to 2^31-1")]
 # A name to filter by (an agent, a state, a unit, a user): one line of at most 64 characters.
 KeyQuery = Annotated[str | None, Query(pattern=r"^[^\x00-\x1f\x7f]{1,64}$")]
 PhoneQuery = Annotated[str | None, Query(pattern=r"^\+?[0-9]{3,20}$")]
