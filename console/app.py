@@ -14,6 +14,7 @@ import html
 import importlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -31,7 +32,7 @@ from console.kb import KnowledgeBase
 from console.live import DROP, LiveHub
 from console.ratelimit import LoginLimiter
 from console.security import ROLES, Clients, User
-from console.sessions import SessionCodec, SessionMiddleware, SessionStore
+from console.sessions import SessionCodec, SessionMiddleware, SessionStore, session_user
 from console.users import Users
 from cti.errors import ApiError, ConfigError
 from cti.preflight import console_key_problem
@@ -42,6 +43,8 @@ STATIC = Path(__file__).with_name("static")
 # Webhooks that prove themselves another way (a signature) and have no browser session.
 CSRF_EXEMPT = ("/api/sms/status",)
 WS_CLOSE_SLOW = 1013  # "try again later": the page reconnects and gets a fresh snapshot
+WS_CLOSE_POLICY = 1008  # the session ended: the page's reconnect is refused until login
+WS_SESSION_CHECK_S = 1.0
 
 
 def ws_user(websocket: WebSocket) -> User:
@@ -110,12 +113,22 @@ def create_app(hotline: Any) -> FastAPI:
         await websocket.accept()
         client = hub.connect(user)
         receiver = asyncio.get_running_loop().create_task(_until_closed(websocket, hub, client))
+        session = websocket.scope.get("state", {}).get("session") or {}
+        checked = time.monotonic()
         try:
             await _send(websocket, hub.snapshot(client))
             while True:
                 message = await client.queue.get()
                 if message is DROP:
                     break
+                # A socket opened before logout (or a revocation, a password change) carries
+                # nothing after it: the session is asked again before sending, once a second.
+                if time.monotonic() - checked >= WS_SESSION_CHECK_S:
+                    if await session_user(store, users, session) is None:
+                        with contextlib.suppress(Exception):
+                            await websocket.close(WS_CLOSE_POLICY, "session ended")
+                        break
+                    checked = time.monotonic()
                 await _send(websocket, message)
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass

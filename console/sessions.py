@@ -321,21 +321,27 @@ class SessionMiddleware:
         await self.app(scope, receive, send)
 
     async def _session_user(self, session: dict[str, Any]) -> Any:
-        user_id, epoch, token = session.get("u"), session.get("e", 0), session.get("s")
-        if not isinstance(user_id, int) or not isinstance(epoch, int):
-            return None
-        if not isinstance(token, str):
-            return None  # no session on the server: a cookie of before they were kept
-        # The caches answer most requests; a miss reads the database off the loop.
-        found, owner = self.store.cached_user_id(token)
-        if not found:
-            owner = await asyncio.to_thread(self.store.user_id, token)
-        if owner != user_id:
-            return None
-        found, user = self.users.cached_session_user(user_id, epoch)
-        if found:
-            return user
-        return await asyncio.to_thread(self.users.session_user, user_id, epoch)
+        return await session_user(self.store, self.users, session)
+
+
+async def session_user(store: SessionStore, users: Users, session: dict[str, Any]) -> Any:
+    """The ``User`` of a user's session while it lives (its row on the server is live, and
+    the user active with the same epoch), else None. Also asked again by open websockets."""
+    user_id, epoch, token = session.get("u"), session.get("e", 0), session.get("s")
+    if not isinstance(user_id, int) or not isinstance(epoch, int):
+        return None
+    if not isinstance(token, str):
+        return None  # no session on the server: a cookie of before they were kept
+    # The caches answer most requests; a miss reads the database off the loop.
+    found, owner = store.cached_user_id(token)
+    if not found:
+        owner = await asyncio.to_thread(store.user_id, token)
+    if owner != user_id:
+        return None
+    found, user = users.cached_session_user(user_id, epoch)
+    if found:
+        return user
+    return await asyncio.to_thread(users.session_user, user_id, epoch)
 
 
 async def _json(send: Send, status: int, body: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.websockets import WebSocketDisconnect
 
 from console.app import create_app
 from console.sessions import COOKIE
@@ -34,6 +35,27 @@ def test_logout_revokes_the_session_on_the_server(client: TestClient) -> None:
     # unsafe requests with the old cookie and its token are refused too
     r = client.post("/api/agents/me/login", json={"seat": "A01"}, headers={"X-CSRF-Token": token})
     assert r.status_code in (401, 403)
+
+
+def test_a_websocket_opened_before_logout_carries_nothing_after_it(
+    client: TestClient, clients: Callable[[], TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import console.app
+
+    monkeypatch.setattr(console.app, "WS_SESSION_CHECK_S", 0.0)  # ask at every message
+    boss, agent = client, clients()
+    token = login(boss, "boss")
+    login(agent, "li")
+    with boss.websocket_connect("/ws") as wall:
+        assert wall.receive_json()["type"] == "Snapshot"
+        assert boss.post("/api/logout", headers={"X-CSRF-Token": token}).status_code == 200
+        r = agent.post("/api/agents/me/login", json={"seat": "A01"})  # an event for the wall
+        assert r.status_code == 200
+        with pytest.raises(WebSocketDisconnect) as closed:
+            for _ in range(20):
+                message = wall.receive_json()
+                assert message["type"] == "Snapshot", message  # nothing after the logout
+        assert closed.value.code == 1008
 
 
 def test_an_administrator_lists_and_revokes_sessions(
