@@ -359,6 +359,7 @@ class Acd:
         now = self._clock()
         if seat.usable:
             self._dispatch(self.router.seat_reachable(seat.extension, now))
+            self.agents.phone_usable(seat.extension)
         else:
             self.agents.phone_unusable(seat.extension)
             self._dispatch(self.router.seat_unreachable(seat.extension, now))

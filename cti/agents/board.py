@@ -32,6 +32,9 @@ AGENT_TRANSITIONS: dict[str, frozenset[str]] = {
     "wrap_up": frozenset({"ready", "not_ready", "on_call", "ringing", "logged_out"}),
 }
 RING_NO_ANSWER = "no-answer"
+# Not ready because the seat's phone stopped being usable (set by the CTI, undone by it).
+PHONE_GONE = "phone-unreachable"
+PHONE_BACK_S = 60.0
 
 
 class IllegalAgentTransition(Conflict):
@@ -97,7 +100,7 @@ class AgentBoard:
         self._bus = bus
         self._now = now
         self.wrapup_s = wrapup_s
-        self.reasons = frozenset(reasons) | {RING_NO_ANSWER, "phone-unreachable"}
+        self.reasons = frozenset(reasons) | {RING_NO_ANSWER, PHONE_GONE}
         self.hooks: list[StateHook] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -223,7 +226,22 @@ class AgentBoard:
     def phone_unusable(self, extension: str) -> None:
         agent = self.at_seat(extension)
         if agent is not None and agent.state in ("ready", "wrap_up"):
-            self._set_state(agent, "not_ready", "phone-unreachable")
+            self._set_state(agent, "not_ready", PHONE_GONE)
+
+    def phone_usable(self, extension: str) -> None:
+        """The phone is back within ``PHONE_BACK_S``: an agent the CTI itself took out for
+        it is ready again (after an Asterisk restart every phone is unusable until its first
+        qualify; a network blip or a phone reboot is the same: nobody should have to click
+        "ready" for that). After longer the agent may have left the seat: they choose. A
+        reason the agent chose is kept."""
+        agent = self.at_seat(extension)
+        if (
+            agent is not None
+            and agent.state == "not_ready"
+            and agent.reason == PHONE_GONE
+            and time.monotonic() - agent.since_mono <= PHONE_BACK_S
+        ):
+            self._set_state(agent, "ready", "")
 
     # --- internals -------------------------------------------------------------------
 
@@ -248,7 +266,7 @@ class AgentBoard:
         agent.after_wrapup, agent.after_wrapup_reason = "ready", ""
         seat = self._seats.get(agent.seat)
         if target == "ready" and seat is not None and not seat.usable:
-            target, reason = "not_ready", "phone-unreachable"
+            target, reason = "not_ready", PHONE_GONE
         self._set_state(agent, target, reason)
 
     def stop(self) -> None:

@@ -72,10 +72,15 @@ async def test_queue_members_come_back_after_an_asterisk_restart(
         await sim.restart()
         assert members(sim) == {}
         await until(lambda: hotline.resync_seconds != resyncs, 15)
+        # Every phone is unusable until Asterisk qualifies it again after the boot: the CTI
+        # takes the agents out, then back in as each phone returns; the one who chose a
+        # break stays on it.
         await until(lambda: members(sim) == wanted(hotline), 5)
-        # The restart dropped the phones' registrations: the agents are not ready now, but
-        # still logged in, so their seats are members again (paused).
-        assert set(members(sim)) == {"PJSIP/8001", "PJSIP/8002", "PJSIP/8003"}
+        await until(lambda: hotline.agents.get("a00000").state == "ready", 10)
+        await until(lambda: hotline.agents.get("a00001").state == "ready", 10)
+        await until(lambda: members(sim) == wanted(hotline), 5)
+        assert members(sim) == {"PJSIP/8001": False, "PJSIP/8002": False, "PJSIP/8003": True}
+        assert hotline.agents.get("a00002").reason == "break"
     finally:
         await hotline.stop()
         await sim.stop()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from cti.events import AgentStateChanged, SeatAlarm
 from tests.control.harness import Pbx
 
@@ -41,12 +43,42 @@ async def test_phone_unregistering_mid_call(pbx: Pbx) -> None:
 
     await _no_ring_at(pbx, "8001", "13900000001")
 
-    # The phone comes back: the alarm clears; the agent chooses when to be ready again.
+    # The phone comes back within a minute: the alarm clears and the agent, taken out by
+    # the CTI for the phone, is ready again without a click.
     pbx.sim.register_phone("8001")
     cleared = await pbx.until(lambda: [a for a in pbx.of(SeatAlarm) if a.cleared])
     assert cleared[0].reason == "phone back"
-    pbx.hotline.agents.set_ready("li")
+    await pbx.until(lambda: pbx.hotline.agents.get("li").state == "ready")
     await pbx.answered_call(caller="13900000002")
+
+
+async def test_phone_back_after_a_long_outage_leaves_the_agent_to_choose(
+    pbx: Pbx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cti.agents import board
+
+    pbx.login("li", "A01")
+    pbx.sim.unregister_phone("8001", clean=False)
+    await pbx.until(lambda: pbx.hotline.agents.get("li").state == "not_ready")
+    monkeypatch.setattr(board, "PHONE_BACK_S", 0.0)  # as if an hour went by
+    pbx.sim.register_phone("8001")
+    await pbx.until(lambda: [a for a in pbx.of(SeatAlarm) if a.cleared])
+    assert pbx.hotline.agents.get("li").state == "not_ready"
+    pbx.hotline.agents.set_ready("li")
+    await pbx.answered_call(caller="13900000005")
+
+
+async def test_a_break_chosen_while_the_phone_was_away_is_kept(pbx: Pbx) -> None:
+    pbx.login("li", "A01")
+    pbx.sim.unregister_phone("8001", clean=False)
+    await pbx.until(lambda: pbx.hotline.agents.get("li").state == "not_ready")
+    pbx.hotline.agents.set_not_ready("li", "lunch")
+    pbx.sim.register_phone("8001")
+    await pbx.until(lambda: [a for a in pbx.of(SeatAlarm) if a.cleared])
+    assert (pbx.hotline.agents.get("li").state, pbx.hotline.agents.get("li").reason) == (
+        "not_ready",
+        "lunch",
+    )
 
 
 async def test_phone_losing_power_while_ready(pbx: Pbx) -> None:
