@@ -383,7 +383,10 @@ class CallControl:
                         "Atxfer",
                         Channel=check_channel(seat_ch.name),
                         Context=context,
-                        Exten=exten,
+                        # Asterisk plays these digits into the transfer's digit collection,
+                        # which waits transferdigittimeout (3 s of silence for the agent)
+                        # while the number could go on ("_X."); "#" ends it at once.
+                        Exten=exten + "#",
                     ),
                 )
             except AsteriskRefused as exc:

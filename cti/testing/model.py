@@ -102,6 +102,8 @@ class SimConfig:
     carrier_answers_options: bool = True
     callback_answer_delay_s: float = 0.05
     atxfer_code: str | None = "*2"
+    # features.conf transferdigittimeout: an Atxfer number without "#" waits this long.
+    transfer_digit_timeout_s: float = 3.0
     local_optimize_delay_s: float = 0.45
     channel_seq_start: int = 0x19
     uniqueid_seq_start: int = 29

@@ -139,6 +139,11 @@ async def atxfer(sim: AsteriskSimulator, seat: Channel, context: str, exten: str
     sim.update_device(trunk.device)
     for digit in exten:
         _dtmf(sim, seat, digit)
+    # ast_app_dtget: digits until "#" (which ends it at once), else until no extension of the
+    # context could match more, which "_X." always could: then transferdigittimeout.
+    exten, hashed, _ = exten.partition("#")
+    if not hashed:
+        await sim.sleep(sim.config.transfer_digit_timeout_s)
     b1.hold_open = True
     name1, name2 = sim.new_local_name(exten, context)
     device = f"Local/{exten}@{context}"

@@ -94,15 +94,20 @@ async def test_attended_transfer_completes_when_the_agent_hangs_up(pbx: Pbx) -> 
     seat = pbx.hotline.tracker.seat_channel(call)
     assert seat is not None
 
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
     await pbx.control.attended_transfer("li", "9001")
 
+    # "#" ends Asterisk's digit collection: the window rings at once, not after
+    # transferdigittimeout (3 s of silence for the agent on a real PBX).
     assert fields(pbx.actions("Atxfer")[0]) == {
         "Action": "Atxfer",
         "Channel": seat.name,
         "Context": "cti-window",
-        "Exten": "9001",
+        "Exten": "9001#",
     }
     await pbx.until(lambda: pbx.channels("PJSIP/9001"))
+    assert loop.time() - asked < pbx.sim.config.transfer_digit_timeout_s * pbx.sim.config.scale
     await pbx.until(lambda: any(c.state == 6 for c in pbx.sim.channels_of("9001")))
     done = await pbx.control.hangup("li")
     assert done["hung_up"] == [seat.name]
