@@ -42,6 +42,7 @@ class Caller:
     seat_channel: str = ""
     hangup_ts: float = 0.0
     notified: bool = False
+    notified_at: float = 0.0  # monotonic: when the "answered" NOTIFY went out
     left: bool = False  # told to hang up (patience over, talk over, or by the test)
     patience_s: float = 60.0
     talk_s: float | None = 3.0  # None: talks until the test ends the call
@@ -119,6 +120,7 @@ class Carrier:
                 if caller is None or caller.notified or caller.left:
                     return
                 caller.notified = True
+                caller.notified_at = time.monotonic()
                 caller.answered_ts = e.ts
                 caller.seat_channel = dest
                 if caller.timer is not None:
@@ -151,6 +153,12 @@ class Carrier:
         """The caller hangs up now (SIPp sends BYE on the NOTIFY)."""
         with self._lock:
             if caller.left or caller.hangup_ts or not caller.channel:
+                return
+            # SIPp takes one NOTIFY at a time: a second one arriving before it has answered
+            # the first (seat answered and hang up at once) aborts its side of the call
+            since = time.monotonic() - caller.notified_at
+            if caller.notified and since < 0.1:
+                self._later(caller, 0.1 - since)
                 return
             caller.left = True
             if caller.timer is not None:
@@ -226,8 +234,9 @@ class Carrier:
             "-mi", CARRIER_IP,
             "-mp", str(media),
             "-m", str(count),
-            "-r", str(int(rate * 1000)),
-            "-rp", "1000",
+            # -r calls every -rp milliseconds: rate per second with a thousandth's precision
+            "-r", str(max(1, int(rate * 1000))),
+            "-rp", "1000000",
             "-l", str(count),
             "-nostdin",
             "-timeout", str(int(count / rate + patience_s + longest_talk + 90)),

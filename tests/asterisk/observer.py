@@ -99,6 +99,10 @@ class Observer:
     def on(self, handler: Callable[[Message], None]) -> None:
         self._handlers.append(handler)
 
+    def off(self, handler: Callable[[Message], None]) -> None:
+        if handler in self._handlers:
+            self._handlers.remove(handler)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -243,6 +247,45 @@ class Observer:
         for e in self.since(mark, "VarSet", Uniqueid=uniqueid):
             out[e.get("Variable")] = e.get("Value")
         return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def agi_command_gaps(events: list[Message]) -> dict[str, list[float]]:
+    """Where the route's time goes, per [cti-route] channel (ms, Asterisk's clock): from the
+    AGI() Newexten to the first command, between one command's end and the next one's start
+    (the CTI's side of each round trip), and from the last command's end to the next
+    priority (the CTI closing the session)."""
+    first: list[float] = []
+    between: list[float] = []
+    after: list[float] = []
+    state: dict[str, tuple[float, bool]] = {}
+    for e in events:
+        uid = e.get("Uniqueid")
+        if e.name == "Newexten" and uid in state:
+            t, is_first = state.pop(uid)
+            if not is_first:
+                after.append((e.ts - t) * 1000)
+        is_agi = e.get("Context") == "cti-route" and e.get("Application") == "AGI"
+        if e.name == "Newexten" and is_agi:
+            state[uid] = (e.ts, True)
+        elif e.name == "AGIExecStart" and uid in state:
+            t, is_first = state[uid]
+            (first if is_first else between).append((e.ts - t) * 1000)
+        elif e.name == "AGIExecEnd" and uid in state:
+            state[uid] = (e.ts, False)
+    return {
+        "to_first_command": first,
+        "between_commands": between,
+        "last_answer_to_next_priority": after,
+    }
 
 
 def agi_route_times(events: list[Message]) -> dict[str, Any]:
