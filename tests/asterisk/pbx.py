@@ -152,7 +152,6 @@ class Asterisk:
         shutil.copyfile(self.seats_conf, self.etc / "pjsip_seats.conf")
         self._hold_music()
         self._documentation()
-        self._sounds()
         d = self.dir
         self.conf.write_text(
             "[directories]\n"
@@ -235,21 +234,6 @@ class Asterisk:
                 link.symlink_to(base / "documentation")
                 return
         raise AssertionError(f"no Asterisk documentation directory near {prefix}")
-
-    def _sounds(self) -> None:
-        """No sound files are installed, and the attended transfer (AMI Atxfer) aborts
-        without its prompt ("Unable to acquire target extension"): a site installs
-        Asterisk's core sounds; the rig puts a short silent ``pbx-transfer`` in their place."""
-        target = self.dir / "data" / "sounds" / "en" / "pbx-transfer.wav"
-        if target.exists():
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(target), "trim", "0", "0.2"],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
 
     def _hold_music(self) -> None:
         """No sound files are installed: 30 s of a quiet tone over pink noise, 8 kHz mono."""
