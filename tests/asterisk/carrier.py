@@ -1,9 +1,9 @@
 """The carrier's side of the trunk: citizens' calls placed by SIPp (Debian ``sip-tester``)
-from 127.0.0.2, the address the trunk's ``identify`` matches.
+from the rig's carrier address (127.X.Y.2), the address the trunk's ``identify`` matches.
 
 A run is one SIPp process placing ``count`` calls at ``rate`` calls/s from an injection file
 of (number, name) pairs; the scenario is ``citizen.xml`` with the run's patience and talk
-time put in. Each run binds its own UDP port on 127.0.0.2 (the trunk matches the address
+time put in. Each run binds its own UDP port on that address (the trunk matches the address
 only). When a seat's phone is bridged to a caller, the harness tells that caller with an
 in-dialog NOTIFY (``Answered``), which starts the caller's talk time; without it the caller
 gives up after its patience.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.asterisk.observer import Message, Observer
-from tests.asterisk.pbx import CARRIER_IP, free_port
+from tests.asterisk.pbx import free_port
 
 HERE = Path(__file__).resolve().parent
 SCENARIO = HERE / "citizen.xml"
@@ -82,8 +82,15 @@ class Carrier:
     """Places calls and follows them on the observer."""
 
     def __init__(
-        self, pbx_port: int, observer: Observer, workdir: Path, audio: Path, seed: int = 12345
+        self,
+        pbx_port: int,
+        observer: Observer,
+        workdir: Path,
+        audio: Path,
+        ip: str,
+        seed: int = 12345,
     ) -> None:
+        self.ip = ip
         self.rng = random.Random(seed)
         self.pbx_port = pbx_port
         self.observer = observer
@@ -221,17 +228,17 @@ class Carrier:
         )
         scenario.write_text(text, encoding="utf-8")
         log = self.dir / f"sipp-{tag}.log"
-        port = free_port(socket.SOCK_DGRAM, CARRIER_IP)
-        media = free_port(socket.SOCK_DGRAM, CARRIER_IP)
+        port = free_port(socket.SOCK_DGRAM, self.ip)
+        media = free_port(socket.SOCK_DGRAM, self.ip)
         cmd = [
             SIPP,
             f"127.0.0.1:{self.pbx_port}",
             "-sf", str(scenario),
             "-inf", str(inf),
             "-s", did,
-            "-i", CARRIER_IP,
+            "-i", self.ip,
             "-p", str(port),
-            "-mi", CARRIER_IP,
+            "-mi", self.ip,
             "-mp", str(media),
             "-m", str(count),
             # -r calls every -rp milliseconds: rate per second with a thousandth's precision

@@ -14,6 +14,7 @@ for ``core stop now`` over its remote console and kills it if it does not go.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -29,8 +30,7 @@ PROJECT_CONFIG = ROOT / "config" / "asterisk"
 ENV_BINARY = "HOTLINE_TEST_ASTERISK"
 ENV_MODULES = "HOTLINE_TEST_ASTERISK_MODULES"
 
-# Where the carrier (SIPp) sends from: the trunk's identify/match and its contact.
-CARRIER_IP = "127.0.0.2"
+# The carrier's (SIPp's) port in the trunk's contact; its address is the rig's (``net``.2).
 CARRIER_PORT = 5070
 # The observer's AMI account (harness only, not in the project's manager.conf).
 OBSERVER_USER = "observer"
@@ -46,6 +46,27 @@ def modules_dir(binary: Path) -> Path:
     if value:
         return Path(value)
     return (binary.resolve().parent.parent / "lib" / "asterisk" / "modules").resolve()
+
+
+def loopback_net(phones: int) -> str:
+    """``127.X.Y`` with .2 (the carrier) and .3 ... (one phone each, SIP on port 5060) free:
+    a random /24 of the loopback network, so that two rigs on one machine do not meet."""
+    rng = random.SystemRandom()
+    for _ in range(100):
+        net = f"127.{rng.randint(1, 254)}.{rng.randint(1, 254)}"
+        socks: list[socket.socket] = []
+        try:
+            for host, port in [(f"{net}.2", 0)] + [(f"{net}.{3 + i}", 5060) for i in range(phones)]:
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind((host, port))
+            return net
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no free loopback addresses for the rig")
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
@@ -118,8 +139,10 @@ class Asterisk:
         observer_secret: str,
         rec_dir: Path,
         seats_conf: Path,
+        carrier_ip: str,
     ) -> None:
         self.binary = binary
+        self.carrier_ip = carrier_ip
         self.modules = modules
         self.dir = workdir
         self.ports = ports
@@ -181,9 +204,9 @@ class Asterisk:
             "pjsip.conf",
             [
                 ("transport-udp", "bind", f"127.0.0.1:{self.ports.sip}"),
-                ("trunk", "outbound_proxy", f"sip:{CARRIER_IP}:{CARRIER_PORT}\\;lr"),
-                ("trunk", "contact", f"sip:{CARRIER_IP}:{CARRIER_PORT}"),
-                ("trunk", "match", CARRIER_IP),
+                ("trunk", "outbound_proxy", f"sip:{self.carrier_ip}:{CARRIER_PORT}\\;lr"),
+                ("trunk", "contact", f"sip:{self.carrier_ip}:{CARRIER_PORT}"),
+                ("trunk", "match", self.carrier_ip),
             ],
         )
         self._edit(

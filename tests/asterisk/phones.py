@@ -1,9 +1,10 @@
 """Real SIP phones at the seats and the window: Debian's ``baresip``, one process each.
 
-Every phone has its own configuration directory, its own loopback address (127.0.0.3,
-127.0.0.4, ...: the contacts differ, as on a real floor), auto-answer, and no sound card: a
-440 Hz tone (``ausine``) is what the agent "says", and what the phone hears goes to
-``aubridge`` (nowhere). ``ctrl_tcp`` on the phone's address takes commands (hang up).
+Every phone has its own configuration directory, its own loopback address (127.X.Y.3,
+127.X.Y.4, ... in the rig's random /24: the contacts differ, as on a real floor),
+auto-answer, and no sound card: a tone (``ausine``) is what the agent "says", and what the
+phone hears goes to ``aubridge`` (nowhere). ``ctrl_tcp`` on the phone's address takes
+commands (hang up).
 """
 
 from __future__ import annotations

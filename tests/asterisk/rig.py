@@ -7,6 +7,7 @@ through the console's REST API. One per test session; scenarios that break somet
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import signal
 import socket
@@ -19,7 +20,14 @@ import httpx
 
 from tests.asterisk.carrier import Caller, Carrier, make_audio
 from tests.asterisk.observer import Observer
-from tests.asterisk.pbx import OBSERVER_USER, Asterisk, PbxPorts, free_port, modules_dir
+from tests.asterisk.pbx import (
+    OBSERVER_USER,
+    Asterisk,
+    PbxPorts,
+    free_port,
+    loopback_net,
+    modules_dir,
+)
 from tests.asterisk.phones import Phone, wait_registered
 from tests.asterisk.site import (
     SEATS,
@@ -54,6 +62,9 @@ class Rig:
         self.base = f"http://127.0.0.1:{self.console_port}"
         self.ami_secret = secrets.token_urlsafe(16)
         self.db_url = f"sqlite:///{workdir / 'hotline.db'}"
+        # 127.X.Y.2 the carrier, 127.X.Y.3 ... the phones (seats, then the window)
+        self.net = loopback_net(len(SEATS) + 1)
+        self.carrier_ip = f"{self.net}.2"
         self.pbx: Asterisk | None = None
         self.observer: Observer | None = None
         self.carrier: Carrier | None = None
@@ -96,22 +107,28 @@ class Rig:
             observer_secret=secrets.token_urlsafe(16),
             rec_dir=self.rec_dir,
             seats_conf=seats_conf,
+            carrier_ip=self.carrier_ip,
         )
         self.pbx.write_config()
         self.pbx.start()
         self.observer = Observer(self.ports.ami, OBSERVER_USER, self.pbx.observer_secret)
         self.observer.start()
         self.carrier = Carrier(
-            self.ports.sip, self.observer, self.dir, make_audio(self.dir / "citizen.wav")
+            self.ports.sip,
+            self.observer,
+            self.dir,
+            make_audio(self.dir / "citizen.wav"),
+            self.carrier_ip,
         )
+        rtp_base = random.SystemRandom().randrange(20000, 50000, 1000)
         for i, ext in enumerate([*SEATS, WINDOW_EXT]):
             phone = Phone(
                 ext,
                 sip_passwords[ext],
-                f"127.0.0.{3 + i}",
+                f"{self.net}.{3 + i}",
                 self.ports.sip,
                 self.dir,
-                rtp_ports=(21000 + 200 * i, 21199 + 200 * i),
+                rtp_ports=(rtp_base + 200 * i, rtp_base + 199 + 200 * i),
                 tone_hz=440 + 110 * i,
             )
             phone.start()
