@@ -56,6 +56,10 @@ def rig() -> Iterator[object]:
         rig.start()
         yield rig
     finally:
+        try:
+            RESULTS["asterisk_log_after_boot"] = rig.asterisk_problems()
+        except Exception as exc:  # the report must not hide the real failure
+            RESULTS["asterisk_log_after_boot"] = repr(exc)
         rig.stop()
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)

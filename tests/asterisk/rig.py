@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import secrets
 import signal
 import socket
@@ -111,6 +112,7 @@ class Rig:
         )
         self.pbx.write_config()
         self.pbx.start()
+        self.boot_log_end = self.pbx.log_offset()  # what follows is the calls' doing
         self.observer = Observer(self.ports.ami, OBSERVER_USER, self.pbx.observer_secret)
         self.observer.start()
         self.carrier = Carrier(
@@ -285,6 +287,29 @@ class Rig:
             (e.get("Context"), e.get("Application"), e.get("AppData"))
             for e in self.observer.since(0, "Newexten", Uniqueid=caller.uniqueid)
         ]
+
+    def asterisk_problems(self) -> dict[str, int]:
+        """WARNING/ERROR lines Asterisk logged after its first boot, by message (the
+        timestamp and thread left out), with how often each came."""
+        if self.pbx is None or not hasattr(self, "boot_log_end"):
+            return {}
+        counts: dict[str, int] = {}
+        boot = re.compile(
+            r"loader\.c|config_options\.c|res_sorcery_config|config_wizard|[Cc]onfig(uration)? "
+            r"file|load config|res_crypto|Error opening directory|provisioning profiles"
+        )
+        for line in self.pbx.log_problems(self.boot_log_end):
+            if boot.search(line):
+                counts["(boot messages of the restart: missing optional .conf files)"] = (
+                    counts.get("(boot messages of the restart: missing optional .conf files)", 0)
+                    + 1
+                )
+                continue
+            text = line.split("] ", 1)[-1]
+            text = re.sub(r"^(WARNING|ERROR)\[\d+\](\[[^\]]*\])?", r"\1", text)
+            text = re.sub(r"-[0-9a-f]{8}\b", "-…", text)
+            counts[text] = counts.get(text, 0) + 1
+        return counts
 
     # --- stop -------------------------------------------------------------------------------
 
