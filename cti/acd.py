@@ -112,6 +112,7 @@ class Acd:
         self._ticker: asyncio.Task[None] | None = None
         self.stats = {"routed": 0, "direct": 0, "held": 0, "moves": 0, "move_failed": 0}
         self._move_failures: dict[str, int] = {}
+        self._suspect_agents: set[str] = set()
         self._retry_handles: dict[str, asyncio.TimerHandle] = {}
         self.members = QueueMembers(queue)
         tracker.on_waiting.append(self._waiting)
@@ -187,12 +188,30 @@ class Acd:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _tick_loop(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(0.25)
+            ticks += 1
             try:
                 self._dispatch(self.router.tick(self._clock()))
+                if ticks % 20 == 0:
+                    self._check_agents()
             except Exception:
                 log.exception("ACD tick failed")
+
+    def _check_agents(self) -> None:
+        """Every 5 s: an agent the board says is ready but the router has held not ready for
+        two checks in a row is made ready in the router (and logged: it is a bug). Such a
+        disagreement means nobody offers the agent a call while her desktop says ready."""
+        stuck = {
+            a.id
+            for a in self.agents.all()
+            if a.state == "ready" and self.router.agent_state(a.id) == "not_ready"
+        }
+        for agent_id in stuck & self._suspect_agents:
+            log.error("ACD: %s ready on the desktop but not in the router: repaired", agent_id)
+            self._dispatch(self.router.agent_ready(agent_id, self._clock()))
+        self._suspect_agents = stuck - self._suspect_agents
 
     # --- moves --------------------------------------------------------------------------
 
@@ -318,12 +337,21 @@ class Acd:
             handle.cancel()
         self._dispatch(self.router.call_gone(call.call_id, self._clock()))
 
-    def _dial_failed(self, call: Call, seat: str) -> None:
+    def _dial_failed(self, call: Call, seat: str, status: str) -> None:
         agent = self.agents.at_seat(seat)
         if agent is None:
             return
+        now = self._clock()
+        if status == "CANCEL":
+            # The caller hung up while the seat rang (its Hangup follows): nothing to put
+            # back in line, and the agent did nothing wrong.
+            self._dispatch(self.router.call_gone(call.call_id, now))
+            return
+        # The board has already judged the agent (a seat not answering is not ready, RONA);
+        # the router follows it, so the two never disagree about who may be offered a call.
+        agent_ok = agent.state in ("ready", "ringing")
         try:
-            offers = self.router.release(call.call_id, agent.id, self._clock(), agent_ok=False)
+            offers = self.router.release(call.call_id, agent.id, now, agent_ok=agent_ok)
         except ValueError:
             return
         self._dispatch(offers)

@@ -94,7 +94,8 @@ class CallTracker:
         self.on_waiting: list[CallHook] = []
         self.on_answered: list[CallHook] = []
         self.on_ended: list[CallHook] = []
-        self.on_dial_failed: list[Callable[[Call, str], None]] = []
+        # (call, seat extension, DialStatus): a seat offered the call did not take it.
+        self.on_dial_failed: list[Callable[[Call, str, str], None]] = []
         self.on_recording_unknown: list[CallHook] = []
         self.on_adopted: list[CallHook] = []  # calls found by a resync, not seen starting
         self.handlers: dict[str, Callable[[str, Msg], None]] = {
@@ -503,7 +504,7 @@ class CallTracker:
         if call.offered_seat == endpoint:
             call.offered_seat = ""
         for hook in self.on_dial_failed:
-            hook(call, endpoint)
+            hook(call, endpoint, status)
 
     # --- bridges ------------------------------------------------------------------------
 

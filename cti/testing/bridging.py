@@ -146,9 +146,19 @@ async def dial_app(
     sim.connected_line(callee, caller.cid_num, caller.cid_name)
     sim.emit("DialBegin", "call,all", [*dial_fields(caller, callee), ("DialString", dialstring)])
     sim.connected_line(caller, callee.cid_num, callee.cid_name)
-    sim.set_state(callee, RINGING)
-    sim.emit("DialState", "call,all", [*dial_fields(caller, callee), ("DialStatus", "RINGING")])
-    status = await ring(sim, callee, timeout_s, caller.hangup_requested)
+    phone = sim.phones.get(resource)
+    if phone is not None and phone.ring_delay > 0:
+        # chan_pjsip reports Ringing when the phone's 180 arrives; a caller who hangs up
+        # before that cancels a Dial whose callee never rang.
+        await wait_any(caller.hangup_requested, timeout=phone.ring_delay * sim.config.scale)
+    if caller.hangup_requested.is_set():
+        status = "CANCEL"
+    else:
+        sim.set_state(callee, RINGING)
+        sim.emit(
+            "DialState", "call,all", [*dial_fields(caller, callee), ("DialStatus", "RINGING")]
+        )
+        status = await ring(sim, callee, timeout_s, caller.hangup_requested)
     if status != "ANSWER":
         sim.emit("DialEnd", "call,all", [*dial_fields(caller, callee), ("DialStatus", status)])
         sim.destroy(callee, {"BUSY": 17, "NOANSWER": 19}.get(status, 16))

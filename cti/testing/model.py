@@ -225,6 +225,8 @@ class Phone:
     ip: str = "127.0.0.3"
     port: int = 5060
     answer_delay: float = 0.05
+    # seconds (simulated) from the INVITE to the phone's 180 Ringing
+    ring_delay: float = 0.0
     auto_answer: bool = True
     on_ring: Callable[[Channel], RingAnswer] | None = None
     registered: bool = False

@@ -258,3 +258,44 @@ async def test_callers_hanging_up_while_moved_get_one_redirect_each(floor: Floor
     assert stats["move_failed"] <= 2 * len(handles), stats
     assert not floor.of(CallAnswered)
     await floor.until(lambda: floor.hotline.router.agent_state("li") == "ready")
+
+
+async def test_caller_hanging_up_while_the_seat_rings_leaves_the_agent_ready(
+    floor: Floor,
+) -> None:
+    """The ACD moved the caller to the seat; the caller hangs up while it rings (DialEnd
+    CANCEL). The agent did nothing wrong: the router and the agent board must both keep her
+    ready (the router used to mark her not ready behind the board's back, and she was never
+    offered a call again)."""
+    waiting = floor.sim.place_call(caller="13800000120", name="郑一", did="12345", talk_s=4)
+    await floor.until(lambda: floor.hotline.acd.snapshot()["waiting"] != [])
+    floor.hotline.agents.login("li", "8001", ready=False)
+    await floor.until(lambda: floor.hotline.seats.get("8001").usable)
+    # The phone's 180 comes late: the caller hangs up between the Dial and the ringing.
+    floor.sim.set_phone_behaviour("8001", ring_delay=20.0)
+    floor.hotline.agents.set_ready("li")
+    await floor.until(lambda: floor.hotline.acd.stats["moves"] == 1)
+    await floor.until(lambda: bool(floor.sim.channels_of("8001")))
+    floor.sim.hangup(waiting.channel)
+    assert await waiting.wait(10) == "abandoned"
+    await floor.until(lambda: floor.hotline.agents.get("li").state == "ready")
+    await floor.until(lambda: floor.hotline.router.agent_state("li") == "ready")
+    floor.sim.set_phone_behaviour("8001", ring_delay=0.0)
+    nxt = floor.sim.place_call(caller="13800000121", name="冯二", did="12345", talk_s=2)
+    assert await nxt.wait(10) == "answered"
+
+
+async def test_router_holding_a_ready_agent_not_ready_is_repaired(floor: Floor) -> None:
+    """Should the router and the agent board ever disagree (a bug), an agent whose desktop
+    says ready is not left without calls: two checks 5 s apart repair it, loudly."""
+    import time
+
+    await floor.ready(("li", "8001"))
+    floor.hotline.router.agent_not_ready("li", time.time())  # what such a bug leaves behind
+    acd = floor.hotline.acd
+    acd._check_agents()
+    assert floor.hotline.router.agent_state("li") == "not_ready"  # once may be a race
+    acd._check_agents()
+    assert floor.hotline.router.agent_state("li") == "ready"
+    handle = floor.sim.place_call(caller="13800000122", name="冯二", did="12345", talk_s=2)
+    assert await handle.wait(10) == "answered"
