@@ -58,6 +58,7 @@ def rig() -> Iterator[object]:
     finally:
         try:
             RESULTS["asterisk_log_after_boot"] = rig.asterisk_problems()
+            RESULTS["rig_repairs"] = rig.notes
         except Exception as exc:  # the report must not hide the real failure
             RESULTS["asterisk_log_after_boot"] = repr(exc)
         rig.stop()

@@ -211,6 +211,22 @@ class Rig:
                 me = desk.ok("GET", "/api/agents/me")
                 if me.get("state") != "logged_out":
                     desk.ok("POST", "/api/agents/me/logout")
+        self._acd_agrees(wanted)
+
+    def _acd_agrees(self, wanted: list[str]) -> None:
+        """Each scenario starts with the ACD seeing the agents as their desktops do. A
+        disagreement left by the previous scenario is repaired (not ready, then ready) and
+        noted for the report, so that one bug does not fail every scenario after it."""
+        boss = self.desks["boss"]
+        if not boss.csrf:
+            boss.login()
+        acd = {a["agent_id"]: a["state"] for a in boss.ok("GET", "/api/calls/waiting")["agents"]}
+        for agent in wanted:
+            if acd.get(agent) != "ready":
+                self.notes.append(f"ACD had {agent} {acd.get(agent)!r} while ready: repaired")
+                desk = self.desks[agent]
+                desk.ok("POST", "/api/agents/me/not-ready", {"reason": "break"})
+                desk.ok("POST", "/api/agents/me/ready")
 
     def agent_ready(self, agent: str, ext: str) -> None:
         desk = self.desks[agent]
