@@ -69,6 +69,9 @@ def split_route(value: str) -> dict[str, str]:
 
 log = logging.getLogger(__name__)
 
+# How close to the dialplan's timeout a question is still answered (see ``serve``).
+LATE_MARGIN_S = 0.25
+
 Decide = Callable[[RouteRequest], RouteAnswer]
 AsyncDecide = Callable[[RouteRequest], Awaitable[RouteAnswer]]
 
@@ -97,11 +100,16 @@ def request_from_env(env: dict[str, str], peer: str = "") -> RouteRequest:
     )
 
 
-def asked_at(env: dict[str, str]) -> float | None:
-    """When Asterisk started the channel that asks (the epoch part of ``agi_uniqueid``, whole
-    seconds), or None if the id is not of that form."""
+def asked_at(env: dict[str, str]) -> tuple[float, float] | None:
+    """When the question was asked by Asterisk's clock, and how early it may really have
+    been: the 4th argument (epoch with milliseconds, from ``[cti-route]``), else the epoch
+    part of ``agi_uniqueid`` (whole seconds: up to 1 s earlier). None if neither is there."""
+    try:
+        return float(env.get("agi_arg_4", "")), 0.0
+    except ValueError:
+        pass
     head = env.get("agi_uniqueid", "").partition(".")[0]
-    return float(head) if head.isdigit() else None
+    return (float(head), 1.0) if head.isdigit() else None
 
 
 async def serve(
@@ -122,13 +130,15 @@ async def serve(
 
     assert isinstance(session, AgiSession)
     now = pbx_time() if pbx_time is not None else None
-    if give_up_s is not None and now is not None:
-        started = asked_at(session.env)
-        # The id has whole seconds: the channel may be up to 1 s older than it says.
-        if started is not None and now - started > give_up_s + 1.0:
+    asked = asked_at(session.env)
+    if give_up_s is not None and now is not None and asked is not None:
+        started, slack = asked
+        # Answering in the last moments of the wait would race the Dial's timeout: an
+        # answer landing after it reserves a seat for a caller already in the queue.
+        if now - started > give_up_s + slack - LATE_MARGIN_S:
             log.warning(
-                "route: %s asked %.1f s ago, past the dialplan's wait; left unanswered",
-                session.env.get("agi_uniqueid", ""),
+                "route: %s asked %.3f s ago, past the dialplan's wait; left unanswered",
+                session.env.get("agi_arg_2") or session.env.get("agi_uniqueid", ""),
                 now - started,
             )
             return False

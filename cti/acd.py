@@ -139,7 +139,7 @@ class Acd:
         target = f"PJSIP/{decision.seat}" if decision.seat else ""
         self.stats["routed"] += 1
         self.stats["direct" if target else "held"] += 1
-        self.tracker.routed(
+        applied = self.tracker.routed(
             req.uniqueid,
             RouteInfo(
                 target=target,
@@ -155,6 +155,9 @@ class Acd:
                 agent_id=decision.agent_id or "",
             ),
         )
+        if not applied:
+            # The caller went on without this answer: nothing to reserve a seat for.
+            self._dispatch(self.router.call_gone(call_id, now))
         return RouteAnswer(
             target=target,
             hold=decision.hold,
@@ -303,7 +306,14 @@ class Acd:
     def _waiting(self, call: Call) -> None:
         """A call found waiting after a reconnect (its route happened while the AMI link was
         down, or before a CTI restart) joins the line like a new call, so it gets moved."""
-        if call.routed_by != "resync" or call.direction != "inbound":
+        if call.direction != "inbound":
+            return
+        if call.routed_by == "fallback":
+            # In the fallback queue, which distributes it itself: whatever the router held
+            # for it (the seat of a route the caller never reached) is void.
+            self._dispatch(self.router.call_gone(call.call_id, self._clock()))
+            return
+        if call.routed_by != "resync":
             return
         self._rejoin(call)
 

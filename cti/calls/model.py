@@ -80,6 +80,8 @@ class Call:
     legs: set[str] = field(default_factory=set)
     transfers: list[tuple[str, str]] = field(default_factory=list)
     offered_seat: str = ""
+    # The CTI's route sent the call to a seat or to its hold line (not the plain queue).
+    route_kept: bool = False
 
     @property
     def key(self) -> tuple[str, str]:

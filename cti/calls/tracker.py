@@ -134,14 +134,25 @@ class CallTracker:
             # One odd event must not stop the stream: log it and go on.
             log.warning("AMI %s: cannot apply %s: %r", node, msg.get("Event"), exc)
 
-    def routed(self, uniqueid: str, info: RouteInfo) -> None:
+    def routed(self, uniqueid: str, info: RouteInfo) -> bool:
         """The FastAGI route answered for the channel ``uniqueid``. The AGI connection can
-        arrive before the channel's Newchannel event is processed: keep it until then."""
+        arrive before the channel's Newchannel event is processed: keep it until then.
+        False when the answer came too late to count: the call already went on without it
+        (into the fallback queue, to a seat, or away)."""
         call = self._call_of_uniqueid(uniqueid)
         if call is None:
             self._pending_routes[uniqueid] = info
-            return
+            return True
+        # (The caller hears music while it waits for the answer: "waiting" is no sign.)
+        if call.state in ("talking", "ended") or call.answered or call.routed_by == "fallback":
+            log.warning(
+                "route for %s came after the call went on without it (%s); not applied",
+                call.call_id,
+                call.state,
+            )
+            return False
         self._apply_route(call, info)
+        return True
 
     def active_calls(self) -> list[Call]:
         return [c for c in self.calls.values() if c.state != "ended"]
@@ -416,6 +427,7 @@ class CallTracker:
         call.priority = info.priority
         call.route_reason = info.reason
         call.routed_by = "cti"
+        call.route_kept = bool(info.target) or info.hold
         call.leader = info.leader
         call.ticket_id = info.ticket_id
         call.recording = info.recording
@@ -464,8 +476,12 @@ class CallTracker:
         call = self.calls.get((node, m.get("Linkedid", "")))
         if call is None:
             return
-        if call.routed_by == "":
+        if call.routed_by == "" or call.route_kept:
+            # Not the CTI's answer (none, or a seat or the hold line, that the caller never
+            # reached: the dialplan gave up waiting for it): the fallback queue's call now.
             call.routed_by = "fallback"
+            call.route_kept = False
+            call.offered_seat = ""
         position = int(m.get("Position", "0") or 0)
         self._enter_waiting(call, m.get("Queue", ""), position)
 

@@ -17,6 +17,7 @@ MusicOnHoldStop, and the Local device's state after each half goes.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from cti.testing.agi_client import run_agi
@@ -127,8 +128,11 @@ async def cti_route(sim: AsteriskSimulator, ch: Channel, exten: str) -> None:
     cfg = sim.config
     uid = ch.variables.get("HOTLINE_CALLER_UID", "")
     chan = ch.variables.get("HOTLINE_CALLER_CHAN", "")
-    sim.newexten(ch, "AGI", f"agi://{cfg.agi_host}:{cfg.agi_port}/route,{exten},{uid},{chan}", 1)
-    status = await run_agi(sim, ch, "route", [exten, uid, chan])
+    # ${STRFTIME(,,%s.%3q)}: the moment of asking, to the millisecond (the PBX's clock).
+    asked = f"{time.time():.3f}"
+    data = f"agi://{cfg.agi_host}:{cfg.agi_port}/route,{exten},{uid},{chan},{asked}"
+    sim.newexten(ch, "AGI", data, 1)
+    status = await run_agi(sim, ch, "route", [exten, uid, chan, asked])
     sim.setvar(ch, "AGISTATUS", status)
     if not ch.alive:
         # Hung up by the caller's Dial timeout: the dialplan does not run on.

@@ -181,3 +181,44 @@ async def test_unknown_script_is_closed() -> None:
     assert "HOTLINE_ROUTE" not in result.variables
     assert server.stats["unknown_script"] == 1
     await server.stop()
+
+
+@pytest.mark.parametrize(
+    ("age", "answered"),
+    [(0.05, True), (1.5, True), (1.8, False), (30.0, False)],
+)
+async def test_a_question_read_after_the_dialplan_stopped_waiting_is_not_answered(
+    age: float, answered: bool
+) -> None:
+    """[cti-route] passes the moment it asks (ms, Asterisk's clock) as the 4th argument;
+    the dialplan waits 2 s. A question the CTI reads (after a stall) too late to answer
+    before the caller's Dial gives up is closed unanswered: no seat reserved for nobody."""
+    decided: list[RouteRequest] = []
+
+    async def decide(req: RouteRequest) -> RouteAnswer:
+        decided.append(req)
+        return answer()
+
+    pbx_now = 1796589200.0  # Asterisk's clock, whatever ours says
+    server = await start(
+        {"route": lambda s: serve(s, decide, give_up_s=2.0, pbx_time=lambda: pbx_now)}
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        (
+            "agi_network: yes\nagi_network_script: route\n"
+            "agi_channel: Local/12345@cti-route-00000001;2\n"
+            f"agi_uniqueid: {int(pbx_now - age)}.31\nagi_callerid: 13800000001\n"
+            "agi_arg_1: 12345\nagi_arg_2: 1796589100.30\nagi_arg_3: PJSIP/trunk-00000011\n"
+            f"agi_arg_4: {pbx_now - age:.3f}\n\n"
+        ).encode()
+    )
+    commands = []
+    while line := await asyncio.wait_for(reader.readline(), 5):
+        commands.append(line.decode().strip())
+        writer.write(b"200 result=1\n")
+    writer.close()
+    await server.stop()
+    assert bool(commands) is answered and bool(decided) is answered
+    if answered:
+        assert decided[0].uniqueid == "1796589100.30"

@@ -299,3 +299,39 @@ async def test_router_holding_a_ready_agent_not_ready_is_repaired(floor: Floor) 
     assert floor.hotline.router.agent_state("li") == "ready"
     handle = floor.sim.place_call(caller="13800000122", name="冯二", did="12345", talk_s=2)
     assert await handle.wait(10) == "answered"
+
+
+async def test_a_route_answered_after_the_caller_went_to_the_queue_changes_nothing(
+    floor: Floor,
+) -> None:
+    """A CTI that stalled answers the question once it runs again, after the dialplan gave
+    up and sent the caller to the fallback queue. That late answer must not reserve a seat
+    nor rewrite the call: the queue's agent answered it, and it was the fallback's call."""
+    from agi_scripts.route import RouteRequest
+
+    hotline = floor.hotline
+    await floor.ready(("li", "8001"), ("wang", "8002"))
+    port = floor.sim.config.agi_port
+    floor.sim.config.agi_port = 9  # the route question goes nowhere: defaults, the queue
+    handle = floor.sim.place_call(caller="13800000130", name="郑一", did="12345", talk_s=3)
+    await floor.until(
+        lambda: handle.uniqueid in {c.call_id for c in hotline.tracker.calls.values()}
+    )
+    call = hotline.tracker.find_call(handle.uniqueid)
+    assert call is not None
+    await floor.until(lambda: call.routed_by == "fallback")
+    floor.sim.config.agi_port = port
+    # The stalled CTI's late answer to the question (it picks an agent and a seat).
+    answer = hotline.acd.route(
+        RouteRequest(handle.uniqueid, handle.channel.name, "13800000130", "郑一", "12345")
+    )
+    assert answer.target or answer.hold
+    snap = hotline.acd.snapshot()
+    assert snap["reserved"] == []
+    assert handle.uniqueid not in {w["call_id"] for w in snap["waiting"]}
+    assert await handle.wait(10) == "answered"
+    await floor.until(lambda: bool(floor.of(CallEnded)))
+    assert await hotline.store.flush(10)
+    (row,) = db(floor, CallRow)
+    assert row.routed_by == "fallback"
+    assert row.agent_id == floor.of(CallAnswered)[0].agent_id
