@@ -11,6 +11,7 @@ from agi_scripts.route import RouteAnswer, RouteRequest, serve, split_route
 from cti.agi.server import AgiHangup, AgiSession, FastAgiServer, quote
 from cti.ami.actions import UnsafeValue
 from cti.testing import AgiReplayClient, fixture_path
+from tests.cti.routes import answer
 
 ENV = (
     "agi_network: yes\nagi_network_script: route\nagi_request: agi://127.0.0.1:4573/route\n"
@@ -18,20 +19,6 @@ ENV = (
     "agi_callerid: 13800000001\nagi_calleridname: 张三\nagi_dnid: 12345\n"
     "agi_extension: 12345\nagi_arg_1: 12345\n\n"
 )
-
-
-def answer(target: str = "PJSIP/8001") -> RouteAnswer:
-    return RouteAnswer(
-        target=target,
-        hold=not target,
-        recording="/rec/1.wav",
-        ticket_id="T1",
-        skill="general",
-        topic="综合咨询",
-        priority=0,
-        leader=False,
-        reason="skill",
-    )
 
 
 async def start(scripts, **kw) -> FastAgiServer:  # noqa: ANN001

@@ -24,25 +24,12 @@ from cti.events import AmiResynced, CallAnswered, CallEnded, CallRouted
 from cti.testing import AgiReplayClient, AmiReplayServer, load_transcript
 from cti.testing.transcript import Entry
 from tests.cti.live import Floor, close_floor, open_floor
+from tests.cti.routes import answer
 
 PIPELINED = "in_loop/cti_route_pipelined.agi.jsonl"
 START = "in_loop/cti_session_start_and_call.ami.jsonl"
 DURING = "in_loop/cti_session_asterisk_restart.ami.jsonl"
 AFTER = "in_loop/cti_session_after_restart.ami.jsonl"
-
-
-def answer(target: str = "PJSIP/8001") -> RouteAnswer:
-    return RouteAnswer(
-        target=target,
-        hold=not target,
-        recording="/rec/1.wav",
-        ticket_id="T1",
-        skill="general",
-        topic="综合咨询",
-        priority=0,
-        leader=False,
-        reason="skill",
-    )
 
 
 async def until(predicate: Any, timeout: float = 10.0) -> None:  # noqa: ANN401

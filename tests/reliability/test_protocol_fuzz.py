@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from agi_scripts.route import RouteAnswer, serve, split_route
 from cti.agi.server import FastAgiServer
 from cti.ami.parser import MAX_FRAME, AmiParser
+from tests.cti.routes import answer
 
 ENV = (
     "agi_network: yes\nagi_network_script: route\nagi_request: agi://127.0.0.1/route\n"
@@ -22,20 +23,6 @@ ENV = (
     "agi_callerid: 13800000001\nagi_calleridname: 张三\nagi_arg_1: 12345\n\n"
 ).encode()
 NEWCHANNEL = b"Event: Newchannel\r\nUniqueid: 1.1\r\nChannel: PJSIP/trunk-1\r\n\r\n"
-
-
-def answer() -> RouteAnswer:
-    return RouteAnswer(
-        target="PJSIP/8001",
-        hold=False,
-        recording="/rec/1.wav",
-        ticket_id="T1",
-        skill="general",
-        topic="综合咨询",
-        priority=0,
-        leader=False,
-        reason="skill",
-    )
 
 
 async def decide(_req: object) -> RouteAnswer:
