@@ -425,15 +425,21 @@ class Acd:
     async def sync_queue(self, node: AmiNode) -> None:
         """After (re)connect: the fallback queue's dynamic members on this node become
         exactly the seats of logged-in agents, paused unless ready; returns when done."""
-        wanted: dict[str, tuple[str, bool | None, str]] = {}
-        for agent in self.agents.all():
-            if agent.state == "logged_out" or not agent.seat:
-                continue
-            if self._node_of_seat(agent.seat) is not node:
-                continue
-            # On a call the pause state is whatever it was (a callback from a not-ready seat).
-            paused = None if agent.state in ("ringing", "on_call") else agent.state != "ready"
-            wanted[agent.seat] = (agent.name, paused, agent.reason or "")
+
+        def wanted() -> dict[str, tuple[str, bool | None, str]]:
+            out: dict[str, tuple[str, bool | None, str]] = {}
+            for agent in self.agents.all():
+                if agent.state == "logged_out" or not agent.seat:
+                    continue
+                if self._node_of_seat(agent.seat) is not node:
+                    continue
+                # On a call the pause state is whatever it was (a callback from a not-ready
+                # seat).
+                on_call = agent.state in ("ringing", "on_call")
+                paused = None if on_call else agent.state != "ready"
+                out[agent.seat] = (agent.name, paused, agent.reason or "")
+            return out
+
         await self.members.sync(node, wanted)
 
     def snapshot(self) -> dict[str, object]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cti.ami.actions import AmiError, AmiUnavailable, build
@@ -73,9 +73,11 @@ class QueueMembers:
     def wanted(self, node: str, seat: str) -> Want:
         return self._want.get((node, seat))
 
-    async def sync(self, node: AmiNode, wanted: Mapping[str, Want]) -> bool:
-        """Read the queue as Asterisk has it and converge every seat of ``node``: members
-        nobody wants (dynamic ones) are removed. Returns when every seat is done."""
+    async def sync(self, node: AmiNode, wanted_now: Callable[[], Mapping[str, Want]]) -> bool:
+        """Read the queue as Asterisk has it and converge every seat of ``node`` to
+        ``wanted_now()``: members nobody wants (dynamic ones) are removed. Returns when every
+        seat is done. The wanted states are read once the queue has been read: agents change
+        meanwhile, and a snapshot taken before would undo their changes."""
         try:
             items = await node.send_list(build("QueueStatus", Queue=self.queue))
         except (AmiError, AmiUnavailable) as exc:
@@ -83,6 +85,7 @@ class QueueMembers:
                 "fallback queue %s on %s: QueueStatus failed: %s", self.queue, node.name, exc
             )
             return False
+        wanted = wanted_now()
         present: dict[str, Mapping[str, Any]] = {}
         for m in items:
             if m.get("Event") != "QueueMember" or m.get("Queue", self.queue) != self.queue:

@@ -4,6 +4,7 @@ restart (the queue comes back empty: "Interface not found")."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from cti.app import Hotline
@@ -15,6 +16,14 @@ from tests.reliability.helpers import open_site, site_data, until
 def members(sim: AsteriskSimulator) -> dict[str, bool]:
     """Interface -> paused, as the simulated app_queue holds them."""
     return {iface: m.paused for iface, m in sim.queue.members.items()}
+
+
+async def converged(sim: AsteriskSimulator, hotline: Hotline, timeout: float) -> None:
+    with contextlib.suppress(AssertionError):
+        await until(lambda: members(sim) == wanted(hotline), timeout)
+    assert members(sim) == wanted(hotline), [
+        (a.id, a.state, a.reason, a.seat) for a in hotline.agents.all()
+    ]
 
 
 def wanted(hotline: Hotline) -> dict[str, bool]:
@@ -34,7 +43,7 @@ async def test_agents_and_queue_members_survive_a_cti_restart(
     try:
         first.agents.set_not_ready("a00001", "lunch")
         first.agents.logout("a00002")
-        await until(lambda: members(sim) == wanted(first), 5)
+        await converged(sim, first, 5)
         assert members(sim) == {"PJSIP/8001": False, "PJSIP/8002": True}
         assert await first.store.flush(10)
         await first.stop()
@@ -51,7 +60,7 @@ async def test_agents_and_queue_members_survive_a_cti_restart(
             assert (wang.state, wang.reason, wang.seat) == ("not_ready", "lunch", "8002")
             assert zhao.state == "logged_out"
             # Members left by the first process stay as they are; the stale one is removed.
-            await until(lambda: members(sim) == wanted(second), 5)
+            await converged(sim, second, 5)
             assert members(sim) == {"PJSIP/8001": False, "PJSIP/8002": True}
         finally:
             await second.stop()
@@ -67,7 +76,7 @@ async def test_queue_members_come_back_after_an_asterisk_restart(
     sim, hotline = floor.sim, floor.hotline
     try:
         hotline.agents.set_not_ready("a00002", "break")
-        await until(lambda: members(sim) == wanted(hotline), 5)
+        await converged(sim, hotline, 5)
         resyncs = hotline.resync_seconds.copy()
         await sim.restart()
         assert members(sim) == {}
@@ -75,10 +84,10 @@ async def test_queue_members_come_back_after_an_asterisk_restart(
         # Every phone is unusable until Asterisk qualifies it again after the boot: the CTI
         # takes the agents out, then back in as each phone returns; the one who chose a
         # break stays on it.
-        await until(lambda: members(sim) == wanted(hotline), 5)
+        await converged(sim, hotline, 5)
         await until(lambda: hotline.agents.get("a00000").state == "ready", 10)
         await until(lambda: hotline.agents.get("a00001").state == "ready", 10)
-        await until(lambda: members(sim) == wanted(hotline), 5)
+        await converged(sim, hotline, 5)
         assert members(sim) == {"PJSIP/8001": False, "PJSIP/8002": False, "PJSIP/8003": True}
         assert hotline.agents.get("a00002").reason == "break"
     finally:
