@@ -17,6 +17,7 @@ from cti.testing.dialplan_table import DIALPLAN, EXTENSIONS_CONF, read_extension
 from cti.testing.frames import header
 from cti.testing.model import SimConfig
 from cti.testing.pbx import AsteriskSimulator
+from tests.testing.conftest import fresh_heartbeat, login
 
 SCALE = 0.01
 
@@ -35,17 +36,6 @@ async def sim(agi: FastAgiStub) -> AsyncIterator[AsteriskSimulator]:
     await simulator.start()
     yield simulator
     await simulator.stop()
-
-
-async def _client(sim: AsteriskSimulator, **login: str) -> RawAmiClient:
-    client = RawAmiClient("127.0.0.1", sim.ami_port)
-    response = await client.login(**login)
-    assert header(response, "Response") == "Success"
-    return client
-
-
-def _fresh_heartbeat(sim: AsteriskSimulator) -> None:
-    sim.astdb[("cti", "heartbeat")] = str(int(time.time()))
 
 
 def _unused_port() -> int:
@@ -75,7 +65,7 @@ async def test_actions_before_login_are_denied(sim: AsteriskSimulator) -> None:
 
 
 async def test_unknown_action_and_missing_headers(sim: AsteriskSimulator) -> None:
-    client = await _client(sim)
+    client = await login(sim)
     r = await client.action(Action="Frobnicate")
     assert header(r, "Message") == (
         "Invalid/unknown command: Frobnicate. Use Action: ListCommands to show available commands."
@@ -94,9 +84,9 @@ async def test_unknown_action_and_missing_headers(sim: AsteriskSimulator) -> Non
 
 
 async def test_events_filter_on_login(sim: AsteriskSimulator) -> None:
-    everything = await _client(sim)
-    silent = await _client(sim, Events="off")
-    agents = await _client(sim, Events="agent")
+    everything = await login(sim)
+    silent = await login(sim, Events="off")
+    agents = await login(sim, Events="agent")
     sim.register_phone("8002")
     await agents.action(Action="QueueAdd", Queue="hotline", Interface="PJSIP/8002")
     await everything.wait_event("QueueMemberAdded")
@@ -117,7 +107,7 @@ async def test_events_filter_on_login(sim: AsteriskSimulator) -> None:
 
 
 async def test_fresh_heartbeat_routes_through_agi(sim: AsteriskSimulator, agi: FastAgiStub) -> None:
-    client = await _client(sim)
+    client = await login(sim)
     sim.register_phone("8001")
     await client.action(Action="DBPut", Family="cti", Key="heartbeat", Val=str(int(time.time())))
     r = await client.action(Action="DBGet", Family="cti", Key="heartbeat")
@@ -141,7 +131,7 @@ async def test_fresh_heartbeat_routes_through_agi(sim: AsteriskSimulator, agi: F
 async def test_stale_heartbeat_skips_agi_and_queues(
     sim: AsteriskSimulator, agi: FastAgiStub
 ) -> None:
-    client = await _client(sim)
+    client = await login(sim)
     sim.astdb[("cti", "heartbeat")] = str(int(time.time()) - 10)
     call = sim.place_call(talk_s=1, patience_s=1)
     await client.wait_event("QueueCallerJoin")
@@ -157,8 +147,8 @@ async def test_refused_fastagi_goes_on_to_queue() -> None:
     sim = AsteriskSimulator(SimConfig(agi_port=_unused_port(), scale=SCALE))
     await sim.start()
     try:
-        client = await _client(sim)
-        _fresh_heartbeat(sim)
+        client = await login(sim)
+        fresh_heartbeat(sim)
         call = sim.place_call(talk_s=1, patience_s=1)
         await client.wait_event("QueueCallerJoin")
         await call.wait(5)
@@ -172,9 +162,9 @@ async def test_refused_fastagi_goes_on_to_queue() -> None:
 async def test_silent_fastagi_holds_the_call_until_it_closes(
     sim: AsteriskSimulator, agi: FastAgiStub
 ) -> None:
-    client = await _client(sim)
+    client = await login(sim)
     agi.silent = True
-    _fresh_heartbeat(sim)
+    fresh_heartbeat(sim)
     call = sim.place_call(talk_s=1)
     await asyncio.sleep(0.3)  # 30 simulated seconds: no timeout, the caller waits in silence
     assert not call.done.is_set()
@@ -187,9 +177,9 @@ async def test_silent_fastagi_holds_the_call_until_it_closes(
 
 
 async def test_hold_then_redirect_to_deliver(sim: AsteriskSimulator, agi: FastAgiStub) -> None:
-    client = await _client(sim)
+    client = await login(sim)
     sim.register_phone("8001")
-    _fresh_heartbeat(sim)
+    fresh_heartbeat(sim)
     agi.hold = True
     call = sim.place_call(talk_s=2)
     start = await client.wait_event("MusicOnHoldStart", Context="cti-hold")
@@ -215,8 +205,8 @@ async def test_hold_then_redirect_to_deliver(sim: AsteriskSimulator, agi: FastAg
 async def test_hold_falls_back_to_queue_when_cti_dies(
     sim: AsteriskSimulator, agi: FastAgiStub
 ) -> None:
-    client = await _client(sim)
-    _fresh_heartbeat(sim)
+    client = await login(sim)
+    fresh_heartbeat(sim)
     agi.hold = True
     call = sim.place_call(talk_s=1, patience_s=30)
     await client.wait_event("MusicOnHoldStart", Context="cti-hold")
@@ -231,9 +221,9 @@ async def test_hold_falls_back_to_queue_when_cti_dies(
 async def test_seat_that_does_not_answer_sends_the_call_to_hold(
     sim: AsteriskSimulator, agi: FastAgiStub
 ) -> None:
-    client = await _client(sim)
+    client = await login(sim)
     sim.register_phone("8001", on_ring=lambda channel: "busy")
-    _fresh_heartbeat(sim)
+    fresh_heartbeat(sim)
     agi.route = lambda env: "PJSIP/8001"
     call = sim.place_call(talk_s=1, patience_s=12)
     end = await client.wait_for(
@@ -257,7 +247,7 @@ async def test_recordings_are_written(tmp_path: Path, agi: FastAgiStub) -> None:
     await sim.start()
     try:
         sim.register_phone("8001")
-        _fresh_heartbeat(sim)
+        fresh_heartbeat(sim)
         agi.route = lambda env: "PJSIP/8001"
         agi.rec_dir = str(tmp_path / "cti")
         call = sim.place_call(talk_s=3)
@@ -288,7 +278,7 @@ async def test_recordings_grow_while_the_call_goes_on(tmp_path: Path, agi: FastA
     await sim.start()
     try:
         sim.register_phone("8001")
-        _fresh_heartbeat(sim)
+        fresh_heartbeat(sim)
         agi.route = lambda env: "PJSIP/8001"
         agi.rec_dir = str(tmp_path / "cti")
         call = sim.place_call(talk_s=20)
@@ -317,9 +307,9 @@ async def test_recordings_grow_while_the_call_goes_on(tmp_path: Path, agi: FastA
 async def test_variables_astdb_and_mixmonitor_actions(
     sim: AsteriskSimulator, agi: FastAgiStub
 ) -> None:
-    client = await _client(sim)
+    client = await login(sim)
     sim.register_phone("8001")
-    _fresh_heartbeat(sim)
+    fresh_heartbeat(sim)
     agi.route = lambda env: "PJSIP/8001"
     call = sim.place_call(talk_s=50)
     await asyncio.wait_for(call.connected.wait(), 5)
@@ -350,7 +340,7 @@ async def test_variables_astdb_and_mixmonitor_actions(
 
 
 async def test_unclean_unregister_reports_unreachable_later(sim: AsteriskSimulator) -> None:
-    client = await _client(sim)
+    client = await login(sim)
     sim.register_phone("8003", ip="127.0.0.5")
     sim.unregister_phone("8003", clean=False)
     assert (
