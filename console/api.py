@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 
 from console import scopes
 from console.kb import KnowledgeBase
@@ -27,9 +27,8 @@ from console.validation import Identifier, RowId, SingleLine
 from cti.db import utcnow
 from cti.errors import ApiError, NotFound
 from cti.events import CallbackTaskChanged
-from cti.models import CallbackTaskRow, CallRow
-
-SERVICE_LEVEL_S = 15.0  # GB/T 33358: answer within 15 s
+from cti.models import CallbackTaskRow
+from tickets.reports import today_counters
 
 Anyone = Annotated[User, Depends(require_roles(*ROLES))]
 Desk = Annotated[User, Depends(require_roles("agent", "leader"))]
@@ -328,47 +327,7 @@ def _plain(value: Any) -> Any:
 
 def today_kpis(sessions: Any, tz: ZoneInfo, now: datetime | None = None) -> dict[str, Any]:
     """Today's inbound calls (local day of the site): offered, answered, answered within
-    15 s, abandoned, ASA, and the same per hour for the chart. A call counts as offered once
-    it is answered or over (a call still waiting has no outcome yet)."""
-    now = now or utcnow()
-    local = now.astimezone(tz)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    start = midnight.astimezone(ZoneInfo("UTC"))
-    done = (CallRow.ended_at.is_not(None)) | CallRow.answered
-    base = (CallRow.direction == "inbound", CallRow.started_at >= start, done)
-    fast = CallRow.answered & (CallRow.wait_s <= SERVICE_LEVEL_S)
+    15 s, abandoned, ASA, and the same per hour for the chart. The calls and formulas are
+    those of the period table (``tickets.reports.today_counters``), so both agree."""
     with sessions() as session:
-        offered, answered, fast_n, abandoned, asa, longest = session.execute(
-            select(
-                func.count(),
-                func.sum(case((CallRow.answered, 1), else_=0)),
-                func.sum(case((fast, 1), else_=0)),
-                func.sum(case((CallRow.abandoned, 1), else_=0)),
-                func.avg(case((CallRow.answered, CallRow.wait_s), else_=None)),
-                func.max(case((CallRow.answered, CallRow.wait_s), else_=None)),
-            ).where(*base)
-        ).one()
-        rows = session.execute(select(CallRow.started_at, CallRow.answered).where(*base)).all()
-    hours = [{"hour": h, "offered": 0, "answered": 0} for h in range(24)]
-    for started_at, was_answered in rows:
-        slot = hours[started_at.astimezone(tz).hour]
-        slot["offered"] += 1
-        slot["answered"] += 1 if was_answered else 0
-    offered, answered, fast_n, abandoned = (
-        int(x or 0) for x in (offered, answered, fast_n, abandoned)
-    )
-    return {
-        "day": midnight.date().isoformat(),
-        "offered": offered,
-        "answered": answered,
-        "answered_15s": fast_n,
-        "abandoned": abandoned,
-        "connection_rate": round(answered / offered, 4) if offered else None,
-        "service_level_15s": round(fast_n / answered, 4) if answered else None,
-        "asa_s": round(float(asa), 1) if asa is not None else None,
-        "longest_answer_s": round(float(longest), 1) if longest is not None else None,
-        "hours": hours,
-        "as_of": now.isoformat(),
-        "window_s": SERVICE_LEVEL_S,
-        "until": (midnight + timedelta(days=1)).isoformat(),
-    }
+        return today_counters(session.connection(), now or utcnow(), str(tz))

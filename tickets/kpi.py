@@ -4,8 +4,13 @@ loaders that build those records.
 Definitions (a rate is ``None`` when its denominator is 0; periods are half-open
 ``[start, end)``):
 
-- 接通率 ``connection_rate``: calls answered by a human / calls offered (every inbound call).
-- 15秒接通率 ``answered_15s_rate``: calls answered with ``wait_s <= 15`` / calls answered.
+- 接通率 ``connection_rate``: calls answered by a human / calls offered. A call is offered
+  when a citizen called the hotline (direction ``inbound``: not an agent's callback, not a
+  call between seats) and the call has an outcome (answered, or ended unanswered); a call
+  still waiting has none yet. ``is_offered`` says it, for the period table and for today's
+  counters alike (``call_counters``).
+- 15秒接通率 ``answered_15s_rate``: offered calls answered with ``wait_s <= 15`` / offered
+  calls answered.
 - 直接答复率 ``direct_answer_rate``: tickets answered on the spot (S1) / tickets accepted
   (intake ended as answered, queued for dispatch or dispatched; accepted in the period).
 - 即时响应率 ``timely_response_rate``: lead dispatches of the period that were signed for and
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import MetaData, Table, and_, inspect, or_, select
@@ -71,6 +76,9 @@ class CallRecord:
     started_at: datetime
     answered: bool
     wait_s: float
+    direction: str = "inbound"  # inbound | callback | internal (cti.calls.model.Call)
+    ended: bool = True
+    abandoned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,19 +141,80 @@ class Ratio:
         return self.numerator / self.denominator if self.denominator else None
 
 
+def rounded(value: float | None) -> float | None:
+    """A rate as the APIs give it (the period table and today's counters alike)."""
+    return None if value is None else round(value, 6)
+
+
 # --- the formulas ------------------------------------------------------------------------
 
 
+SERVICE_LEVEL_S = 15.0  # GB/T 33358: answer within 15 s
+
+
+def is_offered(call: CallRecord) -> bool:
+    """A citizen's call to the hotline that has an outcome: the denominator of 接通率."""
+    return call.direction == "inbound" and (call.answered or call.ended)
+
+
+def offered_calls(calls: Iterable[CallRecord], period: Period) -> list[CallRecord]:
+    return [c for c in calls if c.started_at in period and is_offered(c)]
+
+
 def connection_rate(calls: Iterable[CallRecord], period: Period) -> Ratio:
-    offered = [c for c in calls if c.started_at in period]
+    offered = offered_calls(calls, period)
     return Ratio(sum(c.answered for c in offered), len(offered))
 
 
 def answered_15s_rate(
-    calls: Iterable[CallRecord], period: Period, threshold_s: float = 15.0
+    calls: Iterable[CallRecord], period: Period, threshold_s: float = SERVICE_LEVEL_S
 ) -> Ratio:
-    answered = [c for c in calls if c.started_at in period and c.answered]
+    answered = [c for c in offered_calls(calls, period) if c.answered]
     return Ratio(sum(c.wait_s <= threshold_s for c in answered), len(answered))
+
+
+@dataclass(frozen=True, slots=True)
+class CallCounters:
+    """The call KPIs of one period with the counts behind them (today's counters on the
+    reports page and the wallboard), from the same formulas as the period table."""
+
+    period: Period
+    connection: Ratio
+    answered_15s: Ratio
+    abandoned: int
+    asa_s: float | None
+    longest_answer_s: float | None
+    hours: list[dict[str, int]]
+
+    @property
+    def offered(self) -> int:
+        return self.connection.denominator
+
+    @property
+    def answered(self) -> int:
+        return self.connection.numerator
+
+
+def call_counters(calls: Iterable[CallRecord], period: Period, tz: tzinfo) -> CallCounters:
+    """Offered, answered, answered within 15 s, abandoned, the mean and longest wait of the
+    answered calls, and offered / answered per local hour of the period's start day."""
+    records = list(calls)
+    offered = offered_calls(records, period)
+    waits = [c.wait_s for c in offered if c.answered]
+    hours = [{"hour": h, "offered": 0, "answered": 0} for h in range(24)]
+    for c in offered:
+        slot = hours[c.started_at.astimezone(tz).hour]
+        slot["offered"] += 1
+        slot["answered"] += int(c.answered)
+    return CallCounters(
+        period,
+        connection_rate(records, period),
+        answered_15s_rate(records, period),
+        sum(c.abandoned and not c.answered for c in offered),
+        sum(waits) / len(waits) if waits else None,
+        max(waits) if waits else None,
+        hours,
+    )
 
 
 def direct_answer_rate(intakes: Iterable[IntakeRecord], period: Period) -> Ratio:
@@ -299,8 +368,7 @@ class DepartmentKpis:
             "department_name": self.department_name,
         }
         for name in KPI_NAMES:
-            value = self.rates.get(name)
-            data[name] = None if value is None else round(value, 6)
+            data[name] = rounded(self.rates.get(name))
         data["counts"] = {
             k: {"numerator": n, "denominator": d} for k, (n, d) in self.counts.items()
         }
@@ -381,15 +449,29 @@ def load_calls(conn: Connection, period: Period) -> list[CallRecord] | None:
     # SQLite would drop a +08:00 offset and compare the local wall-clock time.
     start, end = period.start.astimezone(UTC), period.end.astimezone(UTC)
     rows = conn.execute(
-        select(calls.c.started_at, calls.c.answered, calls.c.wait_s).where(
-            calls.c.started_at >= start, calls.c.started_at < end
-        )
+        select(
+            calls.c.started_at,
+            calls.c.answered,
+            calls.c.wait_s,
+            calls.c.direction,
+            calls.c.ended_at,
+            calls.c.abandoned,
+        ).where(calls.c.started_at >= start, calls.c.started_at < end)
     )
     result = []
-    for started_at, answered, wait_s in rows:
+    for started_at, answered, wait_s, direction, ended_at, abandoned in rows:
         at = _utc(started_at)
         if at is not None:
-            result.append(CallRecord(at, bool(answered), float(wait_s or 0.0)))
+            result.append(
+                CallRecord(
+                    at,
+                    bool(answered),
+                    float(wait_s or 0.0),
+                    direction or "inbound",
+                    ended_at is not None,
+                    bool(abandoned),
+                )
+            )
     return result
 
 

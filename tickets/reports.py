@@ -69,6 +69,49 @@ def parse_period(text: str, timezone: str = "Asia/Shanghai") -> Period:
     raise ValueError(f"{text!r} is not a period: write 2026-10, 2026-Q4, 2026-W41 or 2026")
 
 
+def day_period(at: datetime, timezone: str = "Asia/Shanghai") -> Period:
+    """The local day holding ``at``, as a period labelled ``2026-10-08``."""
+    tz = ZoneInfo(timezone)
+    day = at.astimezone(tz).date()
+    return Period(
+        day.isoformat(),
+        datetime.combine(day, time(0), tz),
+        datetime.combine(day + timedelta(days=1), time(0), tz),
+    )
+
+
+def today_counters(conn: Connection, now: datetime, timezone: str) -> dict[str, Any]:
+    """Today's call counters (the local day of ``now``) for the console: the same calls and
+    formulas as the period table (``kpi.call_counters``), with the counts behind each rate.
+    A call still waiting is not counted until it has an outcome."""
+    period = day_period(now, timezone)
+    c = kpi.call_counters(kpi.load_calls(conn, period) or [], period, ZoneInfo(timezone))
+    return {
+        "day": period.label,
+        "since": period.start.isoformat(),
+        "until": period.end.isoformat(),
+        "as_of": now.isoformat(),
+        "offered": c.offered,
+        "answered": c.answered,
+        "answered_15s": c.answered_15s.numerator,
+        "abandoned": c.abandoned,
+        "connection_rate": kpi.rounded(c.connection.value),
+        "service_level_15s": kpi.rounded(c.answered_15s.value),
+        "counts": {
+            "connection_rate": _counts(c.connection),
+            "answered_15s_rate": _counts(c.answered_15s),
+        },
+        "asa_s": None if c.asa_s is None else round(c.asa_s, 1),
+        "longest_answer_s": None if c.longest_answer_s is None else round(c.longest_answer_s, 1),
+        "hours": c.hours,
+        "window_s": kpi.SERVICE_LEVEL_S,
+    }
+
+
+def _counts(ratio: kpi.Ratio) -> dict[str, int]:
+    return {"numerator": ratio.numerator, "denominator": ratio.denominator}
+
+
 @dataclass(frozen=True, slots=True)
 class RepeatCaller:
     caller: str

@@ -90,7 +90,7 @@ def test_kpis_of_today_from_the_calls_table(hotline: Hotline) -> None:
         1,
     )
     assert k["connection_rate"] == 0.75
-    assert k["service_level_15s"] == round(2 / 3, 4)
+    assert k["service_level_15s"] == round(2 / 3, 6)
     assert k["asa_s"] == 11.0 and k["longest_answer_s"] == 20.0
     assert (k["hours"][9]["offered"], k["hours"][9]["answered"]) == (2, 2)
     assert (k["hours"][10]["offered"], k["hours"][10]["answered"]) == (2, 1)

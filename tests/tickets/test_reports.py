@@ -124,26 +124,38 @@ def test_calls_are_read_from_the_cti_table(tmp_path: Path) -> None:
         conn.execute(
             text(
                 "CREATE TABLE calls (id INTEGER PRIMARY KEY, node VARCHAR, linkedid VARCHAR, "
-                "caller VARCHAR, did VARCHAR, topic VARCHAR, started_at DATETIME, "
-                "answered_at DATETIME, ended_at DATETIME, answered BOOLEAN, abandoned BOOLEAN, "
-                "wait_s FLOAT, talk_s FLOAT, agent_id VARCHAR, seat VARCHAR, ticket_id VARCHAR)"
+                "direction VARCHAR, caller VARCHAR, did VARCHAR, topic VARCHAR, "
+                "started_at DATETIME, answered_at DATETIME, ended_at DATETIME, "
+                "answered BOOLEAN, abandoned BOOLEAN, wait_s FLOAT, talk_s FLOAT, "
+                "agent_id VARCHAR, seat VARCHAR, ticket_id VARCHAR)"
             )
         )
         rows = [
-            ("2026-09-30 16:30:00.000000", 1, 4.0),  # 1 Oct 00:30 Shanghai: in
-            ("2026-10-10 02:00:00.000000", 1, 20.0),
-            ("2026-10-11 02:00:00.000000", 0, 30.0),
-            ("2026-09-30 15:59:00.000000", 1, 1.0),  # 30 Sept 23:59 Shanghai: out
+            ("2026-09-30 16:30:00.000000", "inbound", 1, 4.0, True),  # 1 Oct 00:30 Shanghai
+            ("2026-10-10 02:00:00.000000", "inbound", 1, 20.0, True),
+            ("2026-10-11 02:00:00.000000", "inbound", 0, 30.0, True),
+            ("2026-10-11 03:00:00.000000", "inbound", 0, 10.0, False),  # still waiting
+            ("2026-10-11 04:00:00.000000", "callback", 0, 0.0, True),  # not offered
+            ("2026-09-30 15:59:00.000000", "inbound", 1, 1.0, True),  # 30 Sept 23:59: out
         ]
-        for started, answered, wait in rows:
+        for started, direction, answered, wait, ended in rows:
             conn.execute(
-                text("INSERT INTO calls (started_at, answered, wait_s) VALUES (:s, :a, :w)"),
-                {"s": started, "a": answered, "w": wait},
+                text(
+                    "INSERT INTO calls (started_at, direction, answered, wait_s, ended_at) "
+                    "VALUES (:s, :d, :a, :w, :e)"
+                ),
+                {
+                    "s": started,
+                    "d": direction,
+                    "a": answered,
+                    "w": wait,
+                    "e": started if ended else None,
+                },
             )
     with engine.connect() as conn:
         calls = kpi.load_calls(conn, OCT)
     engine.dispose()
-    assert calls is not None and len(calls) == 3
+    assert calls is not None and len(calls) == 5
     assert kpi.connection_rate(calls, OCT) == kpi.Ratio(2, 3)
     assert kpi.answered_15s_rate(calls, OCT) == kpi.Ratio(1, 2)
     assert calls[0].started_at.tzinfo is not None
