@@ -11,13 +11,19 @@ What it gets wrong, and what this module does about it (see stack-notes):
    minutes after the caller left) -> ``send`` refuses at once when the node is down, every
    action runs under ``wait_for``, and pending actions fail when the connection drops.
 4. ``connect()`` returns before login and a wrong secret raises nothing -> login failures are
-   reported through ``on_state`` and retried with backoff.
+   reported through ``on_state`` and retried with backoff; a connect, banner or login that
+   hangs (a host dropping packets, a port that accepts and says nothing) is given up after
+   ``login_timeout`` and retried too.
 5. A single-response action whose message reads "Added interface to queue" is taken for a
    list and its future never resolves -> every action states ``as_list`` explicitly.
 6. Reconnect uses a fixed delay -> exponential backoff with jitter, reset after login.
 7. A list action answered ``Response: Error`` and no list (``No Contacts found``) never
    resolves: panoramisk waits for the ``...Complete`` event that never comes ->
    ``_ListAction`` ends on such an answer, and ``send_list`` reads "No ... found" as empty.
+8. Its log says "Not able to reconnect" on every retry, with no node, address or reason ->
+   its lines go to DEBUG, and ``cti.ami.outage.OutageLog`` writes one line per change of the
+   connection (node, host:port, the reason in plain words, what to check), and a reminder
+   every ``down_reminder_s`` while it stays down.
 
 What Asterisk does that the login hook must respect: it accepts a login while it is still
 booting (list actions of modules not yet loaded answer "Invalid/unknown command"), so the hook
@@ -42,6 +48,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.manager import Manager
 from panoramisk.message import Message as PMessage
 
+from cti.ami import outage
 from cti.ami.actions import AmiError, AmiUnavailable, ShuttingDown, error_for, is_empty_list
 from cti.ami.parser import DEFAULT_DROP, AmiParser, Message
 from cti.tasks import cancel_and_wait
@@ -55,6 +62,13 @@ LoginHook = Callable[["AmiNode"], Awaitable[None]]
 # Login "Events:" classes: what the CTI needs, without the dialplan/AGI chatter that is most
 # of the traffic (VarSet, Newexten, AGIExec*).
 DEFAULT_EVENT_CLASSES = "system,call,agent,user"
+
+
+class _DebugOnly(logging.LoggerAdapter[logging.Logger]):
+    """panoramisk's logger with every line at DEBUG (see point 8 above)."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(logging.DEBUG, msg, *args, **kwargs)
 
 
 class _ListAction(pactions.Action):  # type: ignore[misc]
@@ -117,18 +131,29 @@ class HotlineAMIProtocol(AMIProtocol):  # type: ignore[misc]
 
 
 class _Manager(Manager):  # type: ignore[misc]
-    """panoramisk's Manager, reporting login results and connection loss to ``AmiNode``."""
+    """panoramisk's Manager, reporting each attempt and its outcome to ``AmiNode``."""
 
     def __init__(self, node: AmiNode, **config: Any) -> None:
-        super().__init__(**config)
+        super().__init__(log=_DebugOnly(logging.getLogger("panoramisk.manager")), **config)
         self.node = node
         self.name = node.name
 
     def on_raw_event(self, msg: Message) -> None:
         self.node._event(msg)
 
+    def connect(self, *args: Any, **kwargs: Any) -> asyncio.Task[Any] | None:
+        if self.node._stopping:  # a retry scheduled before stop() began
+            return None
+        task: asyncio.Task[Any] = super().connect(*args, **kwargs)
+        self.node._attempt_started(task)
+        return task
+
     def connection_made(self, f: asyncio.Future[Any]) -> None:
         if f.cancelled():
+            # The node gave up a connect that hung (and said so); panoramisk would not retry.
+            if not self.node._stopping:
+                self.reconnect_timeout = self.node._next_backoff()
+                self.loop.call_later(self.reconnect_timeout, self.connect)
             return
         exc = f.exception()
         if exc is not None:
@@ -140,20 +165,22 @@ class _Manager(Manager):  # type: ignore[misc]
         self.authenticated_future = None
         try:
             resp = future.result()
-        except Exception as exc:  # connection dropped during login
-            self.node._state("disconnected", f"login interrupted: {exc}")
+        except Exception:  # the connection dropped first; connection_lost reported it
             return False
         self.authenticated = bool(resp.success)
         if self.authenticated:
+            self.node._login_answered()
             self.loop.call_soon(self.node._logged_in)
         else:
-            self.node._state("auth-failed", resp.get("Message", "login refused"))
+            self.node._auth_failed(resp.get("Message", ""))
             # Asterisk closes the socket after a failed login; back off before retrying.
             self.reconnect_timeout = self.node._next_backoff()
         return self.authenticated
 
     def connection_lost(self, exc: Any) -> None:
         self.authenticated = False
+        if self.node._stopping:
+            return
         self.reconnect_timeout = self.node._next_backoff()
         self.node._lost(exc)
         super().connection_lost(exc)
@@ -183,6 +210,8 @@ class AmiNode:
         ping_timeout: float = 3.0,
         backoff_max: float = 30.0,
         boot_wait: float = 60.0,
+        login_timeout: float = 10.0,
+        down_reminder_s: float = 60.0,
     ) -> None:
         self.name = name
         self.host = host
@@ -194,6 +223,8 @@ class AmiNode:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.backoff_max = backoff_max
+        self.login_timeout = login_timeout
+        self.down_reminder_s = down_reminder_s
         self._backoff = 0.0
         self.state = "new"
         self.state_detail = ""
@@ -212,12 +243,21 @@ class AmiNode:
         self.boot_wait = boot_wait
         self.fully_booted_at: float | None = None
         self.clock_offset: float | None = None
+        self.outage = self._new_outage_log()
+        # The attempt under way: its connect, the timer that gives it up, and why it failed
+        # when the node knows better than the socket (a Ping unanswered, a Shutdown event).
+        self._connect_task: asyncio.Task[Any] | None = None
+        self._login_timer: asyncio.TimerHandle | None = None
+        self._reminder: asyncio.TimerHandle | None = None
+        self._attempt_reason: outage.Reason | None = None
+        self._attempt_reported = False
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
         self._stopping = False
         loop = asyncio.get_running_loop()
+        self.outage = self._new_outage_log()
 
         class Protocol(HotlineAMIProtocol):
             pass
@@ -250,16 +290,19 @@ class AmiNode:
 
     async def stop(self) -> None:
         self._stopping = True
-        await cancel_and_wait(self._watchdog, self._login_task)
+        for timer in (self._login_timer, self._reminder):
+            if timer is not None:
+                timer.cancel()
+        self._login_timer = self._reminder = None
+        await cancel_and_wait(self._watchdog, self._login_task, self._connect_task)
         manager = self._manager
         self._manager = None
         if manager is not None:
-            # Stop panoramisk from scheduling a reconnect while we close.
-            manager.connection_lost = lambda exc: None
-            manager.connect = lambda *a, **k: None
+            # With _stopping set, _Manager schedules no reconnect and reports no loss.
             manager.close()
         self._ready.clear()
         self._state("stopped", "")
+        self.outage.stopped()
 
     @property
     def connected(self) -> bool:
@@ -318,36 +361,123 @@ class AmiNode:
 
     def _event(self, msg: Message) -> None:
         self.events_received += 1
-        if msg.get("Event") == "FullyBooted" and not self._booted.is_set():
+        name = msg.get("Event")
+        if name == "FullyBooted" and not self._booted.is_set():
             self.fully_booted_at = time.monotonic()
             self._booted.set()
+        elif name == "Shutdown":  # the socket closes next: that is why
+            self._attempt_reason = outage.shut_down(msg.get("Restart", "").lower() == "true")
         self._on_event(self.name, msg)
 
     def _state(self, state: str, detail: str) -> None:
-        if state != self.state or detail != self.state_detail:
-            log.info("AMI %s: %s -> %s %s", self.name, self.state, state, detail)
+        """The state that ``on_state`` (and health) see; notified when it changes only, so a
+        node failing the same way on every retry is one notification, not one per retry."""
+        if state == self.state and detail == self.state_detail:
+            return
+        log.debug("AMI %s: %s -> %s %s", self.name, self.state, state, detail)
         self.state = state
         self.state_detail = detail
         if self._on_state is not None:
             self._on_state(self.name, state, detail)
 
+    def _new_outage_log(self) -> outage.OutageLog:
+        return outage.OutageLog(
+            self.name, self.host, self.port, retry_max_s=self.backoff_max, logger=log
+        )
+
     def _next_backoff(self) -> float:
         self._backoff = min(self.backoff_max, max(0.5, self._backoff * 2 or 0.5))
         return self._backoff * random.uniform(0.8, 1.2)
 
+    def _attempt_started(self, task: asyncio.Task[Any]) -> None:
+        self._connect_task = task
+        self._attempt_reason = None
+        self._attempt_reported = False
+        if self._login_timer is not None:
+            self._login_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._login_timer = loop.call_later(self.login_timeout, self._login_overdue)
+
+    def _login_answered(self) -> None:
+        if self._login_timer is not None:
+            self._login_timer.cancel()
+            self._login_timer = None
+
+    def _login_overdue(self) -> None:
+        """``login_timeout`` after the attempt began and still not logged in: give it up
+        (panoramisk would wait for ever on a host that drops packets or a silent port)."""
+        self._login_timer = None
+        manager = self._manager
+        if manager is None or self._stopping or manager.authenticated:
+            return
+        task = self._connect_task
+        if task is not None and not task.done():
+            self._fail(outage.connect_timed_out(self.login_timeout))
+            task.cancel()  # _Manager.connection_made schedules the retry
+            return
+        protocol = manager.protocol
+        if protocol is None or getattr(protocol, "closed", True):
+            return  # the attempt already ended, and was reported
+        banner = protocol.parser.banner
+        if banner is None:
+            self._attempt_reason = outage.no_banner(self.login_timeout, self.port)
+        elif not banner:
+            self._attempt_reason = outage.not_ami(self.port)
+        else:
+            self._attempt_reason = outage.no_login_answer(self.login_timeout)
+        protocol.transport.abort()  # connection_lost reports it and retries
+
+    def _fail(self, reason: outage.Reason) -> None:
+        """The attempt under way failed: once per attempt, whatever else follows (Asterisk
+        closes the socket after refusing a login: that close is not news)."""
+        if self._attempt_reported:
+            return
+        self._attempt_reported = True
+        self._login_answered()
+        self._state("auth-failed" if reason.kind == "auth-failed" else "disconnected", reason.text)
+        self.outage.failed(reason)
+        if self._reminder is None and not self._stopping:
+            loop = asyncio.get_running_loop()
+            self._reminder = loop.call_later(self.down_reminder_s, self._remind)
+
+    def _remind(self) -> None:
+        self._reminder = None
+        if self._stopping or not self.outage.down:
+            return
+        self.outage.remind()
+        self._reminder = asyncio.get_running_loop().call_later(self.down_reminder_s, self._remind)
+
     def _connect_failed(self, exc: BaseException) -> None:
-        self._state("disconnected", f"connect failed: {exc}")
+        self._fail(outage.from_error(exc, self.host, self.port, logged_in=False))
+
+    def _auth_failed(self, message: str) -> None:
+        self._fail(outage.auth_failed(message))
 
     def _lost(self, exc: Any) -> None:
+        was_up = self.logged_in_at is not None
         self._ready.clear()
         self._booted.clear()
         self.fully_booted_at = None
         self.logged_in_at = None
-        self._state("disconnected", f"connection lost: {exc or 'closed by peer'}")
+        if self._stopping:
+            return
+        error = exc if isinstance(exc, BaseException) else None
+        reason = self._attempt_reason or outage.from_error(
+            error, self.host, self.port, logged_in=was_up
+        )
+        self._fail(reason)
 
     def _logged_in(self) -> None:
+        if not self.connected:  # lost between the login answer and now: reported already
+            return
         self._backoff = 0.0
         self.logged_in_at = time.monotonic()
+        if self._reminder is not None:
+            self._reminder.cancel()
+            self._reminder = None
+        manager = self._manager
+        version = getattr(manager.protocol, "version", None) if manager is not None else None
+        self.outage.up(version)
         self._state("connected", "logged in")
         if self._on_login is not None:
             self._login_task = asyncio.create_task(self._run_login_hook())
@@ -421,7 +551,7 @@ class AmiNode:
             except AmiUnavailable:
                 manager = self._manager
                 if manager is not None and manager.protocol is not None:
-                    log.warning("AMI %s: Ping unanswered, dropping the connection", self.name)
+                    self._attempt_reason = outage.ping_unanswered(self.ping_timeout)
                     transport = manager.protocol.transport
                     transport.abort()
             except Exception:
