@@ -142,8 +142,8 @@ class _Manager(Manager):  # type: ignore[misc]
         self.node._event(msg)
 
     def connect(self, *args: Any, **kwargs: Any) -> asyncio.Task[Any] | None:
-        if self.node._stopping:  # a retry scheduled before stop() began
-            return None
+        if self.node._stopping or self.node._manager is not self:
+            return None  # a retry scheduled before stop(): the node is closed, or anew
         task: asyncio.Task[Any] = super().connect(*args, **kwargs)
         self.node._attempt_started(task)
         return task

@@ -142,3 +142,24 @@ class ClosingPeer:
         assert self.server is not None
         self.server.close()
         await self.server.wait_closed()
+
+
+class FullBacklog:
+    """A listening port whose accept queue is full (backlog 0, one connection never
+    accepted): the kernel drops further SYNs, so a connect hangs as it does towards a host
+    behind a firewall that drops packets."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    def start(self) -> int:
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        port: int = self.listener.getsockname()[1]
+        self.filler.connect(("127.0.0.1", port))
+        return port
+
+    def stop(self) -> None:
+        self.filler.close()
+        self.listener.close()

@@ -17,7 +17,14 @@ from cti.ami import outage
 from cti.ami.client import AmiNode
 from cti.testing.model import SimConfig
 from cti.testing.pbx import AsteriskSimulator
-from tests.cti.ami_peers import BANNER, ClosingPeer, FakeAsterisk, SilentPeer, unused_port
+from tests.cti.ami_peers import (
+    BANNER,
+    ClosingPeer,
+    FakeAsterisk,
+    FullBacklog,
+    SilentPeer,
+    unused_port,
+)
 
 CLIENT = "cti.ami.client"
 
@@ -116,6 +123,25 @@ async def test_auth_failed_says_which_settings_to_check_once(
     assert said(caplog, logging.WARNING) == errors
     assert states == ["connecting", "auth-failed"]
     assert noise(caplog) == []
+
+
+async def test_a_connect_that_hangs_is_given_up_and_retried(
+    caplog: pytest.LogCaptureFixture, nodes: Callable[..., AmiNode]
+) -> None:
+    peer = FullBacklog()
+    port = peer.start()
+    try:
+        node = nodes(port, login_timeout=0.1)
+        await node.start()
+        await until(lambda: node.outage.failures >= 3)
+        assert said(caplog, logging.WARNING) == [
+            f"AMI node pbx-a (127.0.0.1:{port}): no answer to the TCP connect within 0.1 s;"
+            " check the host in the [[asterisk]] entry of this node, the network and any"
+            " firewall between; retrying at intervals up to 0.05 s"
+        ]
+        await node.stop()
+    finally:
+        peer.stop()
 
 
 async def test_a_port_that_accepts_and_says_nothing_times_out(
