@@ -92,6 +92,9 @@ class HotlineAMIProtocol(AMIProtocol):  # type: ignore[misc]
     """panoramisk's protocol with byte-level framing and direct event delivery."""
 
     drop: frozenset[bytes] = DEFAULT_DROP
+    # Set by panoramisk's connection_made; declared for the type checker.
+    version: str | None
+    closed: bool
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
