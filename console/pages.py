@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from console.api import Anyone, home_page, user_dict
-from console.i18n import Translator
+from console.i18n import MISSING, Translator
 from console.security import User, require_roles
 from console.sessions import SessionCodec
 
@@ -80,6 +80,8 @@ class PageRenderer:
             "lang": self.t.language,
             "tz": self.timezone,
             "messages": self.t.messages,
+            # Set in test mode only: how the scripts show a key the catalogue lacks.
+            "missing": MISSING if self.t.mark_missing else None,
             "config": config or {},
         }
         title = self.t(title_key)

@@ -31,6 +31,7 @@ REGISTERED = "registered"
 LOST = "lost"  # never appeared within the grace period
 DELETED = "deleted"  # removed by retention
 ARCHIVED = "archived"  # moved by retention
+STATUSES = (RECORDING, PENDING, REGISTERED, LOST, DELETED, ARCHIVED)
 
 # Job status
 LIVE = "live"  # the call goes on: for a live follower to take

@@ -6,8 +6,11 @@
   var H = (window.Hotline = { boot: boot, user: boot.user, config: boot.config || {} });
   var skew = 0; // server clock minus browser clock, in ms
 
+  // A key the catalogue lacks shows as itself (or, in test mode, as boot.missing's mark).
+  H.has = function (key) { return Object.prototype.hasOwnProperty.call(boot.messages, key); };
+
   H.t = function (key, params) {
-    var text = Object.prototype.hasOwnProperty.call(boot.messages, key) ? boot.messages[key] : key;
+    var text = H.has(key) ? boot.messages[key] : boot.missing ? boot.missing.replace("{key}", key) : key;
     if (params) {
       text = text.replace(/\{(\w+)\}/g, function (m, name) {
         return Object.prototype.hasOwnProperty.call(params, name) ? String(params[name]) : m;
@@ -78,8 +81,7 @@
 
   H.errorText = function (error) {
     var key = "error.id." + (error.id || "");
-    var text = H.t(key);
-    return text === key ? H.t("error.generic", { message: error.message }) : text;
+    return H.has(key) ? H.t(key) : H.t("error.generic", { message: error.message });
   };
 
   // --- time -------------------------------------------------------------------------
@@ -108,6 +110,23 @@
 
   H.percent = function (value) {
     return value === null || value === undefined ? "—" : (value * 100).toFixed(1) + "%";
+  };
+
+  // Every KPI shown carries its definition and period: [data-kpi="offered"] has the label
+  // key kpi.offered and the definition kpi.def.offered (tickets/kpi.py gives the formulas).
+  // The title shows them on hover; a notes list, when given, shows them in the page.
+  H.explainKpis = function (root, period, notes) {
+    if (notes) H.clear(notes);
+    var nodes = root.querySelectorAll ? root.querySelectorAll("[data-kpi]") : root;
+    Array.prototype.forEach.call(nodes, function (node) {
+      var name = node.getAttribute("data-kpi");
+      node.title = H.t("kpi.def." + name) + "\n" + period;
+      if (notes) {
+        notes.appendChild(H.el("dt", { text: H.t("kpi." + name) }));
+        notes.appendChild(H.el("dd", { "data-kpi-note": name, text: H.t("kpi.def." + name) }));
+      }
+    });
+    if (notes) notes.appendChild(H.el("dd", { class: "muted", "data-kpi-period": "", text: period }));
   };
 
   H.stateLabel = function (state, reason) {

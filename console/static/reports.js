@@ -24,8 +24,10 @@
       [["kpi.offered", k.offered], ["kpi.answered", k.answered], ["kpi.connection_rate", H.percent(k.connection_rate)],
         ["kpi.service_level", H.percent(k.service_level_15s)], ["kpi.abandoned", k.abandoned],
         ["kpi.asa", k.asa_s === null ? "—" : t("unit.seconds", { n: k.asa_s })]].forEach(function (pair) {
-        box.appendChild(el("div", { class: "kpi" }, [el("span", { class: "k", text: t(pair[0]) }), el("span", { class: "v", text: pair[1] })]));
+        box.appendChild(el("div", { class: "kpi", "data-kpi": pair[0].slice(4) }, [
+          el("span", { class: "k", text: t(pair[0]) }), el("span", { class: "v", text: pair[1] })]));
       });
+      H.explainKpis(box, t("kpi.period.today", { day: k.day, tz: H.boot.tz }), $("today-notes"));
       window.HotlineChart.bars($("hourly-chart"), {
         labels: k.hours.map(function (h) { return h.hour; }),
         series: [
@@ -42,7 +44,8 @@
       rows = data.departments;
       var head = H.clear($("kpi-head"));
       head.appendChild(el("th", { text: t("ticket.department") }));
-      KPIS.forEach(function (k) { head.appendChild(el("th", { text: t("kpi." + k) })); });
+      KPIS.forEach(function (k) { head.appendChild(el("th", { "data-kpi": k, text: t("kpi." + k) })); });
+      H.explainKpis(head, t("kpi.period.report", { period: data.period, tz: H.boot.tz }), $("period-notes"));
       var body = H.clear($("kpi-body"));
       rows.forEach(function (r) {
         body.appendChild(el("tr", { class: r.bottom_three ? "late" : "" }, [el("td", { text: r.department_name || r.department_id })].concat(

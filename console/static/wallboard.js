@@ -217,7 +217,7 @@
       var text;
       if (a.type === "SeatAlarm") text = t(a.cleared ? "alarm.seat_back" : "alarm.seat", { seat: a.seat, agent: a.agent_id, reason: a.reason });
       else if (a.type === "AmiDisconnected") text = t("alarm.pbx", { node: a.node });
-      else text = (t("alarm.kind." + a.kind) !== "alarm.kind." + a.kind ? t("alarm.kind." + a.kind) + ": " : "") + a.message;
+      else text = (H.has("alarm.kind." + a.kind) ? t("alarm.kind." + a.kind) + ": " : "") + a.message;
       list.appendChild(el("li", { class: a.cleared ? "cleared" : "" }, [
         el("span", { class: "muted small", text: H.clock(a.at) + " " }), text,
       ]));
@@ -260,6 +260,7 @@
       H.setText("k-sl", H.percent(k.service_level_15s));
       H.setText("k-abandoned", k.abandoned);
       H.setText("k-asa", k.asa_s === null ? "—" : t("unit.seconds", { n: k.asa_s }));
+      H.explainKpis(document.querySelectorAll("#kpis [data-period=today]"), t("kpi.period.today", { day: k.day, tz: H.boot.tz }));
     }, function () {});
   });
 
@@ -280,6 +281,7 @@
   ["ready", "not_ready", "ringing", "on_call", "wrap_up", "logged_out"].forEach(function (s) {
     $("legend").appendChild(el("span", { class: "agent-state", "data-state": s, text: t("state." + s) }));
   });
+  H.explainKpis(document.querySelectorAll("#kpis [data-period=live]"), t("kpi.period.live"));
   H.every(1000, tickTimers);
   H.live(onMessage);
 })();
