@@ -244,3 +244,28 @@ class SmsMessage(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TicketCounter(Base):
+    """The last ticket number handed out for a day (``YYYYMMDD``, local date).
+
+    Every process that draws ticket numbers reserves them here, a block at a time, in one
+    short transaction: the database serialises the reservations, so two CTIs (or a CTI and a
+    classic AGI script) never hand out the same number."""
+
+    __tablename__ = "ticket_counters"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JobClaim(Base):
+    """A job run claimed for one due time: a timer, a retry or a sweep that two CTI processes
+    both see as due is acted on only by the process whose claim row was inserted."""
+
+    __tablename__ = "job_claims"
+
+    job: Mapped[str] = mapped_column(String(120), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True, default=utcnow)
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")

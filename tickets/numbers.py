@@ -1,9 +1,13 @@
 """Ticket numbers: ``YYYYMMDD`` (local date) + a 6-digit sequence, e.g. ``20261122000123``.
 
-The FastAGI route hands the ticket number to Asterisk before the call is answered, so the
-number must not cost a database round trip: the counter of a day is read from the database
-once (the highest number of that day), then kept in memory. One process allocates numbers
-for a site (the CTI); numbers are unique as long as that holds.
+The database decides: each process reserves a block of numbers of the day in
+``ticket_counters`` (one short transaction: ``UPDATE ... SET last = last + block``, or the
+day's first row), then hands them out from memory. Two CTI processes, or a CTI and classic AGI
+scripts, on one database never draw the same number. The FastAGI route draws a number before
+the call is answered, so only one draw in ``block`` costs a database round trip.
+
+A block's unused numbers are skipped when the process stops or the day ends, and numbers of
+different processes interleave: numbers are unique and grow within a process, with gaps.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ from collections.abc import Callable
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.db import utcnow
-from tickets.models import Ticket
+from tickets.models import Ticket, TicketCounter
 
 SEQUENCE_DIGITS = 6
+LARGEST = 10**SEQUENCE_DIGITS - 1
+# The day's counter row is created by one process; the others retry their UPDATE.
+_CREATE_ATTEMPTS = 5
 
 
 class TicketNumbers:
@@ -28,33 +36,69 @@ class TicketNumbers:
         sessions: sessionmaker[Session],
         timezone: str = "Asia/Shanghai",
         clock: Callable[[], datetime] = utcnow,
+        *,
+        block: int = 20,
     ) -> None:
+        if block < 1:
+            raise ValueError("block must be at least 1")
         self._sessions = sessions
         self._tz = ZoneInfo(timezone)
         self._clock = clock
+        self._block = block
         self._lock = threading.Lock()
         self._day: date | None = None
-        self._last = 0
-
-    def _load(self, day: date) -> int:
-        prefix = day.strftime("%Y%m%d")
-        with self._sessions() as session:
-            highest = session.scalar(
-                select(func.max(Ticket.id)).where(
-                    Ticket.id.like(prefix + "%"),
-                    func.length(Ticket.id) == len(prefix) + SEQUENCE_DIGITS,
-                )
-            )
-        return int(highest[len(prefix) :]) if highest else 0
+        self._next = 1
+        self._end = 0  # the last number of the reserved block
 
     def next(self) -> str:
         day = self._clock().astimezone(self._tz).date()
         with self._lock:
-            if day != self._day:
-                # Only at the first number of a day (or of the process) is the DB read.
-                self._last = self._load(day)
+            if day != self._day or self._next > self._end:
+                self._next, self._end = self.reserve(day, self._block)
                 self._day = day
-            self._last += 1
-            if self._last >= 10**SEQUENCE_DIGITS:
-                raise OverflowError(f"more than {10**SEQUENCE_DIGITS - 1} tickets on {day}")
-            return f"{day:%Y%m%d}{self._last:0{SEQUENCE_DIGITS}d}"
+            number = self._next
+            self._next += 1
+            return f"{day:%Y%m%d}{number:0{SEQUENCE_DIGITS}d}"
+
+    def reserve(self, day: date, count: int) -> tuple[int, int]:
+        """Reserve ``count`` numbers of ``day`` (fewer at the end of the day's range);
+        returns the first and last sequence numbers of the block."""
+        key = f"{day:%Y%m%d}"
+        for _ in range(_CREATE_ATTEMPTS):
+            try:
+                with self._sessions.begin() as session:
+                    # The row lock taken by the UPDATE (a write lock on SQLite) is held until
+                    # commit: no other reservation of the day reads between it and the SELECT.
+                    done = session.execute(
+                        update(TicketCounter)
+                        .where(TicketCounter.day == key)
+                        .values(last=TicketCounter.last + count)
+                    )
+                    if done.rowcount == 1:  # type: ignore[attr-defined]
+                        last = session.scalar(
+                            select(TicketCounter.last).where(TicketCounter.day == key)
+                        )
+                        assert last is not None
+                    else:
+                        # The day's first reservation: after any ticket of the day already
+                        # numbered (tickets of a database older than the counter table).
+                        last = _highest(session, key) + count
+                        session.add(TicketCounter(day=key, last=last))
+                        session.flush()
+            except IntegrityError:
+                continue  # another process created the day's row meanwhile: update it
+            first = last - count + 1
+            if first > LARGEST:
+                raise OverflowError(f"more than {LARGEST} tickets on {day}")
+            return first, min(last, LARGEST)
+        raise RuntimeError(f"could not reserve ticket numbers of {day}")
+
+
+def _highest(session: Session, key: str) -> int:
+    highest = session.scalar(
+        select(func.max(Ticket.id)).where(
+            Ticket.id.like(key + "%"),
+            func.length(Ticket.id) == len(key) + SEQUENCE_DIGITS,
+        )
+    )
+    return int(highest[len(key) :]) if highest else 0

@@ -1,10 +1,12 @@
-"""Ticket numbers: YYYYMMDD + 6 digits, seeded once from the database, unique across threads."""
+"""Ticket numbers: YYYYMMDD + 6 digits, reserved in blocks from the database, unique across
+threads and across instances (the processes are in ``test_concurrency``)."""
 
 from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.tickets.support import Clock
@@ -30,16 +32,16 @@ def test_continues_after_the_highest_number_of_the_day(sessions: sessionmaker[Se
     assert numbers.next() == "20261122000042"
 
 
-def test_no_database_round_trip_after_the_first(sessions: sessionmaker[Session]) -> None:
+def test_one_database_round_trip_per_block(sessions: sessionmaker[Session]) -> None:
     calls = []
 
     class Counting(TicketNumbers):
-        def _load(self, day):  # type: ignore[no-untyped-def]
+        def reserve(self, day, count):  # type: ignore[no-untyped-def]
             calls.append(day)
-            return super()._load(day)
+            return super().reserve(day, count)
 
     clock = Clock(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
-    numbers = Counting(sessions, "Asia/Shanghai", clock)
+    numbers = Counting(sessions, "Asia/Shanghai", clock, block=20)
     results: list[str] = []
 
     def take() -> None:
@@ -53,4 +55,30 @@ def test_no_database_round_trip_after_the_first(sessions: sessionmaker[Session])
         t.join()
     assert len(results) == len(set(results)) == 800
     assert max(results) == "20261122000800"
-    assert len(calls) == 1
+    assert len(calls) == 800 // 20
+
+
+def test_two_instances_never_draw_the_same_number(sessions: sessionmaker[Session]) -> None:
+    """Two allocators on one database (two processes, in effect) interleave their blocks."""
+    clock = Clock(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
+    first = TicketNumbers(sessions, "Asia/Shanghai", clock, block=3)
+    second = TicketNumbers(sessions, "Asia/Shanghai", clock, block=1)
+    drawn = [first.next(), second.next(), first.next(), second.next(), first.next()]
+    assert drawn == [
+        "20261122000001",
+        "20261122000004",
+        "20261122000002",
+        "20261122000005",
+        "20261122000003",
+    ]
+    assert first.next() == "20261122000006"
+
+
+def test_the_end_of_the_days_range(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        session.add(Ticket(id="20261122999998", state="intake"))
+    clock = Clock(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
+    numbers = TicketNumbers(sessions, "Asia/Shanghai", clock, block=5)
+    assert numbers.next() == "20261122999999"
+    with pytest.raises(OverflowError):
+        numbers.next()
