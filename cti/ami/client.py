@@ -496,16 +496,16 @@ class AmiNode:
                     await self._on_login(self)
                     break
                 except ShuttingDown as exc:
-                    log.warning("AMI %s: resync refused, %s", self.name, exc.message)
+                    log.warning("%s: resync refused, %s", self.outage.label, exc.message)
                     return  # the socket closes next; the next login resyncs
                 except AmiError as exc:
                     # A list refused (a module still loading): try again shortly.
-                    log.warning("AMI %s: resync attempt %d failed: %s", self.name, attempt, exc)
+                    log.warning("%s: resync attempt %d failed: %s", self.outage.label, attempt, exc)
                     await asyncio.sleep(0.5 * attempt)
         except AmiUnavailable as exc:
-            log.warning("AMI %s: resync after login interrupted: %s", self.name, exc)
+            log.warning("%s: resync after login interrupted: %s", self.outage.label, exc)
         except Exception:
-            log.exception("AMI %s: resync after login failed", self.name)
+            log.exception("%s: resync after login failed", self.outage.label)
         finally:
             if self.connected:
                 self._ready.set()
@@ -518,9 +518,9 @@ class AmiNode:
             await asyncio.wait_for(self._booted.wait(), self.boot_wait)
         except TimeoutError:
             log.warning(
-                "AMI %s: no FullyBooted %.0f s after login (does the AMI user read 'system'?);"
+                "%s: no FullyBooted %.0f s after login (does the AMI user read 'system'?);"
                 " resyncing anyway",
-                self.name,
+                self.outage.label,
                 self.boot_wait,
             )
         else:
@@ -558,4 +558,4 @@ class AmiNode:
                     transport = manager.protocol.transport
                     transport.abort()
             except Exception:
-                log.exception("AMI %s: watchdog ping failed", self.name)
+                log.exception("%s: watchdog ping failed", self.outage.label)

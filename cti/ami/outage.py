@@ -32,9 +32,6 @@ class Reason:
     # An error that waiting will not cure (a wrong secret): logged as an error, not a warning.
     needs_fix: bool = False
 
-    def with_advice(self) -> str:
-        return f"{self.text}; {self.advice}" if self.advice else self.text
-
 
 def address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -53,6 +50,10 @@ def duration(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600} h {s % 3600 // 60} min"
     return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def attempts(n: int) -> str:
+    return f"{n} failed attempt" if n == 1 else f"{n} failed attempts"
 
 
 # --- reasons ------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ def not_ami(port: int) -> Reason:
     return Reason(
         "not-ami",
         "connected, but what answered is not Asterisk's manager",
-        f"check the port in {CONFIG_HINT} (manager.conf: port, {port} here)",
+        f"check the port in {CONFIG_HINT} ({port})",
     )
 
 
@@ -112,7 +113,7 @@ def no_login_answer(seconds: float) -> Reason:
 def ping_unanswered(seconds: float) -> Reason:
     return Reason(
         "timed-out",
-        f"no answer to Ping within {duration(seconds)}, connection dropped",
+        f"no answer to Ping within {duration(seconds)}",
         "Asterisk hung, or the network between lost the connection",
     )
 
@@ -207,16 +208,16 @@ class OutageLog:
 
     @property
     def down(self) -> bool:
-        return self.state in ("starting", "down") and self.reason is not None
+        return self.state == "down"
 
     def down_for(self) -> float | None:
         return self.clock() - self.since if self.down else None
 
-    def _level(self, reason: Reason) -> int:
-        return logging.ERROR if reason.needs_fix else logging.WARNING
-
-    def _retrying(self) -> str:
-        return f"retrying at intervals up to {duration(self.retry_max_s)}"
+    def _emit(self, reason: Reason, fmt: str, *args: object) -> None:
+        """A line about ``reason``, with what to check at its end."""
+        level = logging.ERROR if reason.needs_fix else logging.WARNING
+        advice = f"; {reason.advice}" if reason.advice else ""
+        self.log.log(level, "%s: " + fmt + "%s", self.label, *args, advice)
 
     def failed(self, reason: Reason) -> None:
         """An attempt failed, or the connection that was up ended."""
@@ -224,29 +225,24 @@ class OutageLog:
         previous, state = self.reason, self.state
         self.reason = reason
         self.failures += 1
+        retry = duration(self.retry_max_s)
         if state == "up":
-            self.log.warning(
-                "%s: connection lost after %s up: %s; %s",
-                self.label,
-                duration(now - self.since),
-                reason.with_advice(),
-                self._retrying(),
-            )
+            up_for = duration(now - self.since)
             self.since, self.failures, self.reminders = now, 1, 0
-        elif previous is None:  # the first attempt since the start
-            self.log.log(
-                self._level(reason),
-                "%s: %s; %s",
-                self.label,
-                reason.with_advice(),
-                self._retrying(),
+            self._emit(
+                reason,
+                "connection lost after %s up: %s, retrying at intervals up to %s",
+                up_for,
+                reason.text,
+                retry,
             )
+        elif previous is None:  # the first attempt since the start
+            self._emit(reason, "%s, retrying at intervals up to %s", reason.text, retry)
         elif previous != reason:
-            self.log.log(
-                self._level(reason),
-                "%s: now %s (was: %s, down for %s)",
-                self.label,
-                reason.with_advice(),
+            self._emit(
+                reason,
+                "now %s (before: %s; down for %s)",
+                reason.text,
                 previous.text,
                 duration(now - self.since),
             )
@@ -259,11 +255,11 @@ class OutageLog:
         reason = self.reason
         if self.state == "down" and reason is not None:
             self.log.info(
-                "%s: logged in after %s down (last reason: %s; %d failed attempts)",
+                "%s: logged in after %s down (last reason: %s; %s)",
                 self.label,
                 duration(now - self.since),
                 reason.text,
-                self.failures,
+                attempts(self.failures),
             )
         else:
             self.log.info("%s: logged in (AMI %s)", self.label, version or "version unknown")
@@ -274,14 +270,12 @@ class OutageLog:
         if not self.down or reason is None:
             return
         self.reminders += 1
-        self.log.log(
-            self._level(reason),
-            "%s: still down after %s: %s (%d failed attempts); %s",
-            self.label,
+        self._emit(
+            reason,
+            "still down after %s (%s): %s",
             duration(self.clock() - self.since),
-            reason.with_advice(),
-            self.failures,
-            self._retrying(),
+            attempts(self.failures),
+            reason.text,
         )
 
     def stopped(self) -> None:
