@@ -346,3 +346,8 @@ def test_os_errors_in_plain_words(exc: OSError, kind: str, text: str) -> None:
 )
 def test_durations_read_as_words(seconds: float, words: str) -> None:
     assert outage.duration(seconds) == words
+
+
+def test_an_ipv6_address_is_bracketed() -> None:
+    assert outage.address("fd00::5", 5038) == "[fd00::5]:5038"
+    assert outage.address("pbx-a.example", 5038) == "pbx-a.example:5038"
