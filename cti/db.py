@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import URL, Dialect, Engine
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -94,6 +94,106 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(
         url, echo=echo, json_serializer=_json_dumps, pool_pre_ping=True, pool_size=10
     )
+
+
+# How long a check waits for a database server that does not answer.
+CONNECT_TIMEOUT_S = 5
+URL_FORMS = "sqlite:///path/hotline.db or postgresql+psycopg://user:password@host/database"
+SERVER_ADVICE = "start the database server or correct the URL's host, port, user, password and name"
+
+
+def parse_url(url: str, key: str = "database.url") -> URL:
+    """``url`` parsed, or ``DatabaseError`` naming ``key`` (the setting or option it came
+    from) and the URL with its password masked."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from cti.config import mask_url
+    from cti.errors import DatabaseError
+
+    try:
+        parsed = make_url(normalise_url(url))
+        parsed.port  # noqa: B018 (a port that is no number fails here, not at connect)
+    except (ArgumentError, ValueError):
+        if "://" not in url and ("/" in url or url.endswith((".db", ".sqlite", ".sqlite3"))):
+            raise DatabaseError(
+                f"{key}: {url!r} is a file name, not a database URL: write sqlite:///{url}."
+            ) from None
+        raise DatabaseError(
+            f"{key}: {mask_url(url)!r} is not a database URL: write {URL_FORMS}."
+        ) from None
+    return parsed
+
+
+def open_database(
+    url: str,
+    *,
+    key: str = "database.url",
+    create: bool = True,
+    needs: str = "",
+    missing: str = "",
+) -> Engine:
+    """An engine on ``url`` that has answered ``SELECT 1``, or ``DatabaseError`` with one
+    sentence: what is wrong, the URL with its password masked, and what to do.
+
+    ``create``: a SQLite file that does not exist is made (else it is an error, ``missing``
+    the advice, and no empty file is left behind). ``needs``: a table that must be there."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from cti.errors import DatabaseError
+
+    from cti.config import mask_url
+
+    parsed = parse_url(url, key)
+    shown = mask_url(url)  # as the user wrote it, without its password
+    advice = SERVER_ADVICE
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database)
+            if not create and not path.is_file():
+                what = "is a directory" if path.is_dir() else "does not exist"
+                raise DatabaseError(f"{key}: the database {path} {what}: {missing or 'create it'}.")
+        advice = "point the URL at a SQLite database file"
+    elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)})
+    try:
+        engine = make_engine(parsed.render_as_string(hide_password=False))
+    except (ArgumentError, ImportError) as exc:
+        raise DatabaseError(
+            f"{key}: cannot use {parsed.drivername} ({first_line(exc)}): install its driver "
+            "or correct the URL's scheme."
+        ) from None
+    except OSError as exc:  # the SQLite file's directory cannot be made
+        raise DatabaseError(
+            f"{key}: cannot create the directory of {shown} ({first_line(exc)}): "
+            "choose a directory this user may write."
+        ) from None
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            empty = bool(needs) and not inspect(conn).has_table(needs)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        cause = getattr(exc, "orig", None) or exc
+        raise DatabaseError(
+            f"{key}: cannot open {shown} ({first_line(cause)}): {advice}."
+        ) from None
+    if empty:
+        engine.dispose()
+        raise DatabaseError(
+            f"{key}: {shown} has no hotline tables yet: {missing or 'run hotline db upgrade'}."
+        )
+    return engine
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error, without Python's decoration."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    return text[0].rstrip(".") if text else type(exc).__name__
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
