@@ -58,8 +58,13 @@ class SiteSettings(Section):
         return value
 
 
+# The one place of a site's data when the configuration names none: every command (the demo
+# too) run from the same directory finds the same database.
+DEFAULT_DATABASE_URL = "sqlite:///./var/hotline.db"
+
+
 class DatabaseSettings(Section):
-    url: str = "sqlite:///./var/hotline.db"
+    url: str = DEFAULT_DATABASE_URL
     # Events are buffered in memory while the database is unreachable, up to this many.
     buffer_max: int = Field(100_000, ge=1000)
 
@@ -80,6 +85,25 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+
+
+class LoggingSettings(Section):
+    """Where every ``hotline`` command logs (``cti.logsetup``): warnings on stderr, and the
+    ``level`` and above, tracebacks included, in ``file``."""
+
+    # "json": one JSON object a line (time, level, logger, message, the record's fields), for
+    # sites that ship their logs to a collector; on stderr and in the file alike.
+    format: Literal["text", "json"] = "text"
+    # Relative names are read from the working directory, as the database's.
+    file: str = "var/log/hotline.log"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name a file: the details of unexpected errors are kept there")
+        return value
 
 
 class AsteriskNode(Section):
@@ -267,6 +291,7 @@ class Settings(Section):
     leader_shifts: list[LeaderShift] = []
     windows: list[WindowSettings] = []
     departments: list[DepartmentSettings] = []
+    logging: LoggingSettings = LoggingSettings()
 
     @field_validator("asterisk")
     @classmethod
