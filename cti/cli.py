@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
@@ -14,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cti import config as config_mod
-from cti import preflight
-from cti.errors import ConfigError
+from cti import logsetup, preflight
+from cti.errors import ApiError, CommandError, ConfigError
 
 log = logging.getLogger("hotline")
 
@@ -27,14 +28,6 @@ SLICE_COMMANDS = (
     "console.users",
     "cti.demo",
 )
-
-
-def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(logging.DEBUG, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def _load(args: argparse.Namespace) -> config_mod.Settings:
@@ -49,6 +42,13 @@ def _source(args: argparse.Namespace) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if not _source(args):
+        # The built-in defaults are the demo's: its AMI secret, ports and loopback PBX.
+        raise CommandError(
+            "no configuration: pass --config FILE or set $"
+            f"{config_mod.ENV_VAR} (start from config/example.toml); the built-in defaults"
+            " are for hotline demo only."
+        )
     settings = _load(args)
     # What `hotline config check` checks, so that a configuration it passed starts.
     for warning in preflight.validate(settings, _source(args), starting=True):
@@ -104,13 +104,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _load(args)
-    from cti.db import create_schema, make_engine
-
-    engine = make_engine(settings.database.url)
-    create_schema(engine)
+    from cti.db import create_schema, open_database
     from cti.migrate import current
 
-    print(f"database at revision {current(engine)}")
+    engine = open_database(settings.database.url)
+    try:
+        create_schema(engine)
+        print(f"database at revision {current(engine)}")
+    finally:
+        engine.dispose()
     return 0
 
 
@@ -152,17 +154,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command as typed: ``report``, ``seats pjsip``, ``users add``."""
+    words = [str(args.command)]
+    for name, value in sorted(vars(args).items()):
+        if name.endswith("_command") and isinstance(value, str):
+            words.append(value)
+    return " ".join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Its expected failures are typed (``cti.errors``) and end in their
+    sentence on stderr; anything else is logged with its traceback in the log file and the
+    user reads one sentence naming that file. Exit status: 2 for what the user can correct,
+    1 for the rest, 130 when interrupted."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    logsetup.configure(logsetup.settings_from(_source(args)), verbose=args.verbose)
+    command = _command(args)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except CommandError as exc:
+        print(f"hotline {command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ApiError as exc:
+        print(f"hotline {command}: {exc.message}.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`hotline simulate | head`): nothing left to tell it.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        where = logsetup.record_crash(command, exc)
+        from cti.db import first_line
+
+        print(
+            f"hotline {command}: unexpected error ({type(exc).__name__}: {first_line(exc)});"
+            f" the details are in {where}: please report them with the command you ran.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
