@@ -7,6 +7,12 @@ their tickets as a floor would: most are answered on the spot, some dispatched.
 
 ``--calls N --no-browser`` places N calls, waits until they are all over and prints a JSON
 summary read back from the database; otherwise it runs until interrupted.
+
+Its data goes where every other command looks when run from the same directory: the
+configuration's database, by default ``var/hotline.db`` (so ``hotline report`` after the demo
+reports the demo's calls). It adds to that database and never empties it; and it refuses a
+database that holds anybody but its own users (whose passwords are published in the README):
+that is a site's, and the demo's logins must not appear there.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from cti import config as config_mod
+from cti.errors import CommandError
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +57,99 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="simulated seconds -> real seconds (default 0.25 with --calls, else 1)",
     )
     p.add_argument("--port", type=int, default=8080, help="console port (0: any free port)")
-    p.add_argument("--db", help="database URL (default: a fresh ./var/demo.db)")
+    p.add_argument(
+        "--db", help="database URL (default: the configuration's, ./var/hotline.db built in)"
+    )
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.add_argument("--seed", type=int, default=12345)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.calls < 0:
+        raise CommandError(f"--calls {args.calls}: give a number of calls, 0 or more.")
+    if args.rate < 0 or args.scale < 0:
+        raise CommandError("--rate and --scale: give positive numbers (0: the default).")
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port {args.port}: give a TCP port (0: any free one).")
+    base = config_mod.load(args.config) if args.config else None
+    args.db = _database_url(args, base)
     try:
-        return asyncio.run(_main(args))
+        return asyncio.run(_main(args, base))
     except KeyboardInterrupt:
         return 130
 
 
-def _settings(args: argparse.Namespace, ami_port: int) -> config_mod.Settings:
-    base = config_mod.load(args.config) if args.config else None
+def _database_url(args: argparse.Namespace, base: config_mod.Settings | None) -> str:
+    """The database the demo writes, once it is known to be fit for the demo."""
+    from cti.db import open_database
+
+    url: str = args.db or (base.database.url if base else config_mod.DEFAULT_DATABASE_URL)
+    key = "--db" if args.db else "database.url"
+    engine = open_database(url, key=key)
+    try:
+        foreign = _site_users(engine)
+    finally:
+        engine.dispose()
+    if foreign:
+        shown = engine.url.render_as_string(hide_password=True)
+        raise CommandError(
+            f"{key}: {shown} holds users the demo did not make ({', '.join(foreign[:5])}):"
+            " it is a site's database, which the demo leaves alone (it would add logins whose"
+            " passwords are published); run the demo in another directory or give it"
+            " --db sqlite:///var/demo.db."
+        )
+    return url
+
+
+def _site_users(engine: Any) -> list[str]:
+    """Users of the database whose password is not the demo's (``demo-<name>``), or, in a
+    database without users, a sign of a site's data (its tickets)."""
+    from sqlalchemy import inspect, text
+
+    from console.passwords import verify_password
+
+    with engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        if "users" not in tables:
+            return []
+        rows = conn.execute(text("SELECT username, password_hash FROM users")).all()
+        if not rows and "tickets" in tables:
+            tickets = conn.execute(text("SELECT count(*) FROM tickets")).scalar() or 0
+            return [f"no users but {tickets} tickets"] if tickets else []
+    foreign: list[str] = []
+    for name, stored in rows:
+        if not verify_password(f"demo-{name}", stored):
+            foreign.append(name)
+            if len(foreign) == 3:  # enough to name; each check costs a password hash
+                break
+    return foreign
+
+
+def published_logins(engine: Any) -> list[str]:
+    """The demo's powerful logins (admin, supervisor) in the database that still have the
+    password the README publishes: whoever read it would run the site."""
+    from sqlalchemy import inspect, text
+
+    from console.passwords import verify_password
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("users"):
+            return []
+        rows = conn.execute(
+            text(
+                "SELECT username, password_hash FROM users WHERE active AND username IN"
+                " ('admin', 'supervisor')"
+            )
+        ).all()
+    return [name for name, stored in rows if verify_password(f"demo-{name}", stored)]
+
+
+def _settings(
+    args: argparse.Namespace, ami_port: int, base: config_mod.Settings | None = None
+) -> config_mod.Settings:
+    if base is None and args.config:
+        base = config_mod.load(args.config)
     data: dict[str, Any] = base.model_dump(mode="json") if base else config_mod.default_data()
     # Secrets come back masked from model_dump: the demo's own are used.
     node = dict(data["asterisk"][0])
@@ -92,13 +177,7 @@ def _settings(args: argparse.Namespace, ami_port: int) -> config_mod.Settings:
     if "sms" in data and isinstance(data["sms"], dict):
         data["sms"].pop("auth_token", None)
         data["sms"]["enabled"] = False
-    url = args.db
-    if not url:
-        path = Path("var/demo.db")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-        url = f"sqlite:///{path}"
+    url = args.db or (base.database.url if base else config_mod.DEFAULT_DATABASE_URL)
     data["database"] = {**data.get("database", {}), "url": url}
     rec = data.setdefault("recordings", {})
     rec["dir"] = str(Path("var/recordings").resolve())
@@ -108,7 +187,7 @@ def _settings(args: argparse.Namespace, ami_port: int) -> config_mod.Settings:
     return config_mod.parse(data, "demo")
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def _main(args: argparse.Namespace, base: config_mod.Settings | None) -> int:
     from cti.app import Hotline
     from cti.testing.model import SimConfig
     from cti.testing.pbx import AsteriskSimulator
@@ -119,7 +198,7 @@ async def _main(args: argparse.Namespace) -> int:
         SimConfig(scale=scale, write_recordings=True, rec_dir=str(Path("var/recordings").resolve()))
     )
     ami_port = await sim.start()
-    settings = _settings(args, ami_port)
+    settings = _settings(args, ami_port, base)
     sim.endpoints.update({s.extension: f"Seat {s.extension}" for s in settings.seats})
     for s in settings.seats:
         sim.devices.setdefault(f"PJSIP/{s.extension}", "UNAVAILABLE")
@@ -317,7 +396,11 @@ class DemoFloor:
                 or 0
             )
             states = dict(
-                s.execute(select(Ticket.state, func.count()).group_by(Ticket.state)).all()
+                s.execute(
+                    select(Ticket.state, func.count())
+                    .where(Ticket.opened_at >= self.started_at)
+                    .group_by(Ticket.state)
+                ).all()
             )
         return {
             "offered": offered,

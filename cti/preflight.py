@@ -22,9 +22,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cti.config import ConsoleSettings, Settings, mask_url
 from cti.errors import ConfigError
 
-# How long the check waits for a database server that does not answer.
-CONNECT_TIMEOUT_S = 5
-
 
 @dataclass(slots=True)
 class Findings:
@@ -39,8 +36,55 @@ def validate(settings: Settings, source: str = "", *, starting: bool = False) ->
     for ``config check`` (perhaps while the CTI runs) it is a warning."""
     findings = check(settings, starting=starting)
     if findings.problems:
-        raise ConfigError(findings.problems, source)
+        raise ConfigError(_with_lines(findings.problems, source), source)
     return findings.warnings
+
+
+# Keys whose problem is a secret to change: the sentence says on which line of the file.
+SECRET_KEYS = frozenset({"secret", "secret_key", "metrics_token", "auth_token", "url"})
+
+
+def _with_lines(problems: list[str], source: str) -> list[str]:
+    """``problems`` with ``key: line N: ...`` for the secrets, when ``source`` is a file."""
+    try:
+        text = Path(source).read_text(encoding="utf-8") if source else ""
+    except (OSError, UnicodeDecodeError):
+        return problems
+    out = []
+    for problem in problems:
+        key, sep, rest = problem.partition(": ")
+        line = key_line(text, key) if sep and key.rsplit(".", 1)[-1] in SECRET_KEYS else None
+        if key == "database.url" and "placeholder" not in rest:
+            line = None
+        out.append(f"{key}: line {line}: {rest}" if line else problem)
+    return out
+
+
+def key_line(text: str, path: str) -> int | None:
+    """The line (from 1) of the TOML ``text`` that sets the key ``path``, e.g.
+    ``asterisk[0].secret`` or ``console.secret_key``; None for a key set otherwise (inline
+    tables, dotted keys) or not at all."""
+    match = re.fullmatch(r"(?:(.+?)(?:\[(\d+)\])?\.)?([A-Za-z0-9_-]+)", path)
+    if match is None:
+        return None
+    table, index, key = match[1] or "", match[2], match[3]
+    want = (table, int(index) if index is not None else None)
+    counts: dict[str, int] = {}
+    here: tuple[str, int | None] = ("", None)
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?", line)
+        if header:
+            name = header[2]
+            if header[1] == "[[":
+                counts[name] = counts.get(name, -1) + 1
+                here = (name, counts[name])
+            else:
+                here = (name, None)
+            continue
+        setting = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", line)
+        if setting and setting[1] == key and here == want:
+            return number
+    return None
 
 
 def check(settings: Settings, *, starting: bool = False) -> Findings:
@@ -368,47 +412,44 @@ def _cdr_files(settings: Settings) -> list[str]:
 
 
 def _database(url: str) -> list[str]:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
-    from cti.db import make_engine, normalise_url
+    """The URL parses, names no placeholder password, and the database opens (what ``serve``
+    does first); a SQLite file that does not exist yet only needs a directory that takes it."""
+    from cti.db import open_database, parse_url
+    from cti.errors import DatabaseError
 
     key = "database.url"
-    shown = mask_url(url)
     try:
-        parsed = make_url(normalise_url(url))
-    except (ArgumentError, ValueError):
+        parsed = parse_url(url, key)
+    except DatabaseError as exc:
+        return [str(exc)]
+    if parsed.password and _placeholder(str(parsed.password)):
         return [
-            f"{key}: {shown!r} is not a database URL: write sqlite:///path/hotline.db "
-            "or postgresql+psycopg://user:password@host/database."
+            f"{key}: the password in {mask_url(url)} is the example's placeholder: set the"
+            " database user's real password (and change it on the server if it was set so)."
         ]
-    advice = "start the database server or correct the URL's host, port, user, password and name"
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
-        if database.startswith("file:"):
-            return []
-        if database and database != ":memory:":
+        if database and database != ":memory:" and not database.startswith("file:"):
             problem = _sqlite_file(key, Path(database))
             if problem or not Path(database).exists():
                 return [problem] if problem else []  # a new file: the directory takes it
-        advice = "point the URL at a SQLite database file"
-    elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-        parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)})
     try:
-        engine = make_engine(parsed.render_as_string(hide_password=False))
-    except (ArgumentError, ImportError) as exc:
-        return [
-            f"{key}: cannot use {parsed.drivername} ({_reason(exc)}): install its driver "
-            "or correct the URL's scheme."
-        ]
+        engine = open_database(url, key=key)
+    except DatabaseError as exc:
+        return [str(exc)]
     try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        return [f"{key}: cannot open {shown} ({_reason(cause)}): {advice}."]
+        from cti.demo import published_logins
+
+        demo = published_logins(engine)
     finally:
         engine.dispose()
+    if demo:
+        logins = ", ".join(f"{name} / demo-{name}" for name in demo)
+        return [
+            f"{key}: {mask_url(url)} holds the demo's logins with their published passwords"
+            f" ({logins}): give the site a database of its own, or change their passwords"
+            " (hotline users passwd NAME)."
+        ]
     return []
 
 

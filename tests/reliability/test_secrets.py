@@ -308,7 +308,12 @@ def test_config_check_reports_the_secrets_of_the_example(
     site.mkdir()
     path = write(site / "hotline.toml", example(site, secrets=False))
     problems = refused(path, capsys)
-    assert problems == [
+    # each names the line of the file to change
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for problem in problems:
+        key, number = re.match(r"^(\S+): line (\d+): ", problem).groups()  # type: ignore[union-attr]
+        assert lines[int(number) - 1].startswith(key.rsplit(".", 1)[-1] + " = "), problem
+    assert [re.sub(r": line \d+: ", ": ", p, count=1) for p in problems] == [
         f"console.secret_key: missing{KEY_ADVICE}",
         "console.metrics_token: the example's placeholder: set it to a random string"
         " (python3 -c 'import secrets; print(secrets.token_urlsafe(32))') or remove the key"
@@ -337,7 +342,8 @@ def test_serve_refuses_the_example_as_it_is(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert f"  console.secret_key: missing{KEY_ADVICE}" in proc.stderr.splitlines()
+    wanted = rf"  console\.secret_key: line \d+: missing{re.escape(KEY_ADVICE)}"
+    assert any(re.fullmatch(wanted, line) for line in proc.stderr.splitlines()), proc.stderr
 
 
 def test_the_demo_makes_a_new_key_each_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
