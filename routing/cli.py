@@ -17,6 +17,24 @@ from routing.simulator import simulate
 from routing.staffing import Targets, plan_staffing, split_agents, staffing_from_dict
 
 
+def _number(kind: type[float] | type[int], low: float, high: float | None = None) -> Any:
+    """An argparse type: a number of ``kind`` from ``low`` (and up to ``high``), else the
+    usage error names the option and the range."""
+
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{text}: must be {span}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def add_commands(subparsers: Any) -> None:
     """Register ``simulate`` and ``staffing`` on an argparse subparsers object."""
     sim = subparsers.add_parser(
@@ -36,7 +54,7 @@ def add_commands(subparsers: Any) -> None:
     sim.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     sim.add_argument(
         "--answer-delay",
-        type=float,
+        type=_number(float, 0, 600),
         default=0.0,
         metavar="S",
         help="seconds a seat rings before it answers an offer (default: 0)",
@@ -74,10 +92,10 @@ def _output_args(parser: argparse.ArgumentParser) -> None:
 
 def _target_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=["erlang_a", "erlang_c"], default="erlang_a")
-    parser.add_argument("--service-level", type=float, default=0.80, metavar="SHARE")
-    parser.add_argument("--threshold", type=float, default=15.0, metavar="S")
-    parser.add_argument("--answer-rate", type=float, default=0.985, metavar="SHARE")
-    parser.add_argument("--min-agents", type=int, default=1, metavar="N")
+    parser.add_argument("--service-level", type=_number(float, 0, 1), default=0.80, metavar="SHARE")
+    parser.add_argument("--threshold", type=_number(float, 0, 3600), default=15.0, metavar="S")
+    parser.add_argument("--answer-rate", type=_number(float, 0, 1), default=0.985, metavar="SHARE")
+    parser.add_argument("--min-agents", type=_number(int, 0, 10_000), default=1, metavar="N")
 
 
 def _targets(args: argparse.Namespace) -> Targets:
@@ -90,7 +108,18 @@ def _targets(args: argparse.Namespace) -> Targets:
     )
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """The files to write, before the work: nothing is computed for a path that fails."""
+    from cti.errors import OutputError
+
+    if args.output is not None:
+        OutputError.check("--output", args.output)
+    if getattr(args, "chart", None) is not None:
+        OutputError.check("--chart", args.chart)
+
+
 def run_staffing(args: argparse.Namespace) -> int:
+    _check_outputs(args)
     try:
         profile = load_profile(args.profile)
         result = plan_staffing(profile, _targets(args)).to_dict()
@@ -102,6 +131,7 @@ def run_staffing(args: argparse.Namespace) -> int:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    _check_outputs(args)
     try:
         profile = load_profile(args.profile)
         staffing, source = _staffing(args, profile)
@@ -112,9 +142,13 @@ def run_simulate(args: argparse.Namespace) -> int:
     result = report.to_dict()
     result["staffing"] = source
     if args.chart:
+        from cti.errors import OutputError
         from routing.chart import plot_report
 
-        plot_report(result, args.chart, args.answer_rate, args.service_level)
+        try:
+            plot_report(result, args.chart, args.answer_rate, args.service_level)
+        except OSError as exc:
+            raise OutputError("--chart", args.chart, exc.strerror or str(exc)) from None
     _emit(args, result, _simulation_table)
     return 0
 
@@ -135,7 +169,12 @@ def _staffing(args: argparse.Namespace, profile: Profile) -> tuple[list[dict[str
 def _emit(args: argparse.Namespace, result: dict[str, Any], table: Any) -> None:
     text = json.dumps(result, ensure_ascii=False, indent=None if args.json else 2)
     if args.output:
-        args.output.write_text(text + "\n", encoding="utf-8")
+        from cti.errors import OutputError
+
+        try:
+            args.output.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError("--output", args.output, exc.strerror or str(exc)) from None
     print(text if args.json else table(result))
 
 
