@@ -17,13 +17,16 @@ res_pjsip.so``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cti import config as config_mod
+from cti.errors import OutputError
 from cti.seats.pjsip import (
     PjsipOptions,
     SecretsError,
@@ -76,7 +79,10 @@ def cmd_pjsip(args: argparse.Namespace) -> int:
         print(f"hotline seats pjsip: {exc}", file=sys.stderr)
         return 2
     store: SecretStore | None = None
+    if args.output != "-":
+        OutputError.check("--output", Path(args.output))
     if not args.placeholder:
+        OutputError.check("--secrets", Path(args.secrets).absolute())
         try:
             store = SecretStore(Path(args.secrets))
         except SecretsError as exc:
@@ -87,11 +93,13 @@ def cmd_pjsip(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         # Real passwords: owner and group (asterisk) only. The example may be world-readable.
-        write_private(Path(args.output), text, 0o644 if args.placeholder else 0o640)
+        with _writing("--output", args.output):
+            write_private(Path(args.output), text, 0o644 if args.placeholder else 0o640)
     created = 0
     if store is not None:
         created = len(store.created)
-        store.save()
+        with _writing("--secrets", args.secrets):
+            store.save()
     summary: dict[str, Any] = {
         "phones": len(accounts(settings)),
         "output": args.output,
@@ -108,15 +116,19 @@ def cmd_provisioning(args: argparse.Namespace) -> int:
     opts = ProvisioningOptions(
         sip_server=args.sip_server, ntp_server=args.ntp, auto_answer=args.auto_answer
     )
+    OutputError.check("--output-dir", Path(args.output_dir), directory=True)
+    OutputError.check("--secrets", Path(args.secrets).absolute())
     try:
         opts.check()
         store = SecretStore(Path(args.secrets))
-        result = write_files(accounts(settings), store, Path(args.output_dir), opts)
+        with _writing("--output-dir", args.output_dir):
+            result = write_files(accounts(settings), store, Path(args.output_dir), opts)
     except (ValueError, LookupError) as exc:
         print(f"hotline seats provisioning: {exc}", file=sys.stderr)
         return 2
     token = store.provisioning_token()
-    store.save()
+    with _writing("--secrets", args.secrets):
+        store.save()
     print(
         json.dumps(
             {
@@ -131,6 +143,15 @@ def cmd_provisioning(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+@contextlib.contextmanager
+def _writing(option: str, path: str) -> Iterator[None]:
+    """An ``OSError`` while writing what ``option`` names becomes the CLI's sentence."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(option, path, exc.strerror or str(exc)) from None
 
 
 def add_commands(subparsers: Any) -> None:
