@@ -302,12 +302,35 @@ def ensure_demo_users(sessions: sessionmaker[Session], settings: Any) -> list[st
 
 def _users_from_args(args: argparse.Namespace) -> Users:
     from cti.config import load
-    from cti.db import create_schema, make_engine, session_factory
+    from cti.db import create_schema, open_database, session_factory
 
     settings = load(getattr(args, "config", None))
-    engine = make_engine(settings.database.url)
+    _check_identities(args, settings)
+    engine = open_database(settings.database.url)
     create_schema(engine)
     return Users(session_factory(engine))
+
+
+def _check_identities(args: argparse.Namespace, settings: Any) -> None:
+    """``--agent-id``, ``--window-id`` and ``--department-id`` name an entry of the
+    configuration: a user tied to an agent, window or unit that does not exist can never
+    work (the desktop finds no agent, the window page no window)."""
+    from cti.errors import CommandError
+
+    for option, value, table in (
+        ("--agent-id", getattr(args, "agent_id", None), settings.agents),
+        ("--window-id", getattr(args, "window_id", None), settings.windows),
+        ("--department-id", getattr(args, "department_id", None), settings.departments),
+    ):
+        known = [entry.id for entry in table]
+        if value and value not in known:
+            section = option[2:].split("-")[0] + "s"
+            listed = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "")
+            where = f"its [[{section}]] are: {listed}" if known else f"it has no [[{section}]]"
+            raise CommandError(
+                f"{option} {value!r} is not in the configuration ({where}): add it to the"
+                " configuration or correct the option."
+            )
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -363,7 +386,7 @@ def _run(func: Any) -> Any:
         try:
             return int(func(args))
         except (Invalid, Conflict, NotFound) as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
+            print(f"hotline users {args.users_command}: {exc.message}.", file=sys.stderr)
             return 2
 
     return run

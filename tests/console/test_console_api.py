@@ -246,7 +246,7 @@ def test_users_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any)
     config.write_text(
         f'[database]\nurl = "sqlite:///{db}"\n\n[[asterisk]]\nname = "pbx1"\nusername = "cti"\n'
         'secret = "s"\n\n[[hotlines]]\ndid = "12345"\nname = "12345"\ntopic = "综合"\n'
-        'skill = "general"\n',
+        'skill = "general"\n\n[[agents]]\nid = "li"\nname = "李娜"\n',
         "utf-8",
     )
     config.chmod(0o600)
