@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cti.errors import ConfigError
+from cti.config import DEFAULT_DATABASE_URL
+from cti.errors import ConfigError, ModelError
 from recordings.masking import mask_numbers
 from recordings.settings import (
     RecordingSettings,
@@ -25,7 +26,7 @@ from recordings.settings import (
     load_phrases,
     resolve_model_path,
 )
-from recordings.transcribe import Transcriber, Transcript, legs_for
+from recordings.transcribe import Transcriber, Transcript, legs_for, model_problem
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,27 @@ def add_commands(subparsers: Any) -> None:
 
 # --- transcribe ------------------------------------------------------------------------
 
+
+def _require_model(trans: TranscriptionSettings, option: str) -> None:
+    """A model must be named: without one, recordings/settings.py falls back to the Korean
+    test model, which turns Chinese speech into Korean nonsense."""
+    if not trans.model:
+        raise ModelError(
+            f"no vosk model: pass {option} or set [transcription] model to the directory of a"
+            " Chinese model (vosk-model-cn-0.22, see recordings/README.md)."
+        )
+
+
+def _sentence(exc: BaseException) -> str:
+    """An error on one line: a ``ConfigError``'s problems joined, others as they are."""
+    if isinstance(exc, ConfigError):
+        return " ".join(exc.problems)
+    if isinstance(exc, OSError) and exc.strerror:
+        name = exc.filename if exc.filename is not None else ""
+        return f"{name}: {exc.strerror}" if name else exc.strerror
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 _transcriber: Transcriber | None = None
 
 
@@ -109,11 +131,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         update = {"model": args.model, "beam": args.beam, "max_active": args.max_active}
         update = {k: v for k, v in update.items() if v is not None}
         trans = TranscriptionSettings.model_validate({**trans.model_dump(), **update})
+        _require_model(trans, "--model DIR")
         model = resolve_model_path(trans)
         phrases = load_phrases(args.phrases or trans.phrases)
     except (ConfigError, OSError, ValidationError) as exc:
-        print(f"hotline transcribe: {exc}", file=sys.stderr)
+        print(f"hotline transcribe: {_sentence(exc)}", file=sys.stderr)
         return 2
+    problem = model_problem(model)
+    if problem:
+        raise ModelError(problem)
     decoder = trans.decoder()
     rate = args.sample_rate or trans.sample_rate
     use_legs = not args.no_legs
@@ -195,12 +221,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
             else (None, RecordingSettings(), TranscriptionSettings())
         )
     except (ConfigError, OSError) as exc:
-        print(f"hotline transcribe-worker: {exc}", file=sys.stderr)
+        print(f"hotline transcribe-worker: {_sentence(exc)}", file=sys.stderr)
         return 2
-    url = args.db or url
-    if not url:
-        print("hotline transcribe-worker: no database (--db or [database] url)", file=sys.stderr)
-        return 2
+    # The database every other command uses when the configuration names none.
+    url = args.db or url or DEFAULT_DATABASE_URL
     update: dict[str, Any] = {}
     if args.model:
         update["model"] = args.model
@@ -210,13 +234,33 @@ def cmd_worker(args: argparse.Namespace) -> int:
         update["max_attempts"] = args.max_attempts
     if args.workers is not None:
         update["workers"] = args.workers
-    trans = TranscriptionSettings.model_validate({**trans.model_dump(), **update})
-    if args.init_db:
-        from cti.db import make_engine
-        from recordings.models import create_tables
+    try:
+        trans = TranscriptionSettings.model_validate({**trans.model_dump(), **update})
+    except ValidationError as exc:
+        print(f"hotline transcribe-worker: {_sentence(exc)}", file=sys.stderr)
+        return 2
+    if (args.engine or DEFAULT_ENGINE) == DEFAULT_ENGINE:
+        # Checked here, once: each worker process would fail on it with its own traceback.
+        _require_model(trans, "--model DIR")
+        problem = model_problem(trans.model or "")
+        if problem:
+            raise ModelError(problem)
+    from cti.db import open_database
 
-        engine = make_engine(url)
-        create_tables(engine)
+    key = "--db" if args.db else "database.url"
+    engine = open_database(
+        url,
+        key=key,
+        create=args.init_db,
+        needs="" if args.init_db else "transcription_jobs",
+        missing="run hotline db upgrade (or serve) first, or pass --init-db",
+    )
+    try:
+        if args.init_db:
+            from recordings.models import create_tables
+
+            create_tables(engine)
+    finally:
         engine.dispose()
     return run_workers(
         trans.workers, url, recs, trans, once=args.once, engine=args.engine or DEFAULT_ENGINE

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from cti.errors import ModelError
 from recordings.audio import read_wav, resample, to_pcm16
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,33 @@ def tuned_model_dir(path: str, decoder: Mapping[str, float | int]) -> str:
     return str(view)
 
 
+MODEL_ADVICE = (
+    "unpack a vosk model there (for Chinese vosk-model-cn-0.22, see recordings/README.md)"
+    " or name the directory of one."
+)
+
+
+def model_problem(path: str) -> str | None:
+    """Why ``path`` is no vosk model directory (a sentence), or None. A cheap look at its
+    parts, made before anything is started, so that a wrong path is named at once and not
+    by vosk's bare failure in every worker."""
+    where = Path(path)
+    if not where.is_dir():
+        return f"{path} is not a directory: {MODEL_ADVICE}"
+    # vosk reads the acoustic model from am/ (or, in old models, the top directory).
+    if not ((where / "am" / "final.mdl").is_file() or (where / "final.mdl").is_file()):
+        return f"{path} is not a vosk model (it has no am/final.mdl): {MODEL_ADVICE}"
+    return None
+
+
 def load_model(path: str, decoder: Mapping[str, float | int] | None = None) -> Any:
     """The process-wide vosk ``Model`` for ``path`` (loaded once, shared by all threads),
     with ``decoder`` options over the model's own (see :func:`tuned_model_dir`)."""
     if not Path(path).is_dir():
         raise FileNotFoundError(f"no vosk model at {path}")
+    problem = model_problem(path)
+    if problem:
+        raise ModelError(problem)
     key = tuned_model_dir(path, decoder or {})
     with _models_lock:
         model = _models.get(key)
@@ -101,7 +124,12 @@ def load_model(path: str, decoder: Mapping[str, float | int] | None = None) -> A
 
             vosk.SetLogLevel(-1)
             started = time.monotonic()
-            model = vosk.Model(key)
+            try:
+                model = vosk.Model(key)
+            except Exception as exc:  # vosk says only "Failed to create a model"
+                raise ModelError(
+                    f"vosk could not load the model in {path} ({exc}): {MODEL_ADVICE}"
+                ) from None
             log.info("loaded vosk model %s in %.1f s", key, time.monotonic() - started)
             _models[key] = model
         return model
