@@ -36,6 +36,7 @@ from tickets.models import (
     WindowOutcome,
 )
 from tickets.notify import Notifier, NullNotifier
+from tickets.numbers import TicketNumbers
 from tickets.phones import normalise_phone
 from tickets.queries import TicketQueries
 from tickets.settings import DepartmentSettings, TicketSettings
@@ -46,7 +47,7 @@ from tickets.statemachine import (
     Actor,
     State,
 )
-from tickets.timers import TicketTimers
+from tickets.timers import TicketTimers, claim_once, job_id
 from tickets.views import TicketView, to_jsonable
 from tickets.workflow import Workflow
 
@@ -71,6 +72,8 @@ WINDOW_CALL = "window_call"
 
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# Rounds of ``open_id_for_call``: a number found taken by another caller, or a race lost.
+_OPEN_ATTEMPTS = 4
 
 
 class TicketService(TicketQueries):
@@ -84,8 +87,12 @@ class TicketService(TicketQueries):
         scheduler: TicketTimers | None = None,
         clock: Callable[[], datetime] = utcnow,
         calendar: WorkCalendar | None = None,
+        numbers: TicketNumbers | None = None,
     ) -> None:
         self.sessions = sessions
+        # Fresh numbers for a call whose number is found on another caller's ticket: rare,
+        # so one at a time.
+        self.numbers = numbers or TicketNumbers(sessions, settings.timezone, clock, block=1)
         self.bus = bus
         self.settings = settings
         self.notifier: Notifier = notifier or NullNotifier()
@@ -196,28 +203,93 @@ class TicketService(TicketQueries):
         recording_path: str = "",
     ) -> str:
         """Open the draft ticket (S0) of an answered call; returns its id. Idempotent: a
-        replayed call (same node and call id) returns the ticket it opened; a known ticket id
-        gets the call attached. The CTI's store thread calls this for every answered call, so
-        it builds no view."""
+        replayed call (same node and call id) returns the ticket it opened. A ticket id that
+        exists already gets the call attached only when the ticket is the same caller's;
+        otherwise the call opens a ticket under a fresh number (the returned id), since
+        another citizen's ticket is never this caller's. The CTI's store thread calls this for
+        every answered call, so it builds no view."""
         now = self.clock()
-        with self.sessions() as session:
-            existing = self._ticket_of_call(session, node, call_id)
-            if existing is not None:
-                return existing
-            if session.get(Ticket, ticket_id) is not None:
-                self.attach_call(
-                    ticket_id,
-                    call_id,
-                    node=node,
-                    caller=caller,
-                    agent_id=agent_id,
-                    answered_at=answered_at,
-                    recording_path=recording_path,
-                )
-                return ticket_id
         # From the phone network, not a person: bounded to the columns, no control characters.
         caller = _CONTROL_CHARS.sub("", caller)[:32]
         caller_name = _CONTROL_CHARS.sub("", caller_name)[:50]
+        for _ in range(_OPEN_ATTEMPTS):
+            with self.sessions() as session:
+                existing = self._ticket_of_call(session, node, call_id)
+                if existing is not None:
+                    return existing
+                holder = session.get(Ticket, ticket_id)
+                if holder is not None:
+                    if _same_caller(holder.caller, caller):
+                        self.attach_call(
+                            ticket_id,
+                            call_id,
+                            node=node,
+                            caller=caller,
+                            agent_id=agent_id,
+                            answered_at=answered_at,
+                            recording_path=recording_path,
+                        )
+                        return ticket_id
+                    log.warning(
+                        "ticket %s is another caller's: call %s/%s gets a new number",
+                        ticket_id,
+                        node,
+                        call_id,
+                    )
+                    ticket_id = self.numbers.next()
+                    continue
+            try:
+                self._insert_draft(
+                    ticket_id,
+                    now,
+                    call_id=call_id,
+                    node=node,
+                    caller=caller,
+                    caller_name=caller_name,
+                    did=did,
+                    topic=topic,
+                    agent_id=agent_id,
+                    leader=leader,
+                    answered_at=answered_at,
+                    recording_path=recording_path,
+                )
+            except IntegrityError:
+                # The same call raced in twice (a replay during reconnect): the first one won,
+                # and the next round returns its ticket. Or the number was taken meanwhile:
+                # the next round looks at whose ticket it is.
+                continue
+            self.publish(
+                TicketOpened(
+                    ticket_id=ticket_id,
+                    call_id=call_id,
+                    caller=caller,
+                    caller_name=caller_name,
+                    did=did,
+                    topic=topic,
+                    agent_id=agent_id,
+                    leader=leader,
+                    at=now,
+                )
+            )
+            return ticket_id
+        raise Conflict("ticket-exists", f"ticket {ticket_id} exists", ticket_id=ticket_id)
+
+    def _insert_draft(
+        self,
+        ticket_id: str,
+        now: datetime,
+        *,
+        call_id: str,
+        node: str,
+        caller: str,
+        caller_name: str,
+        did: str,
+        topic: str,
+        agent_id: str,
+        leader: bool,
+        answered_at: datetime | None,
+        recording_path: str,
+    ) -> None:
         ticket = Ticket(
             id=ticket_id,
             state=State.INTAKE.value,
@@ -235,48 +307,24 @@ class TicketService(TicketQueries):
         except Invalid:
             contact = ""  # withheld or odd caller ids: the agent asks for a number
         ticket.contact_phone = contact
-        try:
-            with self.sessions.begin() as session:
-                session.add(ticket)
-                session.flush()
-                session.add(
-                    TicketCall(
-                        ticket_id=ticket_id,
-                        call_id=call_id,
-                        node=node,
-                        caller=caller,
-                        agent_id=agent_id,
-                        answered_at=answered_at or now,
-                        recording_path=recording_path,
-                        kind="origin",
-                        attached_at=now,
-                    )
+        with self.sessions.begin() as session:
+            session.add(ticket)
+            session.flush()
+            session.add(
+                TicketCall(
+                    ticket_id=ticket_id,
+                    call_id=call_id,
+                    node=node,
+                    caller=caller,
+                    agent_id=agent_id,
+                    answered_at=answered_at or now,
+                    recording_path=recording_path,
+                    kind="origin",
+                    attached_at=now,
                 )
-                actor = Actor(agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
-                self.audit(session, ticket, "open", actor, "", data={"call_id": call_id})
-        except IntegrityError:
-            # The same call raced in twice (a replay during reconnect): the first one won.
-            with self.sessions() as session:
-                existing = self._ticket_of_call(session, node, call_id)
-            if existing is None:
-                raise Conflict(
-                    "ticket-exists", f"ticket {ticket_id} exists", ticket_id=ticket_id
-                ) from None
-            return existing
-        self.publish(
-            TicketOpened(
-                ticket_id=ticket_id,
-                call_id=call_id,
-                caller=caller,
-                caller_name=caller_name,
-                did=did,
-                topic=topic,
-                agent_id=agent_id,
-                leader=leader,
-                at=now,
             )
-        )
-        return ticket_id
+            actor = Actor(agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
+            self.audit(session, ticket, "open", actor, "", data={"call_id": call_id})
 
     @staticmethod
     def _ticket_of_call(session: Session, node: str, call_id: str) -> str | None:
@@ -419,6 +467,15 @@ class TicketService(TicketQueries):
         return self.get(ticket_id)
 
     def on_timer(self, ticket_id: str, kind: str, phase: str, expected: str) -> None:
+        """A timer fell due. Every CTI's scheduler may run it; the one whose claim of this
+        (timer, deadline) is inserted acts. The claim commits before the action: a failed
+        action is not run again, as APScheduler does not run a failed date job again."""
+        job = job_id(ticket_id, kind, phase)
+        with self.sessions.begin() as session:
+            mine = claim_once(session, job, datetime.fromisoformat(expected))
+        if not mine:
+            log.info("timer %s of %s was fired by another process", job, expected)
+            return
         self.workflow.on_timer(ticket_id, kind, phase, expected)
 
     def add_window_outcome(
@@ -557,6 +614,12 @@ class _WriteTx:
 
 def _changed() -> Conflict:
     return Conflict("ticket-changed", "the ticket was changed meanwhile: reload and try again")
+
+
+def _same_caller(holder: str, caller: str) -> bool:
+    """Whether a call may join a ticket by its number: the same caller id, and a known one
+    (two withheld numbers are not known to be one citizen)."""
+    return bool(caller) and holder == caller
 
 
 def _actor(actor: Any) -> Actor:

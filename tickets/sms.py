@@ -7,6 +7,11 @@ thread, retries temporary failures (network, HTTP 429 and 5xx) with exponential 
 ``max_attempts``, and marks permanent ones (a bad number: HTTP 400) failed at once. Failed
 rows stay visible (``messages(status="failed")``) and can be retried by hand.
 
+Every CTI process runs a worker on the same table. An attempt is claimed by one UPDATE
+(``queued``/``retrying`` -> ``sending``), so one process sends it. A row left ``sending`` by a
+process that died is sent again by any worker once its claim is ``SENDING_LEASE`` old; a
+claim younger than that belongs to a process that may be talking to twilio right now.
+
 Delivery reports arrive at ``status_callback_url`` (``POST /api/sms/status``); they carry no
 user session, so each is checked against ``X-Twilio-Signature`` with twilio's
 ``RequestValidator`` and the auth token. Behind a TLS proxy the URL twilio signed is the
@@ -29,7 +34,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from cti.db import utcnow
-from cti.errors import NotFound
+from cti.errors import Conflict, NotFound
 from tickets.models import SmsMessage
 from tickets.settings import SmsSettings
 
@@ -39,6 +44,9 @@ log = logging.getLogger(__name__)
 _RANK = {"queued": 0, "accepted": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4}
 FINAL = {"delivered", "read", "failed", "undelivered"}
 PENDING = ("queued", "retrying")
+# How long an attempt may take before another worker decides its process died. Twilio's
+# client has no timeout of its own: longer than any answer that still counts.
+SENDING_LEASE = timedelta(minutes=10)
 
 
 class SmsNotifier:
@@ -96,9 +104,12 @@ class SmsNotifier:
         """Send a failed message again (from the console)."""
         now = self.clock()
         with self.sessions.begin() as session:
-            row = session.get(SmsMessage, message_id)
+            row = session.get(SmsMessage, message_id, with_for_update=True)
             if row is None:
                 raise NotFound("no-such-sms", f"no SMS {message_id}")
+            if row.status == "sending":
+                # A worker is sending it now: queued again, it would go twice.
+                raise Conflict("sms-sending", f"SMS {message_id} is being sent")
             row.status, row.attempts, row.next_attempt_at, row.updated_at = "queued", 0, now, now
         self._poke()
 
@@ -112,6 +123,7 @@ class SmsNotifier:
     def send_due(self) -> int:
         """Attempt every message whose time has come; returns how many were attempted."""
         with self._send_lock:
+            self._reclaim_abandoned()
             now = self.clock()
             with self.sessions() as session:
                 ids = list(
@@ -163,8 +175,18 @@ class SmsNotifier:
             code, error = "network", f"{type(exc).__name__}: {exc}"
         now = self.clock()
         with self.sessions.begin() as session:
-            row = session.get(SmsMessage, message_id)
+            row = session.get(SmsMessage, message_id, with_for_update=True)
             assert row is not None
+            if row.status != "sending" or row.attempts != attempts:
+                # Our claim outlived SENDING_LEASE and another worker took the row over.
+                log.warning(
+                    "SMS %s: attempt %d ended after its lease (%s %s)",
+                    message_id,
+                    attempts,
+                    sid or code,
+                    error,
+                )
+                return
             row.updated_at = now
             if sid:
                 row.sid = sid
@@ -192,7 +214,6 @@ class SmsNotifier:
         """Start the sending worker in the running loop."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._reset_interrupted()
         self._task = self._loop.create_task(self.run(poll_s), name="sms-sender")
 
     async def stop(self) -> None:
@@ -217,14 +238,16 @@ class SmsNotifier:
             except TimeoutError:
                 pass
 
-    def _reset_interrupted(self) -> None:
+    def _reclaim_abandoned(self) -> None:
         # A send interrupted by a crash may or may not have left: send it again (a duplicate
-        # text is better than a lost one).
+        # text is better than a lost one). Only once its claim is older than the lease: a
+        # younger one may be another CTI's send in progress.
+        now = self.clock()
         with self.sessions.begin() as session:
             session.execute(
                 update(SmsMessage)
-                .where(SmsMessage.status == "sending")
-                .values(status="retrying", next_attempt_at=self.clock())
+                .where(SmsMessage.status == "sending", SmsMessage.updated_at < now - SENDING_LEASE)
+                .values(status="retrying", next_attempt_at=now, updated_at=now)
             )
 
     # --- delivery reports -------------------------------------------------------------

@@ -9,23 +9,40 @@ Jobs are stored as the reference ``tickets.timers:fire`` plus plain arguments, s
 a restart; renaming ``fire`` would make APScheduler drop every stored timer. APScheduler's
 default misfire grace time of one second would silently drop a timer that fell due while the
 process was down: ``misfire_grace_time=None`` runs it late instead, and ``coalesce`` runs a
-job that missed several times only once. One scheduler per job store: only the CTI process
-starts one.
+job that missed several times only once.
+
+APScheduler 3 supports one scheduler per job store, and every CTI process runs one. Several
+CTIs on one PostgreSQL share the store safely because:
+
+- a firing is claimed in the database before it acts (``claim_once``: a ``job_claims`` row per
+  job and due time, inserted by exactly one process); the others skip it;
+- the store forgives a job another scheduler already removed (APScheduler's own bookkeeping
+  would otherwise raise out of its wakeup and stop the scheduler for good);
+- each scheduler looks at the store every ``poll_s`` seconds, so timers another process
+  scheduled fire even when that process is gone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from apscheduler.jobstores.base import JobLookupError
+from apscheduler.job import Job
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
-from cti.db import make_engine
+from cti.db import make_engine, session_factory, utcnow
+from tickets.models import JobClaim
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +50,11 @@ KINDS = ("response", "due", "survey")
 PHASES = ("remind", "overdue")
 JOB_FUNC = "tickets.timers:fire"
 TABLE = "ticket_timers"
+# Claims are kept this long: a firing older than that is not claimed again by anyone.
+CLAIMS_KEPT = timedelta(days=7)
+_PRUNE_EVERY = timedelta(hours=1)
+# Who claimed a firing, for the operator reading job_claims.
+PROCESS = f"{socket.gethostname()}:{os.getpid()}"[:64]
 
 
 class TimerTarget(Protocol):
@@ -55,6 +77,42 @@ def job_id(ticket_id: str, kind: str, phase: str) -> str:
     return f"ticket:{ticket_id}:{kind}:{phase}"
 
 
+def claim_once(session: Session, job: str, due_at: datetime, by: str = PROCESS) -> bool:
+    """Claim the run of ``job`` due at ``due_at``: True for exactly one caller, whatever the
+    process. ``INSERT ... ON CONFLICT DO NOTHING``: on PostgreSQL a second claimer waits for
+    the first one's transaction and then inserts nothing; SQLite serialises writers."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(JobClaim)
+        .values(job=job, due_at=due_at, claimed_at=utcnow(), claimed_by=by)
+        .on_conflict_do_nothing()
+        .returning(JobClaim.job)  # psycopg reports no row count for this statement
+    )
+    return session.execute(statement).scalar() is not None
+
+
+class _SharedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+    """The job store of several schedulers (one per CTI process)."""
+
+    def remove_job(self, job_id: str) -> None:
+        try:
+            super().remove_job(job_id)
+        except JobLookupError:
+            pass  # another scheduler ran (or cancelled) it first
+
+    def update_job(self, job: Job) -> None:
+        try:
+            super().update_job(job)
+        except JobLookupError:
+            # ``add_job(replace_existing=True)`` found the job, then another scheduler ran it:
+            # the replacement is a new job. (Only date jobs live here: none is updated after
+            # it ran.)
+            try:
+                self.add_job(job)
+            except ConflictingIdError:
+                super().update_job(job)
+
+
 class TicketTimers:
     def __init__(
         self,
@@ -62,6 +120,7 @@ class TicketTimers:
         *,
         engine: Engine | None = None,
         tablename: str = TABLE,
+        poll_s: float = 10.0,
     ) -> None:
         if (url is None) == (engine is None):
             raise ValueError("pass the database url or an engine")
@@ -72,9 +131,13 @@ class TicketTimers:
             self._own_engine: Engine | None = engine
         else:
             self._own_engine = None
-        store = SQLAlchemyJobStore(engine=engine, tablename=tablename)
+        self.sessions = session_factory(engine)
+        self._poll_s = poll_s
+        self._pruned: datetime | None = None
+        store = _SharedJobStore(engine=engine, tablename=tablename)
         self.scheduler = AsyncIOScheduler(
-            jobstores={"default": store},
+            # "local": this process's own jobs (the poll), never seen by another scheduler.
+            jobstores={"default": store, "local": MemoryJobStore()},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
@@ -83,11 +146,35 @@ class TicketTimers:
     def running(self) -> bool:
         return bool(self.scheduler.running)
 
-    def start(self, target: TimerTarget) -> None:
-        """Start inside the running event loop; jobs that fell due meanwhile run now."""
+    def start(self, target: TimerTarget, *, paused: bool = False) -> None:
+        """Start inside the running event loop; jobs that fell due meanwhile run now (or at
+        ``resume()`` when started ``paused``)."""
         global _target
         _target = target
-        self.scheduler.start()
+        self.scheduler.add_job(
+            self._poll,
+            trigger="interval",
+            seconds=self._poll_s,
+            id="poll",
+            jobstore="local",
+            replace_existing=True,
+        )
+        self.scheduler.start(paused=paused)
+
+    def resume(self) -> None:
+        self.scheduler.resume()
+
+    def _poll(self) -> None:
+        """Wakes the scheduler, which then looks at the shared store (timers scheduled by
+        another process); once an hour, forgets old claims."""
+        now = utcnow()
+        if self._pruned is None or now - self._pruned >= _PRUNE_EVERY:
+            self._pruned = now
+            self.forget_old_claims(now)
+
+    def forget_old_claims(self, now: datetime) -> None:
+        with self.sessions.begin() as session:
+            session.execute(delete(JobClaim).where(JobClaim.claimed_at < now - CLAIMS_KEPT))
 
     def shutdown(self, wait: bool = True) -> None:
         global _target

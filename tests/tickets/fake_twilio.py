@@ -28,6 +28,7 @@ class FakeTwilio:
         # (http status, twilio error code) for the next requests; empty = success
         self.failures: deque[tuple[int, int]] = deque()
         self._count = 0
+        self._count_lock = threading.Lock()  # requests are handled in threads at once
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -94,8 +95,9 @@ class FakeTwilio:
         if self.failures:
             status, code = self.failures.popleft()
             return self._error(handler, status, code, f"failure {code}")
-        self._count += 1
-        sid = f"SM{self._count:032x}"
+        with self._count_lock:
+            self._count += 1
+            sid = f"SM{self._count:032x}"
         self._reply(
             handler,
             201,
