@@ -39,8 +39,12 @@ DEPARTMENTS = [
 ]
 
 
-def stack_settings(ami_port: int, tmp: Path, *, leader_shift: bool = False) -> Any:
+def stack_settings(
+    ami_port: int, tmp: Path, *, leader_shift: bool = False, language: str | None = None
+) -> Any:
     data = default_data()
+    if language is not None:
+        data["site"]["language"] = language
     data["asterisk"][0].update(port=ami_port, backoff_max_s=0.5, ping_interval_s=60)
     data["database"] = {"url": f"sqlite:///{tmp / 'hotline.db'}"}
     data["agi"] = {"port": 0}
@@ -110,14 +114,16 @@ async def shot(page: Any, name: str, *, full_page: bool = False) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(tmp: Path, *, leader_shift: bool = False) -> AsyncIterator[Stack]:
+async def running_stack(
+    tmp: Path, *, leader_shift: bool = False, language: str | None = None
+) -> AsyncIterator[Stack]:
     from playwright.async_api import async_playwright
 
     sim = AsteriskSimulator(
         SimConfig(scale=0.05, write_recordings=True, rec_dir=str(tmp / "sim-rec"))
     )
     port = await sim.start()
-    settings = stack_settings(port, tmp, leader_shift=leader_shift)
+    settings = stack_settings(port, tmp, leader_shift=leader_shift, language=language)
     hotline = Hotline(settings)
     try:
         await hotline.start()
