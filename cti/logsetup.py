@@ -113,7 +113,8 @@ def settings_from(path: str | os.PathLike[str] | None) -> LoggingSettings:
         with open(path, "rb") as fh:
             section = tomllib.load(fh).get("logging", {})
         return LoggingSettings.model_validate(section)
-    except (OSError, tomllib.TOMLDecodeError, ValidationError, AttributeError):
+    except (OSError, ValueError, ValidationError, AttributeError):
+        # ValueError: not TOML, or not UTF-8.
         return LoggingSettings()
 
 

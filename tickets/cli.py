@@ -41,6 +41,17 @@ def _settings(args: argparse.Namespace) -> tuple[TicketSettings, str]:
     return settings.tickets, str(args.db or settings.database.url)
 
 
+def _as_of(text: str | None) -> datetime:
+    if not text:
+        return datetime.now().astimezone()
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--as-of {text!r} is not an ISO time: write e.g. 2026-10-31T18:00+08:00"
+        ) from None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from cti.db import open_database
     from cti.errors import CommandError, ConfigError, OutputError
@@ -54,7 +65,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     try:
         period = parse_period(args.period, settings.timezone)
-        as_of = datetime.fromisoformat(args.as_of) if args.as_of else datetime.now().astimezone()
+        as_of = _as_of(args.as_of)
         if as_of.tzinfo is None:
             as_of = as_of.astimezone()
     except ValueError as exc:
