@@ -12,13 +12,12 @@ import logging
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from cti.config import DEFAULT_DATABASE_URL
 from cti.errors import ConfigError, ModelError
-from recordings.masking import mask_numbers
 from recordings.settings import (
     RecordingSettings,
     TranscriptionSettings,
@@ -26,7 +25,10 @@ from recordings.settings import (
     load_phrases,
     resolve_model_path,
 )
-from recordings.transcribe import Transcriber, Transcript, legs_for, model_problem
+
+if TYPE_CHECKING:
+    # Imported where used: numpy and vosk load only for the commands that decode.
+    from recordings.transcribe import Transcriber, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +103,14 @@ def _init(
     model: str, rate: int, phrases: list[str] | None, decoder: dict[str, float | int]
 ) -> None:
     global _transcriber
+    from recordings.transcribe import Transcriber
+
     _transcriber = Transcriber(model, rate, phrases, decoder=decoder)
 
 
 def _one(path: str, use_legs: bool) -> Transcript:
+    from recordings.transcribe import legs_for
+
     assert _transcriber is not None
     legs = legs_for(path) if use_legs else None
     return _transcriber.transcribe_file(path, legs=legs)
@@ -126,6 +132,8 @@ def _file_list(files: list[str], use_legs: bool) -> list[str]:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    from recordings.transcribe import model_problem
+
     try:
         trans = load_config(args.config)[2] if args.config else TranscriptionSettings()
         update = {"model": args.model, "beam": args.beam, "max_active": args.max_active}
@@ -186,6 +194,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def _print(path: str, t: Transcript, args: argparse.Namespace) -> None:
+    from recordings.masking import mask_numbers
+
     segs = [s.to_dict(words=args.words) for s in t.segments]
     text = t.text
     if args.mask:
@@ -212,6 +222,7 @@ def _print(path: str, t: Transcript, args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from recordings.transcribe import model_problem
     from recordings.worker import DEFAULT_ENGINE, run_workers
 
     try:

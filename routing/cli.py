@@ -10,11 +10,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from routing.profiles import Profile, available_profiles, load_profile
-from routing.simulator import simulate
-from routing.staffing import Targets, plan_staffing, split_agents, staffing_from_dict
+if TYPE_CHECKING:
+    # Imported where used: numpy and the simulator load only for the commands that run them.
+    from routing.profiles import Profile
+    from routing.staffing import Targets
 
 
 def _number(kind: type[float] | type[int], low: float, high: float | None = None) -> Any:
@@ -80,7 +81,7 @@ def _profile_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
         default="haikou-peak",
-        help=f"a shipped profile ({', '.join(available_profiles())}) or a TOML file "
+        help="a shipped profile (haikou-peak, bozhou-normal, surge-5x, ...) or a TOML file "
         "(default: haikou-peak)",
     )
 
@@ -99,6 +100,8 @@ def _target_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _targets(args: argparse.Namespace) -> Targets:
+    from routing.staffing import Targets
+
     return Targets(
         service_level=args.service_level,
         threshold_s=args.threshold,
@@ -119,6 +122,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 
 def run_staffing(args: argparse.Namespace) -> int:
+    from routing.profiles import load_profile
+    from routing.staffing import plan_staffing
+
     _check_outputs(args)
     try:
         profile = load_profile(args.profile)
@@ -131,6 +137,9 @@ def run_staffing(args: argparse.Namespace) -> int:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    from routing.profiles import load_profile
+    from routing.simulator import simulate
+
     _check_outputs(args)
     try:
         profile = load_profile(args.profile)
@@ -154,13 +163,22 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def _staffing(args: argparse.Namespace, profile: Profile) -> tuple[list[dict[str, int]], str]:
+    from routing.staffing import plan_staffing, split_agents, staffing_from_dict
+
     value: str = args.staffing
     if value == "auto":
         return plan_staffing(profile, _targets(args)).by_skill(), "auto"
     if value.isdigit():
         flat = split_agents(int(value), profile.skill_shares())
         return [dict(flat) for _ in profile.hourly_calls], f"{value} agents every hour"
-    data = json.loads(Path(value).read_text(encoding="utf-8"))
+    advice = "give auto, a number of agents, or a file written by staffing --json"
+    try:
+        data = json.loads(Path(value).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"--staffing {value}: {exc.strerror or exc}: {advice}") from None
+    except ValueError as exc:  # not JSON, or not UTF-8
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"--staffing {value}: not JSON ({reason}): {advice}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{value}: expected the JSON object of 'staffing --json'")
     return staffing_from_dict(data, profile), value

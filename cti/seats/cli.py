@@ -35,7 +35,6 @@ from cti.seats.pjsip import (
     generate,
     write_private,
 )
-from cti.seats.provisioning import ProvisioningOptions, write_files
 
 DEFAULT_SECRETS = Path("var/pjsip_secrets.json")
 DEFAULT_PROVISIONING_DIR = Path("var/provisioning")
@@ -112,6 +111,9 @@ def cmd_pjsip(args: argparse.Namespace) -> int:
 
 
 def cmd_provisioning(args: argparse.Namespace) -> int:
+    # Imported here: it brings the console's web framework, which the other commands skip.
+    from cti.seats.provisioning import ProvisioningOptions, write_files
+
     settings, _source = _settings(args)
     opts = ProvisioningOptions(
         sip_server=args.sip_server, ntp_server=args.ntp, auto_answer=args.auto_answer
