@@ -61,6 +61,17 @@ class JsonFormatter(logging.Formatter):
 class TerminalFormatter(logging.Formatter):
     """Text for a person: an exception is its last line (type and message), no traceback."""
 
+    def format(self, record: logging.LogRecord) -> str:
+        # logging keeps the first handler's rendering of the exception on the record
+        # (exc_text) and every later handler reuses it: this one renders its own and leaves
+        # the record as it was, so the file still gets the traceback.
+        cached = record.exc_text
+        record.exc_text = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
     def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
         lines = traceback.format_exception_only(ei[0], ei[1])
         return "  " + (lines[-1].strip() if lines else "error")
@@ -120,11 +131,8 @@ def settings_from(path: str | os.PathLike[str] | None) -> LoggingSettings:
 
 def configure(settings: LoggingSettings, *, verbose: int = 0) -> Path:
     """Replace the handlers set up by an earlier call; return the log file."""
+    remove()
     root = logging.getLogger()
-    for handler in _State.handlers:
-        root.removeHandler(handler)
-        handler.close()
-    _State.handlers = []
     json_format = settings.format == "json"
 
     terminal = logging.StreamHandler(sys.stderr)
@@ -141,6 +149,16 @@ def configure(settings: LoggingSettings, *, verbose: int = 0) -> Path:
         root.addHandler(handler)
     root.setLevel(min(h.level for h in _State.handlers))
     return _State.file.path
+
+
+def remove() -> None:
+    """Take away (and close) the handlers ``configure`` added."""
+    root = logging.getLogger()
+    for handler in _State.handlers:
+        root.removeHandler(handler)
+        handler.close()
+    _State.handlers = []
+    _State.file = None
 
 
 def log_file() -> Path | None:
