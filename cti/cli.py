@@ -171,6 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logsetup.configure(logsetup.settings_from(_source(args)), verbose=args.verbose)
+    try:
+        return _run(args)
+    finally:
+        logsetup.remove()  # main() called in-process (tests) leaves logging as it found it
+
+
+def _run(args: argparse.Namespace) -> int:
     command = _command(args)
     try:
         return int(args.func(args) or 0)

@@ -113,6 +113,7 @@ class LazyFileHandler(logging.FileHandler):
 class _State:
     handlers: list[logging.Handler] = []
     file: LazyFileHandler | None = None
+    root_level: int | None = None  # before configure(), restored by remove()
 
 
 def settings_from(path: str | os.PathLike[str] | None) -> LoggingSettings:
@@ -133,6 +134,7 @@ def configure(settings: LoggingSettings, *, verbose: int = 0) -> Path:
     """Replace the handlers set up by an earlier call; return the log file."""
     remove()
     root = logging.getLogger()
+    _State.root_level = root.level
     json_format = settings.format == "json"
 
     terminal = logging.StreamHandler(sys.stderr)
@@ -152,13 +154,17 @@ def configure(settings: LoggingSettings, *, verbose: int = 0) -> Path:
 
 
 def remove() -> None:
-    """Take away (and close) the handlers ``configure`` added."""
+    """Take away (and close) the handlers ``configure`` added; the root logger's level is
+    what it was before."""
     root = logging.getLogger()
     for handler in _State.handlers:
         root.removeHandler(handler)
         handler.close()
+    if _State.root_level is not None:
+        root.setLevel(_State.root_level)
     _State.handlers = []
     _State.file = None
+    _State.root_level = None
 
 
 def log_file() -> Path | None:

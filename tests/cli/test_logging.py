@@ -60,10 +60,8 @@ def test_an_unexpected_error_is_a_json_record_with_its_traceback(tmp_path: Path)
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    level = logging.getLogger().level
     yield
     logsetup.remove()
-    logging.getLogger().setLevel(level)
 
 
 def test_fields_passed_with_extra_are_fields_of_the_object(
