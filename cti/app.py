@@ -42,6 +42,7 @@ from cti.events import (
 from cti.models import AgentRow, CallRow, SeatRow
 from cti.persist import Persistence
 from cti.seats.registry import Seat, SeatRegistry
+from cti.single import SingleCti
 from cti.store import Store
 from cti.tasks import cancel_and_wait
 from recordings import models as rec_models
@@ -129,6 +130,7 @@ class Hotline:
         # Its own engine: APScheduler's job store disposes the engine it was given at shutdown,
         # which would orphan connections the store thread holds at that moment.
         self.ticket_timers = TicketTimers(settings.database.url)
+        self.single = SingleCti(settings.database.url)
         self.sms: SmsNotifier | None = (
             SmsNotifier(self.sessions, settings.sms) if settings.sms.enabled else None
         )
@@ -230,6 +232,7 @@ class Hotline:
         # loop may wait that long for the GIL, several times per route. 0.5 ms keeps the
         # route's waits short for a little throughput.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+        self.single.acquire()  # a second CTI on the same SQLite file stops here
         create_schema(self.engine)
         logged_in = self._sync_reference_data()
         self._warm_caller_cache()
@@ -274,6 +277,7 @@ class Hotline:
         if busy:
             log.warning("stopping with %d database connections still checked out", busy)
         self.engine.dispose()
+        self.single.release()
 
     async def wait_connected(self, timeout: float = 10.0) -> bool:
         results = await asyncio.gather(*(n.wait_ready(timeout) for n in self.nodes.values()))
