@@ -25,7 +25,6 @@ import logging
 import random
 import secrets
 import signal
-import sys
 import time
 import webbrowser
 from datetime import UTC, datetime
@@ -72,6 +71,16 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--rate and --scale: give positive numbers (0: the default).")
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port {args.port}: give a TCP port (0: any free one).")
+    if args.port:
+        # Checked before anything starts: the console's server would end the process.
+        from cti.preflight import check_listen
+
+        problem, busy = check_listen("--port", "127.0.0.1", args.port)
+        if problem or busy:
+            raise CommandError(
+                f"--port {args.port}: in use by another process (a running demo or serve?)"
+                " or not usable here: stop it, or choose another port (--port 0: any free one)."
+            )
     base = config_mod.load(args.config) if args.config else None
     args.db = _database_url(args, base)
     try:
@@ -205,11 +214,8 @@ async def _main(args: argparse.Namespace, base: config_mod.Settings | None) -> i
     try:
         hotline = Hotline(settings)
         await hotline.start()
-    except OSError as exc:
-        if args.port and "address already in use" in str(exc).lower():
-            print(f"port {args.port} is busy: try --port 0", file=sys.stderr)
-            await sim.stop()
-            return 2
+    except BaseException:
+        await sim.stop()
         raise
     sim.config.agi_port = hotline.agi.port
     stop = asyncio.Event()

@@ -103,7 +103,7 @@ def check(settings: Settings, *, starting: bool = False) -> Findings:
         ("agi", settings.agi.host, settings.agi.port),
         ("console", settings.console.host, settings.console.port),
     ):
-        problem, busy = _listen(key, host, port)
+        problem, busy = check_listen(key, host, port)
         found.problems += [problem] if problem else []
         if busy:
             (found.problems if starting else found.warnings).append(busy)
@@ -501,7 +501,7 @@ def _writable(key: str, path: Path, what: str) -> str | None:
 # --- what the CTI listens on --------------------------------------------------------------
 
 
-def _listen(key: str, host: str, port: int) -> tuple[str | None, str | None]:
+def check_listen(key: str, host: str, port: int) -> tuple[str | None, str | None]:
     """(problem, port-in-use sentence): can this process listen on ``host``:``port`` as the
     CTI does (``SO_REUSEADDR``, every address the name resolves to)?"""
     try:
