@@ -7,7 +7,9 @@ Each case runs the installed ``hotline`` in a directory of its own; the cases ru
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +224,11 @@ def cases(r: dict[str, str]) -> list[Case]:
             (f"database.url: cannot open {shown} (",),
         ),
         Case(
+            "config-check-bad-logging",
+            ("config", "check", "--config", r["bad_logging_toml"]),
+            (f"invalid configuration in {r['bad_logging_toml']}", "logging.format: "),
+        ),
+        Case(
             "serve-without-configuration",
             ("serve",),
             (
@@ -287,12 +294,28 @@ def cases(r: dict[str, str]) -> list[Case]:
             ("hotline users add: agents and leaders need --agent-id.",),
             stdin="long-enough-pw\n",
         ),  # fmt: skip
+        Case(
+            "users-list-server-down",
+            ("users", "list", "--config", r["pg_down_toml"]),
+            (f"hotline users list: database.url: cannot open {shown} (",),
+        ),
+        Case(
+            "seats-pjsip-secrets-readable-by-all",
+            ("seats", "pjsip", "--secrets", r["file"]),
+            (f"hotline seats pjsip: {r['file']} is accessible to other users", "chmod 600"),
+        ),
         # --- demo, the parser ---------------------------------------------------------
         Case("demo-negative-calls", ("demo", "--calls", "-3"), ("--calls -3: give a number",)),
         Case(
             "demo-path-for-url",
             ("demo", "--db", "demo.db", "--no-browser"),
             ("--db: 'demo.db' is a file name, not a database URL: write sqlite:///demo.db.",),
+        ),
+        Case(
+            "demo-port-in-use",
+            ("demo", "--calls", "1", "--no-browser", "--port", r["busy_port"]),
+            (f"hotline demo: --port {r['busy_port']}: in use by another process",),
+            leaves_no=("var",),
         ),
         Case("no-such-command", ("frobnicate",), ("invalid choice: 'frobnicate'",)),
         # --- what nobody planned for: the one sentence naming the log file -------------
@@ -309,8 +332,9 @@ def cases(r: dict[str, str]) -> list[Case]:
 
 
 @pytest.fixture(scope="module")
-def resources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def resources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     base = tmp_path_factory.mktemp("inputs")
+    busy = socket.create_server(("127.0.0.1", 0))  # a port somebody listens on
     (base / "plain.txt").write_text("not what any command wants\n", encoding="utf-8")
     (base / "folder").mkdir()
     (base / "binary.toml").write_bytes(b"\xff\xfe\x00\x01garbage")
@@ -324,7 +348,12 @@ def resources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     example_secrets = site_config(
         base / "example-secrets.toml", "sqlite:///x.db", secret="cti-secret"
     )
-    return {
+    bad_logging = site_config(base / "bad-logging.toml", "sqlite:///var/hotline.db")
+    with bad_logging.open("a", encoding="utf-8") as fh:
+        fh.write('\n[logging]\nformat = "xml"\n')
+    yield {
+        "bad_logging_toml": str(bad_logging),
+        "busy_port": str(busy.getsockname()[1]),
         "file": str(base / "plain.txt"),
         "dir": str(base / "folder"),
         "binary": str(base / "binary.toml"),
@@ -339,6 +368,7 @@ def resources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         # relative: each case's own directory
         "site_toml": str(site_config(base / "site.toml", "sqlite:///var/site.db")),
     }
+    busy.close()
 
 
 @pytest.fixture(scope="module")
@@ -358,8 +388,8 @@ def results(
     return {case.id: (case, result, where) for case, result, where in done}
 
 
-RESOURCES = ("file", "dir", "binary", "empty_db", "odd_db", "port", "pg_down_toml")
-RESOURCES += ("malformed_toml", "example_secrets_toml", "site_toml")
+RESOURCES = ("busy_port", "file", "dir", "binary", "empty_db", "odd_db", "port", "pg_down_toml")
+RESOURCES += ("bad_logging_toml", "malformed_toml", "example_secrets_toml", "site_toml")
 
 
 @pytest.mark.parametrize("case_id", [c.id for c in cases(dict.fromkeys(RESOURCES, "x"))])
