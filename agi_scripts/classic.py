@@ -53,7 +53,8 @@ def snapshot_decider(config_path: str | None = None) -> Decide:
             router.agent_ready(agent_id, at)
 
     rec_root = settings.recordings.asterisk_dir or settings.recordings.dir
-    numbers = TicketNumbers(sessions, settings.site.timezone)
+    # A process per call: one number each, reserved in the database like the CTI's.
+    numbers = TicketNumbers(sessions, settings.site.timezone, block=1)
 
     def decide(req: RouteRequest) -> RouteAnswer:
         with sessions() as s:

@@ -4,7 +4,9 @@ The database decides: each process reserves a block of numbers of the day in
 ``ticket_counters`` (one short transaction: ``UPDATE ... SET last = last + block``, or the
 day's first row), then hands them out from memory. Two CTI processes, or a CTI and classic AGI
 scripts, on one database never draw the same number. The FastAGI route draws a number before
-the call is answered, so only one draw in ``block`` costs a database round trip.
+the call is answered, in the event loop: when half a block is left, the next block is reserved
+in a thread (``prefetch``), so a draw waits for the database only when the whole block went
+before that reservation came back (the first draw, or the database away for a while).
 
 A block's unused numbers are skipped when the process stops or the day ends, and numbers of
 different processes interleave: numbers are unique and grow within a process, with gaps.
@@ -12,6 +14,7 @@ different processes interleave: numbers are unique and grow within a process, wi
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import date, datetime
@@ -23,6 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cti.db import utcnow
 from tickets.models import Ticket, TicketCounter
+
+log = logging.getLogger(__name__)
 
 SEQUENCE_DIGITS = 6
 LARGEST = 10**SEQUENCE_DIGITS - 1
@@ -38,6 +43,7 @@ class TicketNumbers:
         clock: Callable[[], datetime] = utcnow,
         *,
         block: int = 20,
+        prefetch: bool = True,
     ) -> None:
         if block < 1:
             raise ValueError("block must be at least 1")
@@ -45,20 +51,54 @@ class TicketNumbers:
         self._tz = ZoneInfo(timezone)
         self._clock = clock
         self._block = block
+        self._prefetch = prefetch and block > 1
         self._lock = threading.Lock()
         self._day: date | None = None
         self._next = 1
         self._end = 0  # the last number of the reserved block
+        self._spare: tuple[date, int, int] | None = None  # the next block, reserved ahead
+        self._refill: threading.Thread | None = None
 
     def next(self) -> str:
         day = self._clock().astimezone(self._tz).date()
         with self._lock:
             if day != self._day or self._next > self._end:
-                self._next, self._end = self.reserve(day, self._block)
+                spare, self._spare = self._spare, None
+                if spare is not None and spare[0] == day:
+                    self._next, self._end = spare[1], spare[2]
+                else:
+                    self._next, self._end = self.reserve(day, self._block)
                 self._day = day
             number = self._next
             self._next += 1
+            if (
+                self._prefetch
+                and self._spare is None
+                and self._refill is None
+                and self._end - self._next < self._block // 2
+            ):
+                self._refill = threading.Thread(
+                    target=self._reserve_ahead, args=(day,), name="ticket-numbers", daemon=True
+                )
+                self._refill.start()
             return f"{day:%Y%m%d}{number:0{SEQUENCE_DIGITS}d}"
+
+    def _reserve_ahead(self, day: date) -> None:
+        spare: tuple[date, int, int] | None = None
+        try:
+            spare = (day, *self.reserve(day, self._block))
+        except Exception as exc:  # the next draw reserves, or fails, in the caller's thread
+            log.warning("ticket numbers of %s not reserved ahead: %s", day, exc)
+        with self._lock:
+            if spare is not None and self._day == day:
+                self._spare = spare
+            self._refill = None
+
+    def close(self) -> None:
+        """Wait for a reservation ahead that is under way (before the engine is disposed)."""
+        refill = self._refill
+        if refill is not None:
+            refill.join()
 
     def reserve(self, day: date, count: int) -> tuple[int, int]:
         """Reserve ``count`` numbers of ``day`` (fewer at the end of the day's range);

@@ -41,7 +41,7 @@ def test_one_database_round_trip_per_block(sessions: sessionmaker[Session]) -> N
             return super().reserve(day, count)
 
     clock = Clock(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
-    numbers = Counting(sessions, "Asia/Shanghai", clock, block=20)
+    numbers = Counting(sessions, "Asia/Shanghai", clock, block=20, prefetch=False)
     results: list[str] = []
 
     def take() -> None:
@@ -61,7 +61,7 @@ def test_one_database_round_trip_per_block(sessions: sessionmaker[Session]) -> N
 def test_two_instances_never_draw_the_same_number(sessions: sessionmaker[Session]) -> None:
     """Two allocators on one database (two processes, in effect) interleave their blocks."""
     clock = Clock(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
-    first = TicketNumbers(sessions, "Asia/Shanghai", clock, block=3)
+    first = TicketNumbers(sessions, "Asia/Shanghai", clock, block=3, prefetch=False)
     second = TicketNumbers(sessions, "Asia/Shanghai", clock, block=1)
     drawn = [first.next(), second.next(), first.next(), second.next(), first.next()]
     assert drawn == [
@@ -74,11 +74,34 @@ def test_two_instances_never_draw_the_same_number(sessions: sessionmaker[Session
     assert first.next() == "20261122000006"
 
 
+def test_the_next_block_is_reserved_ahead_in_a_thread(sessions: sessionmaker[Session]) -> None:
+    """Drawing a number waits for the database only at the first draw: with half a block
+    left, the next block is reserved by another thread."""
+    reserved_by: list[str] = []
+
+    class Watching(TicketNumbers):
+        def reserve(self, day, count):  # type: ignore[no-untyped-def]
+            reserved_by.append(threading.current_thread().name)
+            return super().reserve(day, count)
+
+    clock = Clock(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
+    numbers = Watching(sessions, "Asia/Shanghai", clock, block=10)
+    drawn = [numbers.next() for _ in range(6)]  # under half the block left: the next is asked
+    numbers.close()  # that reservation is done
+    drawn += [numbers.next() for _ in range(14)]  # 7..10, then 11..20 from the spare block
+    numbers.close()
+    assert drawn == [f"20261122{n:06d}" for n in range(1, 21)]
+    main = threading.current_thread().name
+    assert reserved_by[0] == main
+    assert reserved_by[1:] == ["ticket-numbers"] * (len(reserved_by) - 1)
+    assert len(reserved_by) == 3  # the first, the second ahead, the third ahead
+
+
 def test_the_end_of_the_days_range(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         session.add(Ticket(id="20261122999998", state="intake"))
     clock = Clock(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
-    numbers = TicketNumbers(sessions, "Asia/Shanghai", clock, block=5)
+    numbers = TicketNumbers(sessions, "Asia/Shanghai", clock, block=5, prefetch=False)
     assert numbers.next() == "20261122999999"
     with pytest.raises(OverflowError):
         numbers.next()
