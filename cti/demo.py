@@ -151,7 +151,7 @@ def published_logins(engine: Any) -> list[str]:
                 " ('admin', 'supervisor')"
             )
         ).all()
-    return [name for name, stored in rows if verify_password(f"demo-{name}", stored)]
+    return sorted(name for name, stored in rows if verify_password(f"demo-{name}", stored))
 
 
 def _settings(

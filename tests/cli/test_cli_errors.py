@@ -295,6 +295,17 @@ def cases(r: dict[str, str]) -> list[Case]:
             stdin="long-enough-pw\n",
         ),  # fmt: skip
         Case(
+            "users-passwd-too-short",
+            ("users", "passwd", "li", "--password-stdin", "--config", r["site_toml"]),
+            ("hotline users passwd: passwords have at least 8 characters.",),
+            stdin="short\n",
+        ),
+        Case(
+            "users-disable-nobody",
+            ("users", "disable", "nosuch", "--config", r["site_toml"]),
+            ("hotline users disable: no user 'nosuch'.",),
+        ),
+        Case(
             "users-list-server-down",
             ("users", "list", "--config", r["pg_down_toml"]),
             (f"hotline users list: database.url: cannot open {shown} (",),
