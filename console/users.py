@@ -386,7 +386,8 @@ def _run(func: Any) -> Any:
         try:
             return int(func(args))
         except (Invalid, Conflict, NotFound) as exc:
-            print(f"hotline users {args.users_command}: {exc.message}.", file=sys.stderr)
+            message = exc.message.rstrip(".")
+            print(f"hotline users {args.users_command}: {message}.", file=sys.stderr)
             return 2
 
     return run

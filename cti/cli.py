@@ -205,7 +205,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"hotline {command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except ApiError as exc:
-        print(f"hotline {command}: {exc.message}.", file=sys.stderr)
+        print(f"hotline {command}: {exc.message.rstrip('.')}.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
