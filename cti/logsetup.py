@@ -72,11 +72,11 @@ class TerminalFormatter(logging.Formatter):
         finally:
             record.exc_text = cached
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+    def formatException(self, ei: Any) -> str:
         lines = traceback.format_exception_only(ei[0], ei[1])
         return "  " + (lines[-1].strip() if lines else "error")
 
-    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+    def formatStack(self, stack_info: str) -> str:
         return ""
 
 
