@@ -12,7 +12,7 @@ import contextlib
 import logging
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -27,6 +27,7 @@ from cti.bus import Bus
 from cti.calls.model import Call
 from cti.calls.tracker import CallTracker
 from cti.cdr import import_missed_calls
+from cti.claims import once_per
 from cti.config import Settings
 from cti.db import create_schema, make_engine, session_factory
 from cti.errors import HotlineError
@@ -401,7 +402,12 @@ class Hotline:
                 await asyncio.to_thread(self.recordings.deliver_transcript_events)
                 if time.monotonic() - last_retention > 3600:
                     last_retention = time.monotonic()
-                    await asyncio.to_thread(self.recordings.apply_retention)
+                    # Once per clock hour for all the CTIs on this database (cti.claims).
+                    hour = timedelta(hours=1)
+                    if await asyncio.to_thread(
+                        once_per, self.sessions, "recordings:retention", hour, utcnow()
+                    ):
+                        await asyncio.to_thread(self.recordings.apply_retention)
             except Exception as exc:  # the database may be away: the store reports that
                 log.warning("maintenance: %s", exc)
 

@@ -152,3 +152,15 @@ class CallerFlagRow(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     updated_by: Mapped[str] = mapped_column(String(32), default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class JobClaim(Base):
+    """A job run claimed for one due time (``cti.claims``): a timer or a sweep that two CTI
+    processes both see as due is run only by the process whose claim row was inserted."""
+
+    __tablename__ = "job_claims"
+
+    job: Mapped[str] = mapped_column(String(120), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True, default=utcnow)
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")

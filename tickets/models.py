@@ -257,15 +257,3 @@ class TicketCounter(Base):
 
     day: Mapped[str] = mapped_column(String(8), primary_key=True)
     last: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class JobClaim(Base):
-    """A job run claimed for one due time: a timer, a retry or a sweep that two CTI processes
-    both see as due is acted on only by the process whose claim row was inserted."""
-
-    __tablename__ = "job_claims"
-
-    job: Mapped[str] = mapped_column(String(120), primary_key=True)
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True, default=utcnow)
-    claimed_by: Mapped[str] = mapped_column(String(64), default="")

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from cti.bus import Bus
+from cti.claims import claim_once
 from cti.db import utcnow
 from cti.errors import Conflict, Forbidden, Invalid
 from cti.events import Alarm, Event, TicketChanged, TicketOpened, TicketUpdated
@@ -47,7 +48,7 @@ from tickets.statemachine import (
     Actor,
     State,
 )
-from tickets.timers import TicketTimers, claim_once, job_id
+from tickets.timers import TicketTimers, job_id
 from tickets.views import TicketView, to_jsonable
 from tickets.workflow import Workflow
 

@@ -14,8 +14,8 @@ job that missed several times only once.
 APScheduler 3 supports one scheduler per job store, and every CTI process runs one. Several
 CTIs on one PostgreSQL share the store safely because:
 
-- a firing is claimed in the database before it acts (``claim_once``: a ``job_claims`` row per
-  job and due time, inserted by exactly one process); the others skip it;
+- a firing is claimed in the database before it acts (``cti.claims``: a ``job_claims`` row
+  per timer and deadline, inserted by exactly one process); the others skip it;
 - the store forgives a job another scheduler already removed (APScheduler's own bookkeeping
   would otherwise raise out of its wakeup and stop the scheduler for good);
 - each scheduler looks at the store every ``poll_s`` seconds, so timers another process
@@ -25,8 +25,6 @@ CTIs on one PostgreSQL share the store safely because:
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -36,13 +34,10 @@ from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
+from cti import claims
 from cti.db import make_engine, session_factory, utcnow
-from tickets.models import JobClaim
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +45,7 @@ KINDS = ("response", "due", "survey")
 PHASES = ("remind", "overdue")
 JOB_FUNC = "tickets.timers:fire"
 TABLE = "ticket_timers"
-# Claims are kept this long: a firing older than that is not claimed again by anyone.
-CLAIMS_KEPT = timedelta(days=7)
 _PRUNE_EVERY = timedelta(hours=1)
-# Who claimed a firing, for the operator reading job_claims.
-PROCESS = f"{socket.gethostname()}:{os.getpid()}"[:64]
 
 
 class TimerTarget(Protocol):
@@ -75,20 +66,6 @@ def fire(ticket_id: str, kind: str, phase: str, expected: str) -> None:
 
 def job_id(ticket_id: str, kind: str, phase: str) -> str:
     return f"ticket:{ticket_id}:{kind}:{phase}"
-
-
-def claim_once(session: Session, job: str, due_at: datetime, by: str = PROCESS) -> bool:
-    """Claim the run of ``job`` due at ``due_at``: True for exactly one caller, whatever the
-    process. ``INSERT ... ON CONFLICT DO NOTHING``: on PostgreSQL a second claimer waits for
-    the first one's transaction and then inserts nothing; SQLite serialises writers."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(JobClaim)
-        .values(job=job, due_at=due_at, claimed_at=utcnow(), claimed_by=by)
-        .on_conflict_do_nothing()
-        .returning(JobClaim.job)  # psycopg reports no row count for this statement
-    )
-    return session.execute(statement).scalar() is not None
 
 
 class _SharedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
@@ -170,11 +147,7 @@ class TicketTimers:
         now = utcnow()
         if self._pruned is None or now - self._pruned >= _PRUNE_EVERY:
             self._pruned = now
-            self.forget_old_claims(now)
-
-    def forget_old_claims(self, now: datetime) -> None:
-        with self.sessions.begin() as session:
-            session.execute(delete(JobClaim).where(JobClaim.claimed_at < now - CLAIMS_KEPT))
+            claims.forget_old(self.sessions, now)
 
     def shutdown(self, wait: bool = True) -> None:
         global _target

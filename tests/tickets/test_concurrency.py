@@ -15,17 +15,18 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.bus import Bus
+from cti.claims import forget_old, once_per
 from cti.db import create_schema, make_engine, session_factory
+from cti.models import JobClaim
 from tests.conftest import PG_URL
 from tests.tickets.fake_twilio import SID, TOKEN, FakeTwilio
 from tests.tickets.race_process import caller_of
 from tests.tickets.support import AGENT, DEPARTMENTS, Clock, ticket_in
 from tests.tickets.timer_process import FAST
-from tickets.models import JobClaim, SmsMessage, Ticket, TicketCall, TicketEvent
+from tickets.models import SmsMessage, Ticket, TicketCall, TicketEvent
 from tickets.notify import NullNotifier
 from tickets.service import TicketService
 from tickets.settings import SmsSettings
@@ -273,11 +274,23 @@ def test_a_message_being_sent_cannot_be_queued_again_by_hand(
         assert session.scalar(select(func.count()).where(SmsMessage.status == "sending")) == 1
 
 
-def test_old_claims_are_forgotten(engine: Engine, sessions: sessionmaker[Session]) -> None:
+def test_a_sweep_runs_once_per_slot(sessions: sessionmaker[Session]) -> None:
+    hour = timedelta(hours=1)
+    at = datetime(2026, 12, 7, 10, 20, tzinfo=UTC)
+    assert once_per(sessions, "retention", hour, at)
+    assert not once_per(sessions, "retention", hour, at + timedelta(minutes=30))  # 10:50
+    assert once_per(sessions, "other sweep", hour, at)
+    assert once_per(sessions, "retention", hour, at + timedelta(minutes=40))  # 11:00
+    with sessions() as session:
+        slots = sorted(session.scalars(select(JobClaim.due_at).where(JobClaim.job == "retention")))
+    assert slots == [datetime(2026, 12, 7, 10, tzinfo=UTC), datetime(2026, 12, 7, 11, tzinfo=UTC)]
+
+
+def test_old_claims_are_forgotten(sessions: sessionmaker[Session]) -> None:
     now = datetime.now(UTC)
     with sessions.begin() as session:
         session.add(JobClaim(job="old", due_at=now, claimed_at=now - timedelta(days=8)))
         session.add(JobClaim(job="new", due_at=now, claimed_at=now))
-    TicketTimers(engine=engine).forget_old_claims(now)
+    forget_old(sessions, now)
     with sessions() as session:
         assert list(session.scalars(select(JobClaim.job))) == ["new"]
