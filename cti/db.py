@@ -141,9 +141,8 @@ def open_database(
     from sqlalchemy import inspect
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from cti.errors import DatabaseError
-
     from cti.config import mask_url
+    from cti.errors import DatabaseError
 
     parsed = parse_url(url, key)
     shown = mask_url(url)  # as the user wrote it, without its password
