@@ -38,6 +38,11 @@ LEVELS = {
 }
 
 
+# Loggers that say nothing a site needs at INFO: alembic announces each of its plugins there
+# whenever it is imported.
+QUIETER = {"alembic.runtime.plugins": logging.WARNING}
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line."""
 
@@ -150,6 +155,8 @@ def configure(settings: LoggingSettings, *, verbose: int = 0) -> Path:
     for handler in _State.handlers:
         root.addHandler(handler)
     root.setLevel(min(h.level for h in _State.handlers))
+    for name, level in QUIETER.items():
+        logging.getLogger(name).setLevel(level)
     return _State.file.path
 
 
