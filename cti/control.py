@@ -584,7 +584,8 @@ class CallControl:
         store = getattr(self.hotline, "store", None)
         if mark is not None and store is not None:
             call_id = call.call_id
-            store.submit(lambda _s: mark(call_id, muted, at), f"recording mute {call_id}")
+            # The service opens its own transaction: a task, not a write in the store's batch.
+            store.submit_task(lambda: mark(call_id, muted, at), f"recording mute {call_id}")
         return {"call_id": call.call_id, "muted": muted, "at": at.isoformat()}
 
     async def window_outcome(self, window_user: Any, ticket_id: str, text: str) -> Any:
@@ -1029,13 +1030,13 @@ class CallControl:
             return
         actor = Actor(session.agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
 
-        def write(_session: Any) -> None:
+        def write() -> None:
             try:
                 tickets.record_window_call(ticket_id, window_id, call_id, actor)
             except ApiError as exc:
                 log.warning("ticket %s: window %s not recorded: %s", ticket_id, window_id, exc)
 
-        store.submit(write, f"ticket {ticket_id} window {window_id}")
+        store.submit_task(write, f"ticket {ticket_id} window {window_id}")
 
     def _record_police(self, ticket_id: str, agent_id: str) -> None:
         """The ticket goes to its 转110 state, behind the ticket's own creation in the
@@ -1050,10 +1051,10 @@ class CallControl:
             return
         actor = Actor(agent_id, frozenset({"agent"}))
 
-        def write(_session: Any) -> None:
+        def write() -> None:
             try:
                 tickets.transition(ticket_id, "transfer_police", actor, "transferred to 110")
             except ApiError as exc:
                 log.info("ticket %s not moved to police: %s", ticket_id, exc.message)
 
-        store.submit(write, f"ticket {ticket_id} police")
+        store.submit_task(write, f"ticket {ticket_id} police")

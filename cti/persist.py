@@ -2,15 +2,15 @@
 
 Every write goes through ``Store`` (off the event loop, buffered across outages) and is
 idempotent (upserts keyed by node + Linkedid), because the same fact can be seen twice: once
-live, once again in the resync after a reconnect.
+live, once again in the resync after a reconnect. The frequent ones (a call's snapshots, an
+agent's state, a seat's phone) are row values of the kinds below, which the store batches into
+one statement each; only a missed call's callback task is an ORM write.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,48 +26,69 @@ from cti.events import (
     SeatStatusChanged,
 )
 from cti.models import AgentRow, AgentStateLogRow, CallbackTaskRow, CallLegRow, CallRow, SeatRow
+from cti.rows import RowKind, Values
 from cti.seats.registry import SeatRegistry
 from cti.store import Store
 
 log = logging.getLogger(__name__)
 
+# The ticket task is the authority on which ticket a call has (a call seen again after a
+# reconnect keeps its first one): later snapshots only fill an empty field.
+CALL = RowKind(
+    "call",
+    CallRow.__table__,  # type: ignore[arg-type]
+    "upsert",
+    key=("node", "linkedid"),
+    insert_only=("started_at",),
+    fill_empty=("ticket_id",),
+)
+LEG = RowKind("call leg", CallLegRow.__table__, "insert_ignore", key=("node", "uniqueid"))  # type: ignore[arg-type]
+AGENT = RowKind("agent", AgentRow.__table__, "upsert", key=("id",), insert_only=("name",))  # type: ignore[arg-type]
+AGENT_LOG = RowKind("agent state", AgentStateLogRow.__table__, "insert")  # type: ignore[arg-type]
+SEAT = RowKind("seat", SeatRow.__table__, "update", key=("id",))  # type: ignore[arg-type]
+CALLBACKS_DONE = RowKind(
+    "callbacks reached",
+    CallbackTaskRow.__table__,  # type: ignore[arg-type]
+    "update",
+    key=("caller",),
+    where=CallbackTaskRow.__table__.c.status != "done",
+)
 
-def _call_row(session: Session, call: Call) -> CallRow:
-    row = session.scalar(
-        select(CallRow).where(CallRow.node == call.node, CallRow.linkedid == call.call_id)
-    )
-    if row is None:
-        row = CallRow(node=call.node, linkedid=call.call_id, started_at=call.started_at)
-        session.add(row)
-    return row
 
-
-def _copy(row: CallRow, call: Call, ended_at: datetime | None = None) -> None:
-    row.direction = call.direction
-    row.channel = call.channel
-    row.caller = call.caller
-    row.caller_name = call.caller_name[:128]
-    row.did = call.did
-    row.topic = call.topic
-    row.skill = call.skill
-    row.route_reason = call.route_reason
-    row.routed_by = call.routed_by or ("cti" if call.route_reason else "")
-    row.priority = call.priority
-    row.leader = call.leader
-    row.answered_at = call.answered_at
-    row.answered = call.answered_at is not None
-    row.abandoned = call.abandoned
-    row.seat = call.seat
-    row.agent_id = call.agent_id
-    # The ticket task is the authority on which ticket a call has (a call seen again after a
-    # reconnect keeps its first one): later snapshots only fill an empty field.
-    if call.ticket_id and not row.ticket_id:
-        row.ticket_id = call.ticket_id
-    row.recording = call.recording
-    row.state = call.state
-    row.cause = call.cause[:64]
-    if ended_at is not None:
-        row.ended_at = ended_at
+def _call_values(call: Call, *, ended: bool = False) -> Values:
+    values: Values = {
+        "node": call.node,
+        "linkedid": call.call_id,
+        "started_at": call.started_at,
+        "direction": call.direction,
+        "channel": call.channel,
+        "caller": call.caller,
+        "caller_name": call.caller_name[:128],
+        "did": call.did,
+        "topic": call.topic,
+        "skill": call.skill,
+        "route_reason": call.route_reason,
+        "routed_by": call.routed_by or ("cti" if call.route_reason else ""),
+        "priority": call.priority,
+        "leader": call.leader,
+        "answered_at": call.answered_at,
+        "answered": call.answered_at is not None,
+        "abandoned": call.abandoned,
+        "seat": call.seat,
+        "agent_id": call.agent_id,
+        "ticket_id": call.ticket_id,
+        "recording": call.recording,
+        "state": call.state,
+        "cause": call.cause[:64],
+    }
+    if ended:
+        talk = 0.0
+        if call.answered_at and call.ended_at:
+            talk = (call.ended_at - call.answered_at).total_seconds()
+        values["ended_at"] = call.ended_at
+        values["wait_s"] = round(call.wait_s(call.answered_mono or _now_mono()), 3)
+        values["talk_s"] = round(talk, 3)
+    return values
 
 
 class Persistence:
@@ -101,72 +122,38 @@ class Persistence:
             self.call_started(call)
 
     def call_started(self, call: Call) -> None:
-        snapshot = _snapshot(call)
-
-        def write(session: Session) -> None:
-            _copy(_call_row(session, snapshot), snapshot)
-
-        self.store.submit(write, f"call-start {call.call_id}")
+        self.store.submit_row(CALL, _call_values(call), f"call-start {call.call_id}")
 
     def call_answered(self, call: Call) -> None:
-        snapshot = _snapshot(call)
-
-        def write(session: Session) -> None:
-            _copy(_call_row(session, snapshot), snapshot)
-            if snapshot.direction == "callback":
-                _close_callbacks(session, snapshot.caller, snapshot.agent_id, snapshot.answered_at)
-
-        self.store.submit(write, f"call-answered {call.call_id}")
+        self.store.submit_row(CALL, _call_values(call), f"call-answered {call.call_id}")
+        if call.direction == "callback":
+            self._callbacks_done(call)
         if call.direction == "inbound":
             self._open_ticket(call)
 
     def call_ended(self, call: Call) -> None:
-        snapshot = _snapshot(call)
-        mono_wait = call.wait_s(call.answered_mono or _now_mono())
-        talk = 0.0
-        if call.answered_at and call.ended_at:
-            talk = (call.ended_at - call.answered_at).total_seconds()
-        legs = [
-            (ch.uniqueid, ch.name, ch.endpoint)
-            for uid in list(call.legs)
-            if (ch := self.tracker.channels.get((call.node, uid))) is not None
-        ]
-
-        def write(session: Session) -> None:
-            row = _call_row(session, snapshot)
-            _copy(row, snapshot, ended_at=snapshot.ended_at)
-            row.wait_s = round(mono_wait, 3)
-            row.talk_s = round(talk, 3)
-            for uid, name, endpoint in legs:
-                if (
-                    session.scalar(
-                        select(CallLegRow.id).where(
-                            CallLegRow.node == snapshot.node, CallLegRow.uniqueid == uid
-                        )
-                    )
-                    is None
-                ):
-                    session.add(
-                        CallLegRow(
-                            node=snapshot.node,
-                            uniqueid=uid,
-                            linkedid=snapshot.call_id,
-                            channel=name,
-                            endpoint=endpoint,
-                            created_at=snapshot.started_at,
-                            ended_at=snapshot.ended_at,
-                        )
-                    )
-            if snapshot.direction == "inbound":
-                if snapshot.answered_at is None and snapshot.caller:
-                    _missed(session, snapshot)
-                elif snapshot.answered_at is not None:
-                    _close_callbacks(
-                        session, snapshot.caller, snapshot.agent_id, snapshot.answered_at
-                    )
-
-        self.store.submit(write, f"call-end {call.call_id}")
-        if call.direction == "inbound" and call.answered_at is None and call.caller:
+        self.store.submit_row(CALL, _call_values(call, ended=True), f"call-end {call.call_id}")
+        for uid in list(call.legs):
+            ch = self.tracker.channels.get((call.node, uid))
+            if ch is None:
+                continue
+            leg = {
+                "node": call.node,
+                "uniqueid": ch.uniqueid,
+                "linkedid": call.call_id,
+                "channel": ch.name,
+                "endpoint": ch.endpoint,
+                "created_at": call.started_at,
+                "ended_at": call.ended_at,
+            }
+            self.store.submit_row(LEG, leg)
+        if call.direction != "inbound":
+            return
+        if call.answered_at is not None:
+            self._callbacks_done(call)
+        elif call.caller:
+            snapshot = _snapshot(call)
+            self.store.submit(lambda session: _missed(session, snapshot), f"missed {call.call_id}")
             self._bus.publish(
                 CallbackTaskChanged(
                     task_id=0,
@@ -176,35 +163,44 @@ class Persistence:
                 )
             )
 
-    def agent_changed(self, ev: AgentStateChanged) -> None:
-        def write(session: Session) -> None:
-            row = session.get(AgentRow, ev.agent_id)
-            if row is None:
-                row = AgentRow(id=ev.agent_id, name=ev.agent_id)
-                session.add(row)
-                session.flush()
-            row.state = ev.new
-            row.reason = ev.reason
-            row.seat = ev.seat
-            row.state_since = ev.at
-            session.add(
-                AgentStateLogRow(
-                    agent_id=ev.agent_id,
-                    seat=ev.seat,
-                    old=ev.old,
-                    new=ev.new,
-                    reason=ev.reason,
-                    at=ev.at,
-                )
-            )
+    def _callbacks_done(self, call: Call) -> None:
+        """The caller was reached: their open callback tasks are done."""
+        if not call.caller:
+            return
+        values = {
+            "caller": call.caller,
+            "status": "done",
+            "closed_at": call.answered_at,
+            "closed_by": call.agent_id or "reached",
+        }
+        self.store.submit_row(CALLBACKS_DONE, values)
 
-        self.store.submit(write, f"agent {ev.agent_id}")
+    def agent_changed(self, ev: AgentStateChanged) -> None:
+        agent = {
+            "id": ev.agent_id,
+            "name": ev.agent_id,
+            "state": ev.new,
+            "reason": ev.reason,
+            "seat": ev.seat,
+            "state_since": ev.at,
+        }
+        self.store.submit_row(AGENT, agent, f"agent {ev.agent_id}")
+        entry = {
+            "agent_id": ev.agent_id,
+            "seat": ev.seat,
+            "old": ev.old,
+            "new": ev.new,
+            "reason": ev.reason,
+            "at": ev.at,
+        }
+        self.store.submit_row(AGENT_LOG, entry)
 
     def seat_changed(self, ev: SeatStatusChanged) -> None:
         seat = self.seats.get(ev.seat)
         if seat is None:
             return
-        values: dict[str, Any] = {
+        values: Values = {
+            "id": seat.id,
             "contact": seat.contact,
             "device": seat.device,
             "rtt_us": seat.rtt_us,
@@ -213,16 +209,7 @@ class Persistence:
             "unreachable_since": seat.unreachable_since,
             "updated_at": ev.at,
         }
-        seat_id = seat.id
-
-        def write(session: Session) -> None:
-            row = session.get(SeatRow, seat_id)
-            if row is None:
-                return
-            for key, value in values.items():
-                setattr(row, key, value)
-
-        self.store.submit(write, f"seat {seat_id}")
+        self.store.submit_row(SEAT, values, f"seat {seat.id}")
 
     def recording_stopped(self, ev: RecordingStopped) -> None:
         call = self.tracker.find_call(ev.call_id, ev.node)
@@ -253,19 +240,6 @@ def _missed(session: Session, call: Call) -> None:
     else:
         task.missed_calls += 1
         task.last_call_at = at
-
-
-def _close_callbacks(session: Session, caller: str, agent_id: str, at: datetime | None) -> None:
-    if not caller:
-        return
-    for task in session.scalars(
-        select(CallbackTaskRow).where(
-            CallbackTaskRow.caller == caller, CallbackTaskRow.status != "done"
-        )
-    ):
-        task.status = "done"
-        task.closed_at = at
-        task.closed_by = agent_id or "reached"
 
 
 def _snapshot(call: Call) -> Call:

@@ -1,6 +1,8 @@
 """Write-behind persistence: the event loop never waits on the database.
 
-Writes are callables queued in order and run by one writer thread in batches. When the
+Writes are queued in order and run by one writer thread in batches: row values of a
+:class:`~cti.rows.RowKind` (the frequent ones: calls, agents, seats), sent as one Core
+statement per kind and batch, or callables given a session (or opening their own). When the
 database is unreachable (PostgreSQL restarting, a locked SQLite file), the batch is kept and
 retried with backoff, and new writes keep queuing in memory up to ``buffer_max``: nothing is
 lost by a short outage. A write that fails for another reason (a bug, a constraint) is
@@ -20,10 +22,25 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cti.rows import RowKind, Values
+
 log = logging.getLogger(__name__)
 
 Write = Callable[[Session], None]
 Task = Callable[[], object]
+
+
+class _Row:
+    """Values for one row of ``kind``: written with the other rows of its kind in the batch."""
+
+    __slots__ = ("kind", "values")
+
+    def __init__(self, kind: RowKind, values: Values) -> None:
+        self.kind = kind
+        self.values = values
+
+
+Item = tuple[str, "Callable[..., object] | _Row", bool]
 
 
 def _transient(exc: BaseException) -> bool:
@@ -50,7 +67,7 @@ class Store:
         # (label, callable, own_transaction): a Write gets the batch's session; a Task opens
         # its own (a service with its own sessions) and runs alone, between batches: inside an
         # open batch it would wait on the batch's own SQLite write lock.
-        self._queue: deque[tuple[str, Callable[..., object], bool]] = deque()
+        self._queue: deque[Item] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -62,18 +79,24 @@ class Store:
         self.healthy = True
         self.last_error = ""
         self.write_seconds: deque[float] = deque(maxlen=10_000)
+        # CPU time of the writer thread: what writing costs the process, whatever the wait.
+        self.cpu_seconds = 0.0
 
     # --- API used from the event loop -------------------------------------------------
 
     def submit(self, write: Write, label: str = "") -> None:
         self._put((label, write, False))
 
+    def submit_row(self, kind: RowKind, values: Values, label: str = "") -> None:
+        """One row's values (a dict the caller no longer changes)."""
+        self._put((label or kind.name, _Row(kind, values), False))
+
     def submit_task(self, task: Task, label: str = "") -> None:
         """A callable that manages its own transaction (e.g. ``TicketService`` methods);
         retried like the others when the database is unreachable."""
         self._put((label, task, True))
 
-    def _put(self, item: tuple[str, Callable[..., object], bool]) -> None:
+    def _put(self, item: Item) -> None:
         with self._cond:
             if len(self._queue) >= self.buffer_max:
                 # Memory is finite: keep the newest facts, count what we had to drop.
@@ -133,6 +156,7 @@ class Store:
             "healthy": self.healthy,
             "last_error": self.last_error,
             "batch_p99_ms": round(p99 * 1000, 3),
+            "cpu_s": round(self.cpu_seconds, 3),
         }
 
     # --- writer thread --------------------------------------------------------------------
@@ -183,33 +207,73 @@ class Store:
                 with self._cond:
                     self._busy = False
 
-    def _take_batch(self) -> list[tuple[str, Callable[..., object], bool]]:
+    def _take_batch(self) -> list[Item]:
         """Consecutive session writes, or one own-transaction task (order is kept)."""
         queue = self._queue
         if queue[0][2]:
             return [queue.popleft()]
-        batch = []
+        batch: list[Item] = []
         while queue and not queue[0][2] and len(batch) < self.batch_max:
             batch.append(queue.popleft())
         return batch
 
-    def _write(self, batch: list[tuple[str, Callable[..., object], bool]]) -> None:
+    def _write(self, batch: list[Item]) -> None:
         started = time.perf_counter()
-        if batch[0][2]:
-            batch[0][1]()
-        else:
-            with self._sessions() as session:
-                try:
-                    for _label, write, _own in batch:
-                        write(session)
-                    session.commit()
-                except BaseException:
-                    session.rollback()
-                    raise
+        cpu = time.thread_time()
+        try:
+            first = batch[0][1]
+            if batch[0][2]:
+                assert not isinstance(first, _Row)
+                first()
+            else:
+                with self._sessions() as session:
+                    try:
+                        self._write_batch(session, batch)
+                        session.commit()
+                    except BaseException:
+                        session.rollback()
+                        raise
+        finally:
+            self.cpu_seconds += time.thread_time() - cpu
         self.write_seconds.append(time.perf_counter() - started)
         self.written += len(batch)
 
-    def _write_one_by_one(self, batch: list[tuple[str, Callable[..., object], bool]]) -> None:
+    @staticmethod
+    def _write_batch(session: Session, batch: list[Item]) -> None:
+        """Rows are gathered per kind (the newest values per key) and sent before the next
+        callable and at the end, so that a callable sees every row submitted before it."""
+        rows: dict[RowKind, dict[object, Values]] = {}
+
+        def send_rows() -> None:
+            if not rows:
+                return
+            conn = session.connection()
+            dialect = conn.dialect.name
+            for kind in sorted(rows, key=lambda k: k.order):
+                by_shape: dict[tuple[str, ...], list[Values]] = {}
+                for values in rows[kind].values():
+                    by_shape.setdefault(tuple(values), []).append(kind.params(values))
+                for columns, params in by_shape.items():
+                    conn.execute(kind.statement(dialect, columns), params)
+            rows.clear()
+
+        for _label, write, _own in batch:
+            if isinstance(write, _Row):
+                kind = write.kind
+                per_kind = rows.setdefault(kind, {})
+                key = kind.coalesce_key(write.values)
+                if key is None:
+                    per_kind[len(per_kind)] = write.values
+                elif key in per_kind:
+                    per_kind[key] = kind.merge(per_kind[key], write.values)
+                else:
+                    per_kind[key] = write.values
+            else:
+                send_rows()
+                write(session)
+        send_rows()
+
+    def _write_one_by_one(self, batch: list[Item]) -> None:
         for item in batch:
             try:
                 self._write([item])
