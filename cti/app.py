@@ -12,6 +12,7 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -211,6 +212,11 @@ class Hotline:
         self._heartbeat: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        # MixMonitor stops waiting for their files to settle: (node, call, path) -> the timer
+        # and what it submits.
+        self._settling: dict[
+            tuple[str, str, str], tuple[asyncio.TimerHandle, Callable[[], None]]
+        ] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.node_state: dict[str, tuple[str, str]] = {}
         self.resync_seconds: dict[str, float] = {}
@@ -273,6 +279,7 @@ class Hotline:
         if self.sms is not None:
             await self.sms.stop()
         self.ticket_timers.shutdown(wait=True)
+        self._submit_settling()
         await asyncio.to_thread(self.store.stop)
         busy = self.engine.pool.checkedout() if hasattr(self.engine.pool, "checkedout") else 0
         if busy:
@@ -528,6 +535,10 @@ class Hotline:
         )
 
     def _register_recording(self, ev: RecordingStopped, call: Call | None) -> None:
+        """MixMonitor stopped. Asterisk may still be closing the file, and a file is
+        registered (measured, hashed) only once it has been still for ``settle_s``: so the
+        stop is written when that time has passed, in the same transaction as the
+        registration, not once now and again then. Stopping the CTI writes what is waiting."""
         path = ev.path or (call.recording if call else "")
         if not path:
             return
@@ -535,9 +546,10 @@ class Hotline:
         agent_id = call.agent_id if call else ""
         started = call.answered_at or call.started_at if call else ev.at
         loop = asyncio.get_running_loop()
+        key = (ev.node, ev.call_id, path)
 
         def register() -> None:
-            rid = self.recordings.register_stopped(
+            rid, status = self.recordings.stopped(
                 call_id=ev.call_id,
                 node=ev.node,
                 ticket_id=ticket_id,
@@ -546,21 +558,38 @@ class Hotline:
                 started_at=started,
                 ended_at=ev.at,
             )
-            self._recheck_pending(loop, rid, 1)
+            if status == rec_models.PENDING:
+                self._recheck_pending(loop, rid, 1)
 
-        self.store.submit_task(register, f"recording {ev.call_id}")
+        def submit() -> None:
+            if self._settling.pop(key, None) is not None:
+                self.store.submit_task(register, f"recording {ev.call_id}")
+
+        if key in self._settling:
+            return
+        self._settling[key] = (
+            loop.call_later(self.settings.recordings.settle_s + 0.05, submit),
+            submit,
+        )
+
+    def _submit_settling(self) -> None:
+        """On the way out: the stops still waiting for their files to settle are written now
+        (left ``pending`` for the sweeper if the file is not settled yet)."""
+        for handle, submit in list(self._settling.values()):
+            handle.cancel()
+            submit()
 
     def _recheck_pending(self, loop: asyncio.AbstractEventLoop, rid: int, attempt: int) -> None:
         """In the store's thread: a file still being closed when MixMonitor stopped is looked
         at again once it has settled, not left to the periodic sweep (its transcript waits
         on the registration)."""
-        if attempt > 5 or self.recordings.status(rid) != rec_models.PENDING:
+        if attempt > 5:
             return
         delay = self.settings.recordings.settle_s * attempt + 0.1
 
         def again() -> None:
-            self.recordings.register_pending(rid)
-            self._recheck_pending(loop, rid, attempt + 1)
+            if self.recordings.register_pending(rid) == rec_models.PENDING:
+                self._recheck_pending(loop, rid, attempt + 1)
 
         def later() -> None:
             if not self._stopping.is_set():

@@ -30,6 +30,7 @@ from cti.db import utcnow
 from cti.errors import NotFound
 from cti.events import TranscriptReady
 from recordings import models as m
+from recordings import rows
 from recordings.audio import wav_info
 from recordings.layout import leg_paths, local_path, relative_to_root
 from recordings.settings import RecordingSettings, TranscriptionSettings
@@ -163,12 +164,13 @@ class RecordingService:
 
         Idempotent per (call_id, path); a recording already stopped is left alone.
         """
-        row = self._row(call_id, node, ticket_id, agent_id, path, started_at, started_at)
-        row.status = m.RECORDING
+        values = self._values(call_id, node, ticket_id, agent_id, path, started_at, started_at)
+        values["status"] = m.RECORDING
         live = self.transcription.enabled and self.transcription.live
         with self.sf() as s:
-            rec, _ = self._find_or_add(s, row, m.LIVE if live else None)
-            return rec.id
+            rid, _ = self._find_or_add(s, values, m.LIVE if live else None)
+            s.commit()
+            return rid
 
     def register_stopped(
         self,
@@ -186,21 +188,57 @@ class RecordingService:
         Idempotent per (call_id, path): a repeated call returns the same id. Returns at once;
         a file that is missing or still being written stays ``pending`` for the sweeper.
         """
-        row = self._row(call_id, node, ticket_id, agent_id, path, started_at, ended_at)
-        with self.sf() as s:
-            rec, added = self._find_or_add(s, row, None)
-            if not added and rec.status == m.RECORDING:
-                rec.status = m.PENDING
-                rec.ended_at = ended_at
-                rec.ticket_id = ticket_id or rec.ticket_id
-                rec.agent_id = agent_id or rec.agent_id
-                s.commit()
-            rid, status = rec.id, rec.status
-        if status == m.PENDING:
-            self._try_register(rid)
+        rid, _status = self.stopped(
+            call_id=call_id,
+            node=node,
+            ticket_id=ticket_id,
+            agent_id=agent_id,
+            path=path,
+            started_at=started_at,
+            ended_at=ended_at,
+        )
         return rid
 
-    def _row(
+    def stopped(
+        self,
+        *,
+        call_id: str,
+        node: str,
+        ticket_id: str,
+        agent_id: str | None,
+        path: str,
+        started_at: datetime,
+        ended_at: datetime,
+    ) -> tuple[int, str]:
+        """:meth:`register_stopped`, with the recording's status after it (``pending``: the
+        file is not there or not settled yet). The stop and the registration of a settled
+        file are one transaction."""
+        values = self._values(call_id, node, ticket_id, agent_id, path, started_at, ended_at)
+        with self.sf() as s:
+            rid, found = self._find_or_add(s, values, None)
+            status = m.PENDING
+            if found is not None:
+                status = found.status
+                if status == m.RECORDING:
+                    status = m.PENDING
+                    rows.change(
+                        s.connection(),
+                        rid,
+                        status=status,
+                        ended_at=ended_at,
+                        ticket_id=ticket_id or found.ticket_id,
+                        agent_id=agent_id or found.agent_id,
+                    )
+            if status == m.PENDING:
+                status = self._register_in(s, rid)
+            try:
+                s.commit()
+            except IntegrityError:  # registered concurrently by the sweeper
+                s.rollback()
+                return rid, self.status(rid)
+        return rid, status
+
+    def _values(
         self,
         call_id: str,
         node: str,
@@ -209,109 +247,103 @@ class RecordingService:
         path: str,
         started_at: datetime,
         ended_at: datetime,
-    ) -> m.Recording:
-        return m.Recording(
-            call_id=call_id,
-            node=node,
-            ticket_id=ticket_id or "",
-            agent_id=agent_id or None,
-            path=path,
-            started_at=started_at,
-            ended_at=ended_at,
-            status=m.PENDING,
-            created_at=self.clock(),
-        )
+    ) -> dict[str, Any]:
+        return {
+            "call_id": call_id,
+            "node": node,
+            "ticket_id": ticket_id or "",
+            "agent_id": agent_id or None,
+            "path": path,
+            "started_at": started_at,
+            "ended_at": ended_at,
+            "status": m.PENDING,
+            "created_at": self.clock(),
+        }
 
     def _find_or_add(
-        self, s: Session, row: m.Recording, job_status: str | None
-    ) -> tuple[m.Recording, bool]:
-        """The recording of (call_id, path): the one there, or ``row`` added (with a job in
-        ``job_status`` when given); True when added. Another thread registering the same file
-        at the same time is found, not duplicated."""
-        where = (m.Recording.call_id == row.call_id, m.Recording.path == row.path)
-        existing = s.scalar(select(m.Recording).where(*where))
+        self, s: Session, values: dict[str, Any], job_status: str | None
+    ) -> tuple[int, Any]:
+        """The recording of (call_id, path): its id and row when it is there; else the id of
+        the row added from ``values`` (with a job in ``job_status`` when given) and None.
+        Another thread registering the same file at the same time is found, not duplicated
+        (the transaction, with nothing else in it yet, is rolled back)."""
+        conn = s.connection()
+        existing = rows.find(conn, values["call_id"], values["path"])
         if existing is not None:
-            return existing, False
-        s.add(row)
+            return int(existing.id), existing
         try:
-            s.flush()
+            rid = rows.add(conn, values)
             if job_status is not None:
-                now = self.clock()
-                s.add(
-                    m.TranscriptionJob(
-                        recording_id=row.id, status=job_status, created_at=now, updated_at=now
-                    )
-                )
-            s.commit()
-        except IntegrityError:  # registered concurrently
+                rows.add_job(conn, rid, job_status, self.clock())
+        except IntegrityError:  # registered concurrently: nothing else written yet
             s.rollback()
-            existing = s.scalar(select(m.Recording).where(*where))
+            existing = rows.find(s.connection(), values["call_id"], values["path"])
             if existing is None:
                 raise
-            return existing, False
-        return row, True
+            return int(existing.id), existing
+        return rid, None
 
     def _try_register(self, rid: int) -> str:
         """Hash and measure the file if it is there and settled; returns the new status."""
         with self.sf() as s:
-            rec = s.get(m.Recording, rid)
-            if rec is None or rec.status != m.PENDING:
-                return rec.status if rec else m.LOST
-            local = local_path(self.settings, rec.path)
-            facts = self._settled_facts(local)
-            now = self.clock()
-            if facts is None:
-                waited = (now - rec.ended_at).total_seconds()
-                if waited > self.settings.missing_grace_s:
-                    rec.status = m.LOST
-                    rec.error = f"file not found after {waited:.0f} s: {local}"
-                    s.execute(
-                        update(m.TranscriptionJob)
-                        .where(
-                            m.TranscriptionJob.recording_id == rid,
-                            m.TranscriptionJob.status.in_((m.LIVE, m.FOLLOWING)),
-                        )
-                        .values(status=m.FAILED, lease_until=None, error=rec.error, updated_at=now)
-                    )
-                    log.error("recording %s of call %s lost: %s", rid, rec.call_id, rec.error)
-                    s.commit()
-                    return m.LOST
-                log.info("recording %s not ready yet (%s): left pending", rid, local)
-                return m.PENDING
-            rec.size = facts.size
-            rec.sha256 = facts.sha256
-            rec.duration_s = facts.duration_s
-            rec.sample_rate = facts.sample_rate
-            rec.channels = facts.channels
-            rec.legs = self._legs(local) if self.settings.legs else None
-            rec.muted_spans = self._muted_spans(s, rec.call_id, rec.started_at)
-            rec.status = m.REGISTERED
-            rec.registered_at = now
-            rec.error = None
-            if self.transcription.enabled:
-                job = s.scalar(
-                    select(m.TranscriptionJob).where(m.TranscriptionJob.recording_id == rid)
-                )
-                if job is None:
-                    s.add(m.TranscriptionJob(recording_id=rid, created_at=now, updated_at=now))
-                elif job.status == m.LIVE:  # no live follower took it: the queue's now
-                    job.status, job.lease_until, job.updated_at = m.QUEUED, None, now
-                # FOLLOWING: the follower sees the recording registered and finishes it
+            status = self._register_in(s, rid)
             try:
                 s.commit()
             except IntegrityError:  # registered concurrently by the sweeper
                 s.rollback()
                 return m.REGISTERED
-            log.info(
-                "recording %s registered: call %s ticket %s %s (%d bytes, %.1f s)",
-                rid,
-                rec.call_id,
-                rec.ticket_id,
-                local,
-                facts.size,
-                facts.duration_s or 0.0,
-            )
-            return m.REGISTERED
+            return status
+
+    def _register_in(self, s: Session, rid: int) -> str:
+        """:meth:`_try_register` inside the caller's transaction (not committed)."""
+        conn = s.connection()
+        rec = rows.by_id(conn, rid)
+        if rec is None or rec.status != m.PENDING:
+            return str(rec.status) if rec else m.LOST
+        local = local_path(self.settings, rec.path)
+        facts = self._settled_facts(local)
+        now = self.clock()
+        if facts is None:
+            waited = (now - rec.ended_at).total_seconds()
+            if waited > self.settings.missing_grace_s:
+                error = f"file not found after {waited:.0f} s: {local}"
+                rows.change(conn, rid, status=m.LOST, error=error)
+                rows.fail_live_job(conn, rid, error, now)
+                log.error("recording %s of call %s lost: %s", rid, rec.call_id, error)
+                return m.LOST
+            log.info("recording %s not ready yet (%s): left pending", rid, local)
+            return m.PENDING
+        rows.change(
+            conn,
+            rid,
+            size=facts.size,
+            sha256=facts.sha256,
+            duration_s=facts.duration_s,
+            sample_rate=facts.sample_rate,
+            channels=facts.channels,
+            legs=self._legs(local) if self.settings.legs else None,
+            muted_spans=rows.muted_spans(conn, rec.call_id, rec.started_at),
+            status=m.REGISTERED,
+            registered_at=now,
+            error=None,
+        )
+        if self.transcription.enabled:
+            job = rows.job_status(conn, rid)
+            if job is None:
+                rows.add_job(conn, rid, m.QUEUED, now)
+            elif job == m.LIVE:  # no live follower took it: the queue's now
+                rows.queue_job(conn, rid, now)
+            # FOLLOWING: the follower sees the recording registered and finishes it
+        log.info(
+            "recording %s registered: call %s ticket %s %s (%d bytes, %.1f s)",
+            rid,
+            rec.call_id,
+            rec.ticket_id,
+            local,
+            facts.size,
+            facts.duration_s or 0.0,
+        )
+        return m.REGISTERED
 
     def _settled_facts(self, local: str) -> FileFacts | None:
         try:
@@ -408,26 +440,9 @@ class RecordingService:
                 return  # a repeated pause or resume changes nothing
             s.flush()
             for rec in s.scalars(select(m.Recording).where(m.Recording.call_id == call_id)):
-                rec.muted_spans = self._muted_spans(s, call_id, rec.started_at)
+                rec.muted_spans = rows.muted_spans(s, call_id, rec.started_at)
             s.commit()
         log.info("recording of call %s %s at %s", call_id, "paused" if muted else "resumed", at)
-
-    @staticmethod
-    def _muted_spans(s: Session, call_id: str, started_at: datetime) -> list[Any] | None:
-        spans = []
-        for mute in s.scalars(
-            select(m.RecordingMute)
-            .where(m.RecordingMute.call_id == call_id)
-            .order_by(m.RecordingMute.started_at)
-        ):
-            start = max(0.0, (mute.started_at - started_at).total_seconds())
-            stop = (
-                None
-                if mute.stopped_at is None
-                else max(0.0, (mute.stopped_at - started_at).total_seconds())
-            )
-            spans.append([round(start, 3), None if stop is None else round(stop, 3)])
-        return spans or None
 
     # --- retention ---------------------------------------------------------------------
 

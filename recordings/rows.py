@@ -1,0 +1,99 @@
+"""The registration's reads and writes as prepared Core statements on one connection.
+
+Every answered call starts and stops a recording, so these run twenty times a second at peak
+in the CTI's writer thread. As ORM units of work they cost about a millisecond of Python each
+(identity map, flushes, expression building); here the statements are built once, with
+bound parameters, and a stop and its registration share one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
+
+from recordings import models as m
+
+REC: Table = m.Recording.__table__  # type: ignore[assignment]
+JOB: Table = m.TranscriptionJob.__table__  # type: ignore[assignment]
+MUTE: Table = m.RecordingMute.__table__  # type: ignore[assignment]
+
+_FIND = select(REC.c.id, REC.c.status, REC.c.ticket_id, REC.c.agent_id).where(
+    REC.c.call_id == bindparam("call_id"), REC.c.path == bindparam("path")
+)
+_BY_ID = select(
+    REC.c.id,
+    REC.c.status,
+    REC.c.call_id,
+    REC.c.ticket_id,
+    REC.c.path,
+    REC.c.started_at,
+    REC.c.ended_at,
+).where(REC.c.id == bindparam("rid"))
+_ADD = insert(REC)
+_UPDATE = update(REC).where(REC.c.id == bindparam("rid"))
+_MUTES = (
+    select(MUTE.c.started_at, MUTE.c.stopped_at)
+    .where(MUTE.c.call_id == bindparam("call_id"))
+    .order_by(MUTE.c.started_at)
+)
+_JOB_STATUS = select(JOB.c.status).where(JOB.c.recording_id == bindparam("rid"))
+_ADD_JOB = insert(JOB)
+_UPDATE_JOB = update(JOB).where(JOB.c.recording_id == bindparam("rid"))
+_FAIL_LIVE_JOB = (
+    update(JOB)
+    .where(JOB.c.recording_id == bindparam("rid"), JOB.c.status.in_((m.LIVE, m.FOLLOWING)))
+    .values(status=m.FAILED, lease_until=None)
+)
+
+
+def find(conn: Connection, call_id: str, path: str) -> Row[Any] | None:
+    return conn.execute(_FIND, {"call_id": call_id, "path": path}).first()  # type: ignore[return-value]
+
+
+def by_id(conn: Connection, rid: int) -> Row[Any] | None:
+    return conn.execute(_BY_ID, {"rid": rid}).first()  # type: ignore[return-value]
+
+
+def add(conn: Connection, values: dict[str, Any]) -> int:
+    result = conn.execute(_ADD, values)
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def change(conn: Connection, rid: int, **values: Any) -> None:
+    conn.execute(_UPDATE.values(**values), {"rid": rid})
+
+
+def muted_spans(conn: Any, call_id: str, started_at: datetime) -> list[Any] | None:
+    """The recording's privacy pauses, in seconds from its start (``conn``: a Connection or
+    a Session)."""
+    spans = []
+    for mute_start, mute_stop in conn.execute(_MUTES, {"call_id": call_id}):
+        start = max(0.0, (mute_start - started_at).total_seconds())
+        stop = None if mute_stop is None else max(0.0, (mute_stop - started_at).total_seconds())
+        spans.append([round(start, 3), None if stop is None else round(stop, 3)])
+    return spans or None
+
+
+def job_status(conn: Connection, rid: int) -> str | None:
+    status = conn.execute(_JOB_STATUS, {"rid": rid}).scalar()
+    return None if status is None else str(status)
+
+
+def add_job(conn: Connection, rid: int, status: str, now: datetime) -> None:
+    conn.execute(
+        _ADD_JOB, {"recording_id": rid, "status": status, "created_at": now, "updated_at": now}
+    )
+
+
+def queue_job(conn: Connection, rid: int, now: datetime) -> None:
+    conn.execute(
+        _UPDATE_JOB.values(status=m.QUEUED, lease_until=None, updated_at=now), {"rid": rid}
+    )
+
+
+def fail_live_job(conn: Connection, rid: int, error: str, now: datetime) -> None:
+    conn.execute(_FAIL_LIVE_JOB.values(error=error, updated_at=now), {"rid": rid})
