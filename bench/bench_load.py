@@ -13,7 +13,8 @@ skill; every agent logs in ready before the first call. Talk times are uniform a
 
 Measured, over the load window (the drain at the end is left out of CPU and memory):
 - CTI CPU (this process, all threads: event loop, store writer) in % of one core, mean and
-  p95 of 1 s samples; the simulator's CPU alongside, to see which side is the limit;
+  p95 of 1 s samples, and the writer thread's share; the simulator's CPU alongside, to see
+  which side is the limit;
 - CTI RSS sampled every second: start, end, max, least-squares slope after the first fifth
   (warm-up), and ``memory_flat`` (growth over the steady part < max(5 MiB, 5 %));
 - event-loop lag (how late a 100 ms timer fires), p99;
@@ -160,6 +161,8 @@ async def sim_main(args: argparse.Namespace) -> None:
             emit_dialplan_events=False,  # the CTI's login leaves them out anyway
             queue_timeout_s=3600,
             rec_dir=args.tmp,
+            # MixMonitor's files, as Asterisk writes them: the CTI registers (hashes) each.
+            write_recordings=True,
         )
     )
     port = await sim.start()
@@ -289,6 +292,9 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.1)
         for agent, ext in zip(hotline.settings.agents, seats, strict=True):
             hotline.agents.login(agent.id, ext, ready=True)
+        # The floor's logins (a QueueAdd per seat, a row per agent) are the set-up, not the load.
+        while hotline.acd.members.converging or hotline.store.pending:
+            await asyncio.sleep(0.1)
         setup_s = time.monotonic() - setup_started
         child.stdin.write(json.dumps({"agi_port": hotline.agi.port}).encode() + b"\n")
         await child.stdin.drain()
@@ -331,6 +337,7 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
                         "rss": rss_mb(),
                         "calls": len(hotline.tracker.active_calls()) if hotline else 0,
                         "pending": hotline.store.pending if hotline else 0,
+                        "writer_cpu_s": hotline.store.cpu_seconds if hotline else 0.0,
                     }
                 )
                 last = (now, mine, theirs)
@@ -396,6 +403,15 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
                 if window
                 else 0.0,
                 "cpu_pct_p95": round(pct([x["cpu"] for x in window], 0.95), 1),
+                # of which the store's writer thread
+                "writer_cpu_pct_mean": round(
+                    100
+                    * (window[-1]["writer_cpu_s"] - window[0]["writer_cpu_s"])
+                    / max(window[-1]["t"] - window[0]["t"], 1e-9),
+                    1,
+                )
+                if len(window) > 1
+                else 0.0,
                 "rss_mb_start": round(window[0]["rss"], 1) if window else 0.0,
                 "rss_mb_end": round(window[-1]["rss"], 1) if window else 0.0,
                 "rss_mb_max": round(max((x["rss"] for x in window), default=0.0), 1),

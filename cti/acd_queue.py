@@ -70,6 +70,11 @@ class QueueMembers:
         if self._tasks.get(key) is task:
             del self._tasks[key]
 
+    @property
+    def converging(self) -> int:
+        """Seats whose membership is on its way to what is wanted."""
+        return sum(1 for task in self._tasks.values() if not task.done())
+
     def wanted(self, node: str, seat: str) -> Want:
         return self._want.get((node, seat))
 

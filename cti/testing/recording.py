@@ -50,6 +50,22 @@ def _fit(samples: array[int], frames: int) -> array[int]:
     return out
 
 
+@lru_cache(maxsize=8)
+def _track(kind: str, frames: int) -> bytes:
+    """The first ``frames`` samples of a leg (``in``, ``out``) or of their mix, as the file
+    holds them: computed once, so that a floor of writers only copies slices."""
+    leg_in = _fit(_source("citizen_utterance_cmn.wav", 440.0), frames)
+    leg_out = _fit(_source("agent_utterance_cmn.wav", 660.0), frames)
+    if kind == "in":
+        return leg_in.tobytes()
+    if kind == "out":
+        return leg_out.tobytes()
+    mixed = array(
+        "h", (max(-32768, min(32767, a + b)) for a, b in zip(leg_in, leg_out, strict=True))
+    )
+    return mixed.tobytes()
+
+
 def _write(path: Path, samples: array[int]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as wav:
@@ -89,10 +105,7 @@ class MonitorWriter:
     def __init__(self, files: dict[str, str], max_s: float) -> None:
         self.max_frames = max(1, int(max_s * RATE))
         self.frames = 0
-        src_in = _source("citizen_utterance_cmn.wav", 440.0)
-        src_out = _source("agent_utterance_cmn.wav", 660.0)
         self._fhs: list[tuple[str, BinaryIO]] = []
-        self._sources = {"in": src_in, "out": src_out}
         for kind in ("mixed", "in", "out"):
             if files.get(kind):
                 path = Path(files[kind])
@@ -102,26 +115,12 @@ class MonitorWriter:
                 fh.flush()
                 self._fhs.append((kind, fh))
 
-    def _samples(self, kind: str, start: int, stop: int) -> array[int]:
-        if kind == "mixed":
-            a, b = self._samples("in", start, stop), self._samples("out", start, stop)
-            return array("h", (max(-32768, min(32767, x + y)) for x, y in zip(a, b, strict=True)))
-        src = self._sources[kind]
-        out = array("h")
-        pos = start
-        while pos < stop:
-            i = pos % len(src)
-            take = min(stop - pos, len(src) - i)
-            out.extend(src[i : i + take])
-            pos += take
-        return out
-
     def advance(self, elapsed_s: float) -> None:
         due = min(self.max_frames, int(max(elapsed_s, 0.0) * RATE))
         if due <= self.frames or not self._fhs:
             return
         for kind, fh in self._fhs:
-            fh.write(self._samples(kind, self.frames, due).tobytes())
+            fh.write(_track(kind, self.max_frames)[self.frames * 2 : due * 2])
             fh.flush()
         self.frames = due
 
