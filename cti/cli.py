@@ -44,14 +44,21 @@ def _source(args: argparse.Namespace) -> str:
     return getattr(args, "config", None) or os.environ.get(config_mod.ENV_VAR) or ""
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    if not _source(args):
-        # The built-in defaults are the demo's: its AMI secret, ports and loopback PBX.
+def _require_source(args: argparse.Namespace) -> str:
+    """The configuration file ``serve`` runs on (and ``config check`` checks): the built-in
+    defaults are the demo's (its AMI secret, ports and a PBX on this machine)."""
+    source = _source(args)
+    if not source:
         raise CommandError(
             "no configuration: pass --config FILE or set $"
             f"{config_mod.ENV_VAR} (start from config/example.toml); the built-in defaults"
             " are for hotline demo only."
         )
+    return source
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _require_source(args)
     settings = _load(args)
     # What `hotline config check` checks, so that a configuration it passed starts.
     for warning in preflight.validate(settings, _source(args), starting=True):
@@ -82,17 +89,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     """Everything ``serve`` checks before it starts (``cti.preflight``), nothing started."""
-    path = _source(args)
+    path = _require_source(args)
     try:
-        settings = config_mod.load(path or None)
-        warnings = config_mod.check_permissions(Path(path), report=False) if path else []
-        warnings += preflight.validate(settings, path or "built-in defaults")
+        settings = config_mod.load(path)
+        warnings = config_mod.check_permissions(Path(path), report=False)
+        warnings += preflight.validate(settings, path)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
     summary = {
         "ok": True,
-        "source": path or "built-in defaults",
+        "source": path,
         "asterisk_nodes": [n.name for n in settings.asterisk],
         "hotlines": len(settings.hotlines),
         "seats": len(settings.seats),

@@ -237,6 +237,11 @@ def cases(r: dict[str, str]) -> list[Case]:
             ),
         ),  # fmt: skip
         Case(
+            "config-check-without-configuration",
+            ("config", "check"),
+            ("hotline config check: no configuration: pass --config FILE",),
+        ),
+        Case(
             "serve-example-secrets",
             ("serve", "--config", r["example_secrets_toml"]),
             ("asterisk[0].secret: line 5: the example's placeholder",),
