@@ -120,6 +120,10 @@ class AsteriskNode(Section):
     # Reconnect backoff ceiling: low, so that a restarted Asterisk is back in the CTI's view
     # within about 2 s (the dialplan's fallback covers the calls meanwhile).
     backoff_max_s: float = Field(2.0, gt=0)
+    # A connect, banner or login that takes longer is given up (and retried); while the node
+    # stays down the log says so again every down_reminder_s.
+    login_timeout_s: float = Field(10.0, gt=0)
+    down_reminder_s: float = Field(60.0, gt=0)
     # Dialplan names the CTI uses on this node (see config/asterisk/extensions.conf).
     inbound_context: str = "from-citizen"
     queue: str = "hotline"
