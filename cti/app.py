@@ -169,6 +169,8 @@ class Hotline:
                 ping_interval=n.ping_interval_s,
                 ping_timeout=n.ping_timeout_s,
                 backoff_max=n.backoff_max_s,
+                login_timeout=n.login_timeout_s,
+                down_reminder_s=n.down_reminder_s,
             )
         rec_root = settings.recordings.asterisk_dir or settings.recordings.dir
         self.acd = Acd(
