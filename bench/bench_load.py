@@ -1,6 +1,7 @@
 """Load: the CTI under a steady stream of citizens, with thousands of seats, for minutes.
 
     python bench/bench_load.py [--seconds 600] [--seats 2000] [--rate 20] [--skills 40]
+                               [--surge-rate 100 --surge-seconds 120]
                                [--db URL] [--wrapup 0] [--out FILE]
 
 Two processes, so that each side's numbers are its own: this process is the CTI (the real
@@ -24,7 +25,15 @@ Measured, over the load window (the drain at the end is left out of CPU and memo
   dialplan step (connect, the agi_* block, the route's commands), p50/p99/max;
 - ticket write time: the store's batch timings (every write the CTI makes, tickets included);
 - calls: placed, answered, recorded in the database, tickets, and ``lost`` (placed calls with
-  no call row, answered calls without exactly one ticket): must be 0.
+  no call row, answered calls without exactly one ticket): must be 0;
+- the console: a supervisor's browser, in the simulator's process, asks
+  ``/api/calls/waiting`` four times a second; its response times, p50/p99/max, before and
+  during the surge.
+
+With ``--surge-rate``, the steady ``--seconds`` are followed by ``--surge-seconds`` at that rate
+(the 5x surge after a typhoon): calls beyond the floor's capacity wait for a seat, and the
+drain waits for all of them. RSS after the drain against the plateau before the surge says
+whether memory returns.
 
 Prints one JSON object (and writes it to ``--out``).
 """
@@ -135,7 +144,7 @@ async def sim_main(args: argparse.Namespace) -> None:
         def __init__(self, config: SimConfig) -> None:
             super().__init__(config)
             self.in_agi: dict[str, float] = {}
-            self.route_s: list[float] = []
+            self.route_s: list[tuple[float, float]] = []  # (wall time, seconds in AGI)
 
         def newexten(self, channel: Any, app: str, data: str, priority: int | None = None) -> None:
             now = time.perf_counter()
@@ -144,7 +153,7 @@ async def sim_main(args: argparse.Namespace) -> None:
             else:
                 began = self.in_agi.pop(channel.uniqueid, None)
                 if began is not None:
-                    self.route_s.append(now - began)
+                    self.route_s.append((time.time(), now - began))
             super().newexten(channel, app, data, priority)
 
     out = sys.stdout
@@ -174,6 +183,8 @@ async def sim_main(args: argparse.Namespace) -> None:
     sim.config.agi_port = int(go["agi_port"])
     while sim.heartbeat_stale():
         await asyncio.sleep(0.1)
+    polls: list[tuple[float, float]] = []  # (time since start, response seconds)
+    poller = asyncio.create_task(poll_console(go["console"], polls, time.time()))
     rng = random.Random(args.seed)
     talk = (args.talk_min, args.talk_max)
     dids = [str(12300 + k) for k in range(args.skills)]
@@ -185,7 +196,11 @@ async def sim_main(args: argparse.Namespace) -> None:
     n = 0
     next_at = loop.time()
     reported = loop.time()
-    while time.time() - started < args.seconds:
+    surging = False
+    while time.time() - started < args.seconds + args.surge_seconds:
+        if not surging and time.time() - started >= args.seconds and args.surge_seconds:
+            surging, gap = True, 1.0 / args.surge_rate
+            say({"surge_started": time.time()})
         if loop.time() - reported >= 1.0:
             say({"placed": batch})
             batch, reported = {}, loop.time()
@@ -199,13 +214,17 @@ async def sim_main(args: argparse.Namespace) -> None:
         )
         batch[handle.uniqueid] = time.time()
         handles.append(handle)
-        next_at += rng.expovariate(args.rate) if args.poisson else gap
+        next_at += rng.expovariate(1.0 / gap) if args.poisson else gap
         await asyncio.sleep(max(0.0, next_at - loop.time()))
     say({"placed": batch})
     say({"placing_done": time.time(), "placed": len(handles)})
-    drain = args.talk_max + 60
+    # A surge leaves callers waiting for seats: the floor clears them at seats / mean talk.
+    backlog = max(0.0, args.surge_seconds * (args.surge_rate - args.rate))
+    drain = args.talk_max + 60 + backlog * (args.talk_min + args.talk_max) / 2 / args.seats
     done, pending = await asyncio.wait([asyncio.ensure_future(h.done.wait()) for h in handles],
                                        timeout=drain)  # fmt: skip
+    poller.cancel()
+    await asyncio.gather(poller, return_exceptions=True)
     for fut in pending:
         fut.cancel()
     outcomes: dict[str, int] = {}
@@ -219,10 +238,34 @@ async def sim_main(args: argparse.Namespace) -> None:
             "placed_ids": [h.uniqueid for h in handles],
             "answered": [h.uniqueid for h in handles if h.outcome == "answered"],
             "route_s": sim.route_s,
+            "polls": polls,
         }
     )
     await loop.run_in_executor(None, sys.stdin.readline)  # until the CTI has looked
     await sim.stop()
+
+
+async def poll_console(console: dict[str, str], out: list[tuple[float, float]], t0: float) -> None:
+    """A supervisor's wallboard: logged in, then ``/api/calls/waiting`` every 250 ms."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=console["url"], timeout=10) as client:
+        page = (await client.get("/login")).text
+        marker = '"csrf":"'
+        start = page.index(marker) + len(marker)
+        csrf = page[start : page.index('"', start)]
+        answer = await client.post(
+            "/api/login",
+            json={"username": console["user"], "password": console["password"]},
+            headers={"X-CSRF-Token": csrf},
+        )
+        answer.raise_for_status()
+        while True:
+            began = time.perf_counter()
+            response = await client.get("/api/calls/waiting")
+            response.raise_for_status()
+            out.append((time.time() - t0, time.perf_counter() - began))
+            await asyncio.sleep(0.25)
 
 
 # --- the CTI's process --------------------------------------------------------------------------
@@ -268,8 +311,13 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
         data["agi"] = {"port": 0, "max_sessions": 4000}
         data["recordings"] = {"dir": f"{tmp}/rec"}
         data["control"] = {"wrapup_s": args.wrapup}
+        data["console"] = {
+            "port": 0,
+            "secret_key": os.urandom(24).hex(),
+            "plain_http_loopback": True,
+        }
         setup_started = time.monotonic()
-        hotline = Hotline(parse(data), console=False)
+        hotline = Hotline(parse(data))
         # AMI event lag, matched as the reports come: both dicts only hold calls in flight,
         # so the measurement does not grow this process's memory over the run.
         seen: dict[str, float] = {}
@@ -296,7 +344,17 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
         while hotline.acd.members.converging or hotline.store.pending:
             await asyncio.sleep(0.1)
         setup_s = time.monotonic() - setup_started
-        child.stdin.write(json.dumps({"agi_port": hotline.agi.port}).encode() + b"\n")
+        from console.users import Users
+
+        password = os.urandom(12).hex()
+        Users(hotline.sessions).create("bench", password, ["supervisor"])
+        console = {
+            "url": f"http://127.0.0.1:{hotline.console_port}",
+            "user": "bench",
+            "password": password,
+        }
+        go = {"agi_port": hotline.agi.port, "console": console}
+        child.stdin.write(json.dumps(go).encode() + b"\n")
         await child.stdin.drain()
         started = (await asyncio.wait_for(hear(), 120))["started"]
 
@@ -345,6 +403,10 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
         sampler = asyncio.create_task(sample())
         listener = asyncio.create_task(listen())
         placing = await control.get()
+        surge_at = None
+        if "surge_started" in placing:
+            surge_at = placing["surge_started"] - started
+            placing = await control.get()
         load_end = placing["placing_done"] - started
         final = await control.get()
         for task in (sampler, listener):
@@ -368,13 +430,39 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
             )
         lost_rows = [u for u in placed_ids if u not in rows]
         bad_tickets = [u for u in answered if ticket_calls.get(u) != 1]
-        window = [x for x in samples if x["t"] <= load_end]
-        steady = [x for x in window if x["t"] >= load_end / 5]
+        steady_end = surge_at if surge_at is not None else load_end
+        window = [x for x in samples if x["t"] <= steady_end]
+        steady = [x for x in window if x["t"] >= steady_end / 5]
         rss_slope = slope_per_min([(x["t"], x["rss"]) for x in steady])
         growth = (steady[-1]["rss"] - steady[0]["rss"]) if len(steady) > 1 else 0.0
         base_rss = steady[0]["rss"] if steady else 0.0
         writes = list(hotline.store.write_seconds)
         store = hotline.store.stats()
+        routes = [(t - started, dt) for t, dt in final["route_s"]]
+        polls = final["polls"]
+
+        def phase(pairs: list[list[float]] | list[tuple[float, float]], a: float, b: float):  # noqa: ANN202
+            return summary_ms([dt for t, dt in pairs if a <= t < b])
+
+        surge: dict[str, Any] = {}
+        if surge_at is not None:
+            during = [x for x in samples if surge_at <= x["t"] <= load_end]
+            plateau = statistics.fmean(x["rss"] for x in window[-max(1, len(window) // 5) :])
+            after = samples[-1]["rss"] if samples else 0.0
+            surge = {
+                "rate_per_s": args.surge_rate,
+                "seconds": args.surge_seconds,
+                "route_ms": phase(routes, surge_at, load_end),
+                "console_waiting_ms": phase(polls, surge_at, load_end),
+                "cpu_pct_mean": round(statistics.fmean(x["cpu"] for x in during), 1)
+                if during
+                else 0.0,
+                "peak_active": max((x["calls"] for x in during), default=0),
+                "rss_mb_plateau_before": round(plateau, 1),
+                "rss_mb_max": round(max((x["rss"] for x in during), default=0.0), 1),
+                "rss_mb_after_drain": round(after, 1),
+                "memory_returns": after <= plateau + max(5.0, 0.05 * plateau),
+            }
         return {
             "config": {
                 "seconds": args.seconds,
@@ -426,7 +514,9 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
                 else 0.0
             },
             "ami_event_lag_ms": summary_ms(list(event_lag)),
-            "route_ms": summary_ms(final["route_s"]),
+            "route_ms": phase(routes, 0.0, steady_end),
+            "console_waiting_ms": phase(polls, 0.0, steady_end),
+            "surge": surge,
             "store": {
                 "batch_ms": summary_ms(writes),
                 "written": store["written"],
@@ -456,6 +546,8 @@ def main() -> int:
     ap.add_argument("--skills", type=int, default=40)
     ap.add_argument("--rate", type=float, default=20.0, help="new calls per second")
     ap.add_argument("--poisson", action="store_true", help="exponential gaps, not fixed ones")
+    ap.add_argument("--surge-rate", type=float, default=100.0, help="calls per second in a surge")
+    ap.add_argument("--surge-seconds", type=float, default=0.0, help="surge after the steady load")
     ap.add_argument("--talk", help="talk time range in seconds, MIN,MAX (default: ~60%% load)")
     ap.add_argument("--wrapup", type=int, default=0, help="agents' wrap-up seconds")
     ap.add_argument("--seed", type=int, default=1)
@@ -478,6 +570,8 @@ def main() -> int:
         f"--seats={args.seats}",
         f"--skills={args.skills}",
         f"--rate={args.rate}",
+        f"--surge-rate={args.surge_rate}",
+        f"--surge-seconds={args.surge_seconds}",
         f"--seed={args.seed}",
         f"--talk-min={args.talk_min}",
         f"--talk-max={args.talk_max}",
