@@ -341,7 +341,7 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
         for agent, ext in zip(hotline.settings.agents, seats, strict=True):
             hotline.agents.login(agent.id, ext, ready=True)
         # The floor's logins (a QueueAdd per seat, a row per agent) are the set-up, not the load.
-        while hotline.acd.members.converging or hotline.store.pending:
+        while getattr(hotline.acd.members, "converging", 0) or hotline.store.pending:
             await asyncio.sleep(0.1)
         setup_s = time.monotonic() - setup_started
         from console.users import Users
@@ -395,7 +395,8 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
                         "rss": rss_mb(),
                         "calls": len(hotline.tracker.active_calls()) if hotline else 0,
                         "pending": hotline.store.pending if hotline else 0,
-                        "writer_cpu_s": hotline.store.cpu_seconds if hotline else 0.0,
+                        # (an older tree's store does not count it)
+                        "writer_cpu_s": getattr(hotline.store, "cpu_seconds", 0.0),
                     }
                 )
                 last = (now, mine, theirs)
