@@ -283,6 +283,7 @@ class Hotline:
         self.ticket_timers.shutdown(wait=True)
         self._submit_settling()
         await asyncio.to_thread(self.store.stop)
+        self.ticket_numbers.close()  # a block being reserved ahead holds a connection
         busy = self.engine.pool.checkedout() if hasattr(self.engine.pool, "checkedout") else 0
         if busy:
             log.warning("stopping with %d database connections still checked out", busy)
