@@ -166,8 +166,10 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
         return [scopes.public_call(user, c.to_dict(now)) for c in hotline.tracker.active_calls()]
 
     @api.get("/api/calls/waiting", tags=["calls"])
-    async def waiting(user: Floor) -> dict[str, Any]:
-        return dict(hotline.acd.snapshot())
+    async def waiting(user: Floor, agents: bool = False) -> dict[str, Any]:
+        """The ACD's line (and its reserved calls); the router's agents with ``agents=1``,
+        else their number per state (the wallboard polls this)."""
+        return dict(hotline.acd.snapshot(agents=agents))
 
     @api.get("/api/seats", tags=["seats"])
     async def seats(user: DeskOrFloor) -> list[dict[str, Any]]:

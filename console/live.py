@@ -119,12 +119,15 @@ class LiveHub:
 
     def on_event(self, event: Event) -> None:
         self.events += 1
-        data = event.to_dict()
-        kind = data["type"]
-        if isinstance(event, Alarm | SeatAlarm | AmiDisconnected):
-            self.alarms.append(data)
+        kind = type(event).__name__
         if kind in FLOOR_EVENTS:
             self._floor_dirty = True
+        alarm = isinstance(event, Alarm | SeatAlarm | AmiDisconnected)
+        if not alarm and not self.clients:
+            return  # nobody to tell: no dict made for every event of a busy floor
+        data = event.to_dict()
+        if alarm:
+            self.alarms.append(data)
         for client in list(self.clients):
             if not client.dropped and self.visible(client, data):
                 self._put(client, scopes.live_event(client.user, data))

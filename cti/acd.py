@@ -442,8 +442,8 @@ class Acd:
 
         await self.members.sync(node, wanted)
 
-    def snapshot(self) -> dict[str, object]:
-        snap = self.router.snapshot()
+    def snapshot(self, *, agents: bool = True) -> dict[str, object]:
+        snap = self.router.snapshot(agents=agents)
         now = self._clock()
         for item in snap.get("waiting", []):
             item["wait_s"] = round(now - float(item.get("arrived", now)), 1)

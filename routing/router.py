@@ -20,6 +20,7 @@ each event looks at the few heaps it touches, never at the whole floor.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from itertools import count
 from typing import Any
 
@@ -271,8 +272,10 @@ class Router:
         agent = self._agents.get(agent_id)
         return agent.state if agent is not None else AgentState.LOGGED_OUT
 
-    def snapshot(self) -> dict[str, Any]:
-        """The waiting line in service order and the agents, as plain dicts."""
+    def snapshot(self, *, agents: bool = True) -> dict[str, Any]:
+        """The waiting line in service order and the agents, as plain dicts. Without
+        ``agents``, their number per state instead: on a floor of two thousand the list costs
+        milliseconds of the loop that answers FastAGI."""
         waiting = sorted(
             (c for c in self._calls.values() if c.state is not CallState.RESERVED),
             key=lambda c: c.key,
@@ -310,7 +313,10 @@ class Router:
                     "call_id": a.call_id,
                 }
                 for a in self._agents.values()
-            ],
+            ]
+            if agents
+            else [],
+            "agents_by_state": dict(Counter(str(a.state) for a in self._agents.values())),
         }
 
     # --- internals -------------------------------------------------------------------

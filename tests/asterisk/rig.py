@@ -220,7 +220,8 @@ class Rig:
         boss = self.desks["boss"]
         if not boss.csrf:
             boss.login()
-        acd = {a["agent_id"]: a["state"] for a in boss.ok("GET", "/api/calls/waiting")["agents"]}
+        line = boss.ok("GET", "/api/calls/waiting?agents=1")
+        acd = {a["agent_id"]: a["state"] for a in line["agents"]}
         for agent in wanted:
             if acd.get(agent) != "ready":
                 self.notes.append(f"ACD had {agent} {acd.get(agent)!r} while ready: repaired")

@@ -96,6 +96,19 @@ def test_kpis_of_today_from_the_calls_table(hotline: Hotline) -> None:
     assert (k["hours"][10]["offered"], k["hours"][10]["answered"]) == (2, 1)
 
 
+def test_the_waiting_line_counts_agents_and_lists_them_on_request(client: TestClient) -> None:
+    login(client, "li")
+    assert client.post("/api/agents/me/login", json={"seat": "A01"}).status_code == 200
+    login(client, "boss")
+    line = client.get("/api/calls/waiting").json()
+    assert line["waiting"] == [] and line["agents"] == []
+    assert line["agents_by_state"].get("not_ready") == 1
+    listed = client.get("/api/calls/waiting?agents=1").json()["agents"]
+    assert [(a["agent_id"], a["state"]) for a in listed if a["state"] != "logged_out"] == [
+        ("li", "not_ready")
+    ]
+
+
 def test_kpis_route_is_for_supervisors_and_leaders(client: TestClient) -> None:
     login(client, "li")
     assert client.get("/api/kpi/today").status_code == 403
