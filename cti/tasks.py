@@ -27,6 +27,6 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None, grace_s: float = 5.0
         _, pending = await asyncio.wait(pending, timeout=grace_s / rounds)
     for task in pending:
         log.error("task %s did not stop when cancelled; left running", task.get_name())
-    for task in tasks:
-        if task is not None and task.done() and not task.cancelled():
-            task.exception()  # retrieved: a failure was the task's own business
+    for given in tasks:
+        if given is not None and given.done() and not given.cancelled():
+            given.exception()  # retrieved: a failure was the task's own business
