@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
     field_serializer,
     field_validator,
+    model_validator,
 )
 
 from cti.errors import ConfigError
@@ -85,6 +86,26 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+
+
+class HaSettings(Section):
+    """``[ha]``: two CTIs on one PostgreSQL, one leading, the other on standby (``cti.leader``).
+    The leader renews its lease every ``renew_s``; when it dies the standby leads at most
+    ``lease_s`` (plus ``poll_s``) later. The leader stops acting when it could not renew for
+    ``lease_s`` less ``margin_s``, before a standby may take the lease."""
+
+    lease_s: float = Field(3.0, ge=1, le=60)
+    renew_s: float = Field(1.0, gt=0, le=20)
+    poll_s: float = Field(0.5, gt=0, le=10)
+    margin_s: float = Field(0.3, ge=0, le=10)
+    # How the console names this process's side (shown to operators): a URL or host name.
+    address: str = ""
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> HaSettings:
+        if self.renew_s + self.margin_s >= self.lease_s:
+            raise ValueError("renew_s plus margin_s must be less than lease_s")
+        return self
 
 
 class LoggingSettings(Section):
@@ -296,6 +317,7 @@ class Settings(Section):
     windows: list[WindowSettings] = []
     departments: list[DepartmentSettings] = []
     logging: LoggingSettings = LoggingSettings()
+    ha: HaSettings = Field(default_factory=HaSettings)
 
     @field_validator("asterisk")
     @classmethod

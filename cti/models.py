@@ -164,3 +164,20 @@ class JobClaim(Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True, default=utcnow)
     claimed_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class LeaseRow(Base):
+    """Who leads the CTIs sharing this database (``cti.leader``): one row per lease, taken
+    and renewed with a conditional UPDATE. Times are the database's clock in epoch seconds,
+    so the machines' clocks never have to agree."""
+
+    __tablename__ = "cti_leases"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64), default="")
+    # Raised at each change of holder: a number that tells one leadership from the next.
+    term: Mapped[int] = mapped_column(Integer, default=0)
+    since: Mapped[float] = mapped_column(Float, default=0.0)
+    expires_at: Mapped[float] = mapped_column(Float, default=0.0)
+    # Where the holder answers, for the console of the others and the operator.
+    address: Mapped[str] = mapped_column(String(256), default="")

@@ -1,0 +1,279 @@
+"""Which of the CTIs sharing one database leads: a lease row in that database.
+
+Two ``hotline serve`` processes (two machines) run on one PostgreSQL; one leads (answers
+FastAGI, sends AMI actions, runs the timers and the ACD, writes the calls), the other waits
+on standby and takes over when the leader's lease runs out. No protocol of our own: the
+database decides, with one conditional UPDATE of the ``cti_leases`` row::
+
+    holder := me, expires_at := db_now + lease   WHERE holder = me OR expires_at < db_now
+
+The leader renews every ``renew_s``; a standby tries the same statement every ``poll_s`` and
+gets the row only once the lease has expired. Times are the database's clock, so the two
+machines' clocks need not agree.
+
+Fencing: a leader that could not renew (the database is away, or the process stalled) must
+stop acting before the lease it holds runs out, or two would act at once. It counts from
+the moment it *sent* its last successful renewal, on its own monotonic clock: the database
+set the expiry at least that late, so ``sent + lease - margin`` is reached before a standby
+can take the row. ``leading`` turns false then, whether or not the renewal task got to run,
+and ``on_lost`` is called so the process stops what it does.
+
+SQLite is one machine, one CTI (``cti.single`` refuses a second one on the file): the
+process that holds the file takes the lease at once, a dead predecessor's included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from cti.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+NAME = "cti"
+
+
+def process_id() -> str:
+    """This process, as the lease row and the console name it: host, pid and a random tag
+    (a pid is reused after a restart)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"[-64:]
+
+
+def db_now(dialect: str) -> str:
+    """The database's clock in epoch seconds, as SQL."""
+    if dialect == "postgresql":
+        return "extract(epoch from clock_timestamp())::float8"
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """The lease row as read: who holds it, since when, until when (database epoch)."""
+
+    holder: str
+    term: int
+    since: float
+    expires_at: float
+    address: str
+    now: float
+
+    @property
+    def live(self) -> bool:
+        return bool(self.holder) and self.expires_at > self.now
+
+
+class Lease:
+    """The ``cti_leases`` row (synchronous: call it from a thread)."""
+
+    def __init__(
+        self, engine: Engine, *, holder: str, lease_s: float, address: str = "", name: str = NAME
+    ) -> None:
+        self.engine = engine
+        self.holder = holder
+        self.lease_s = lease_s
+        self.address = address
+        self.name = name
+        self._now = db_now(engine.dialect.name)
+
+    def _ensure_row(self, conn: Any) -> None:
+        conn.execute(
+            text(
+                "INSERT INTO cti_leases (name, holder, term, since, expires_at, address)"
+                " VALUES (:name, '', 0, 0, 0, '') ON CONFLICT (name) DO NOTHING"
+            ),
+            {"name": self.name},
+        )
+
+    def take(self, *, force: bool = False) -> Holder | None:
+        """Take or renew the lease: the row when this process holds it now, None when another
+        live holder has it. ``force`` takes it whoever holds it (SQLite's sole process)."""
+        now = self._now
+        condition = "" if force else f" AND (holder = :me OR expires_at < {now})"
+        statement = text(
+            "UPDATE cti_leases SET"
+            " term = CASE WHEN holder = :me THEN term ELSE term + 1 END,"
+            f" since = CASE WHEN holder = :me THEN since ELSE {now} END,"
+            f" holder = :me, expires_at = {now} + :lease, address = :address"
+            f" WHERE name = :name{condition}"
+            f" RETURNING holder, term, since, expires_at, address, {now}"
+        )
+        params = {
+            "me": self.holder,
+            "lease": self.lease_s,
+            "address": self.address,
+            "name": self.name,
+        }
+        with self.engine.begin() as conn:
+            row = conn.execute(statement, params).first()
+            if row is None:
+                self._ensure_row(conn)
+                row = conn.execute(statement, params).first()
+        return Holder(*row) if row is not None else None
+
+    def read(self) -> Holder | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    f"SELECT holder, term, since, expires_at, address, {self._now}"
+                    " FROM cti_leases WHERE name = :name"
+                ),
+                {"name": self.name},
+            ).first()
+        return Holder(*row) if row is not None else None
+
+    def release(self) -> None:
+        """A clean stop: the lease ends now, so the standby takes over at its next try."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE cti_leases SET expires_at = 0 WHERE name = :name AND holder = :me"),
+                {"name": self.name, "me": self.holder},
+            )
+
+
+class Leadership:
+    """The lease over time: ``await acquire()`` waits (standby) until this process leads,
+    then a task renews it; ``leading`` is false from the moment the lease may have run out."""
+
+    def __init__(
+        self,
+        lease: Lease,
+        *,
+        renew_s: float = 1.0,
+        poll_s: float = 0.5,
+        margin_s: float = 0.3,
+        force: bool = False,
+        on_lost: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.lease = lease
+        self.renew_s = renew_s
+        self.poll_s = poll_s
+        self.margin_s = margin_s
+        self.force = force
+        self.on_lost = on_lost
+        self.clock = clock
+        self.current: Holder | None = None
+        self.lost_reason = ""
+        self.became_leader_at: float | None = None
+        self.waited_s = 0.0
+        self._deadline: float | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._last_seen: Holder | None = None
+
+    @property
+    def me(self) -> str:
+        return self.lease.holder
+
+    @property
+    def leading(self) -> bool:
+        return self._deadline is not None and not self.lost_reason and self.clock() < self._deadline
+
+    async def acquire(self, until: asyncio.Event | None = None) -> bool:
+        """Wait until this process holds the lease (True), or ``until`` is set (False)."""
+        started = self.clock()
+        announced = False
+        while until is None or not until.is_set():
+            sent = self.clock()
+            try:
+                held = await asyncio.to_thread(self.lease.take, force=self.force)
+            except Exception as exc:  # the database away: a standby just waits
+                log.warning("leadership: the lease could not be tried: %s", exc)
+                held = None
+            if held is not None:
+                self._won(held, sent)
+                self.waited_s = self.clock() - started
+                return True
+            if not announced:
+                announced = True
+                await self._announce_standby()
+            if until is None:
+                await asyncio.sleep(self.poll_s)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(until.wait(), self.poll_s)
+        return False
+
+    async def _announce_standby(self) -> None:
+        try:
+            other = await asyncio.to_thread(self.lease.read)
+        except Exception:
+            other = None
+        self._last_seen = other
+        who = f"{other.holder} (term {other.term})" if other is not None else "unknown"
+        log.info("leadership: standby (%s); the lead is held by %s", self.me, who)
+
+    def _won(self, held: Holder, sent: float) -> None:
+        self.current = held
+        self._deadline = sent + self.lease.lease_s - self.margin_s
+        self.became_leader_at = self.clock()
+        log.info("leadership: %s leads (term %d)", self.me, held.term)
+        self._renewer = asyncio.create_task(self._renew_loop(), name="leadership-renew")
+
+    async def _renew_loop(self) -> None:
+        while self.leading:
+            assert self._deadline is not None
+            await asyncio.sleep(max(0.0, min(self.renew_s, self._deadline - self.clock())))
+            if not self.leading:
+                break
+            sent = self.clock()
+            try:
+                held = await asyncio.wait_for(
+                    asyncio.to_thread(self.lease.take, force=self.force),
+                    max(0.01, self._deadline - sent),
+                )
+            except TimeoutError:
+                continue  # the deadline passed while the database did not answer
+            except Exception as exc:
+                log.warning("leadership: renewal failed: %s", exc)
+                continue
+            if held is None:
+                self._lose("another process holds the lease")
+                return
+            self.current = held
+            self._deadline = sent + self.lease.lease_s - self.margin_s
+        self._lose("the lease could not be renewed in time")
+
+    def _lose(self, reason: str) -> None:
+        if self.lost_reason:
+            return
+        self.lost_reason = reason
+        log.error("leadership: %s stepped down: %s", self.me, reason)
+        if self.on_lost is not None:
+            self.on_lost(reason)
+
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop renewing; a leader that still holds the lease hands it over at once."""
+        was_leading = self.leading
+        self.lost_reason = self.lost_reason or "stopped"
+        await cancel_and_wait(self._renewer)
+        self._renewer = None
+        if release and was_leading:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.lease.release), 5)
+            except Exception as exc:
+                log.warning("leadership: the lease was not released (it runs out): %s", exc)
+
+    def info(self) -> dict[str, Any]:
+        """For health and the console: who leads, and whether it is this process."""
+        held = self.current if self.leading else self._last_seen
+        return {
+            "role": "leader" if self.leading else "standby",
+            "process": self.me,
+            "leader": held.holder if held is not None else "",
+            "term": held.term if held is not None else 0,
+            "leader_address": held.address if held is not None else "",
+            "since": held.since if held is not None else None,
+            "waited_s": round(self.waited_s, 3),
+        }
