@@ -41,6 +41,7 @@ from cti.events import (
     TicketChanged,
     TicketOpened,
 )
+from cti.leader import Leadership, Lease, process_id
 from cti.models import AgentRow, CallRow, SeatRow
 from cti.persist import Persistence
 from cti.seats.registry import Seat, SeatRegistry
@@ -133,6 +134,22 @@ class Hotline:
         # which would orphan connections the store thread holds at that moment.
         self.ticket_timers = TicketTimers(settings.database.url)
         self.single = SingleCti(settings.database.url)
+        ha = settings.ha
+        self.lost = asyncio.Event()
+        self.leadership = Leadership(
+            Lease(
+                self.engine,
+                holder=process_id(),
+                lease_s=ha.lease_s,
+                address=ha.address or f"agi://{settings.agi.host}:{settings.agi.port}",
+            ),
+            renew_s=ha.renew_s,
+            poll_s=ha.poll_s,
+            margin_s=ha.margin_s,
+            # One CTI per SQLite file (the file lock): a dead predecessor's lease is void.
+            force=self.single.lock_path is not None,
+            on_lost=self._lost_lead,
+        )
         self.sms: SmsNotifier | None = (
             SmsNotifier(self.sessions, settings.sms) if settings.sms.enabled else None
         )
@@ -235,7 +252,10 @@ class Hotline:
 
     # --- lifecycle --------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, until: asyncio.Event | None = None) -> bool:
+        """Lead, then run. With another CTI leading on this database, wait on standby first
+        (``cti.leader``): nothing is listened on, sent to Asterisk or written meanwhile.
+        Returns False when ``until`` was set before this process could lead."""
         # The event loop answers FastAGI and AMI while the store's writer thread runs ORM
         # code: with CPython's default 5 ms switch interval every answer that wakes the
         # loop may wait that long for the GIL, several times per route. 0.5 ms keeps the
@@ -243,6 +263,20 @@ class Hotline:
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         self.single.acquire()  # a second CTI on the same SQLite file stops here
         create_schema(self.engine)
+        if self._want_console:
+            # Imported now, so that a standby taking over does not spend its first second
+            # loading the web framework.
+            import uvicorn  # noqa: F401
+
+            import console.app  # noqa: F401
+        if not await self.leadership.acquire(until):
+            return False
+        await self._lead()
+        return True
+
+    async def _lead(self) -> None:
+        """What the leader runs: the state rebuilt from the database and from Asterisk (the
+        resync at each node's login), the timers, FastAGI, the ACD, the console."""
         logged_in = self._sync_reference_data()
         self._warm_caller_cache()
         await import_missed_calls(self.settings, self.sessions, self.persistence)
@@ -260,6 +294,17 @@ class Hotline:
         self._maintenance = asyncio.create_task(self._maintenance_loop(), name="cti-maintenance")
         if self._want_console:
             await self._start_console()
+
+    def _lost_lead(self, reason: str) -> None:
+        """The lease may have run out (``cti.leader``): stop acting now. The FastAGI port is
+        closed first (Asterisk is refused and asks the other CTI), the heartbeat stops;
+        ``lost`` tells the owner to stop the rest."""
+        task = asyncio.get_running_loop().create_task(self.agi.stop(), name="agi-fence")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        self.lost.set()
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -287,6 +332,8 @@ class Hotline:
         busy = self.engine.pool.checkedout() if hasattr(self.engine.pool, "checkedout") else 0
         if busy:
             log.warning("stopping with %d database connections still checked out", busy)
+        # Last: the standby must not lead while this process still writes.
+        await self.leadership.stop(release=not self.lost.is_set())
         self.engine.dispose()
         self.single.release()
 
@@ -385,10 +432,10 @@ class Hotline:
         """The dialplan skips the FastAGI when this is older than 3 s (FastAGI has no
         timeout of its own): a stalled CTI must stop receiving calls quickly."""
         interval = self.settings.agi.heartbeat_interval_s
-        while True:
+        while self.leadership.leading:
             stamp = str(int(time.time()))
             for node in self.nodes.values():
-                if node.connected:
+                if node.connected and self.leadership.leading:
                     try:
                         await node.send(
                             build("DBPut", Family="cti", Key="heartbeat", Val=stamp),
@@ -467,6 +514,8 @@ class Hotline:
     # --- FastAGI ------------------------------------------------------------------------
 
     async def _agi_route(self, session: AgiSession) -> None:
+        if not self.leadership.leading:
+            return  # closed unanswered: the caller's defaults, the fallback queue
         await route_script.serve(
             session,
             self.acd.route_async,
@@ -699,6 +748,7 @@ class Hotline:
             "database": {"ok": db_ok, **store},
             "agi": {"port": self.agi.port, **self.agi.stats},
             "calls": len(self.tracker.active_calls()),
+            "leadership": self.leadership.info(),
             "scheduler": {"running": self.ticket_timers.running},
             "sms": self.sms.stats()
             if self.sms is not None and hasattr(self.sms, "stats")

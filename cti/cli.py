@@ -66,19 +66,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cti.app import Hotline
 
     async def run() -> None:
-        hotline = Hotline(settings)
-        await hotline.start()
-        print(
-            f"hotline: console on http://{settings.console.host}:{hotline.console_port}/, "
-            f"FastAGI on {settings.agi.host}:{hotline.agi.port}",
-            flush=True,
-        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await hotline.stop()
+        # One Hotline per leadership: with another CTI leading on the database this one waits
+        # on standby; a leader that loses its lease stops everything and waits again, anew.
+        while not stop.is_set():
+            hotline = Hotline(settings)
+            if not await hotline.start(until=stop):
+                await hotline.stop()
+                return
+            print(
+                f"hotline: console on http://{settings.console.host}:{hotline.console_port}/, "
+                f"FastAGI on {settings.agi.host}:{hotline.agi.port}",
+                flush=True,
+            )
+            ended = asyncio.ensure_future(stop.wait())
+            lost = asyncio.ensure_future(hotline.lost.wait())
+            await asyncio.wait({ended, lost}, return_when=asyncio.FIRST_COMPLETED)
+            ended.cancel()
+            lost.cancel()
+            await hotline.stop()
+            if hotline.lost.is_set() and not stop.is_set():
+                log.error("hotline serve: this CTI lost the lead; it waits on standby again")
 
     asyncio.run(run())
     return 0
