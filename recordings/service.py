@@ -172,32 +172,14 @@ class RecordingService:
             s.commit()
             return rid
 
-    def register_stopped(
-        self,
-        *,
-        call_id: str,
-        node: str,
-        ticket_id: str,
-        agent_id: str | None,
-        path: str,
-        started_at: datetime,
-        ended_at: datetime,
-    ) -> int:
-        """Record that MixMonitor stopped writing ``path`` (as Asterisk sees it).
+    def register_stopped(self, **stop: Any) -> int:
+        """Record that MixMonitor stopped writing ``path`` (as Asterisk sees it): the
+        arguments of :meth:`stopped`, which says the status too.
 
         Idempotent per (call_id, path): a repeated call returns the same id. Returns at once;
         a file that is missing or still being written stays ``pending`` for the sweeper.
         """
-        rid, _status = self.stopped(
-            call_id=call_id,
-            node=node,
-            ticket_id=ticket_id,
-            agent_id=agent_id,
-            path=path,
-            started_at=started_at,
-            ended_at=ended_at,
-        )
-        return rid
+        return self.stopped(**stop)[0]
 
     def stopped(
         self,
