@@ -127,9 +127,14 @@ class AgiSocket(asyncio.Protocol):
             await wait_any(self.changed, *([hangup] if hangup is not None else []))
 
 
-def agi_env(sim: AsteriskSimulator, channel: Channel, script: str) -> dict[str, str]:
+def agi_env(
+    sim: AsteriskSimulator,
+    channel: Channel,
+    script: str,
+    address: tuple[str, int] | None = None,
+) -> dict[str, str]:
     """The ``agi_*`` block res_agi sends for ``channel`` (setup_env)."""
-    host, port = sim.config.agi_host, sim.config.agi_port
+    host, port = address or (sim.config.agi_host, sim.config.agi_port)
 
     def known(value: str) -> str:
         return "unknown" if value in ("", "<unknown>") else value
@@ -161,19 +166,27 @@ def agi_env(sim: AsteriskSimulator, channel: Channel, script: str) -> dict[str, 
     }
 
 
-async def run_agi(sim: AsteriskSimulator, channel: Channel, script: str, args: list[str]) -> str:
-    """Run one FastAGI session; return AGISTATUS (SUCCESS, FAILURE or HANGUP)."""
+async def run_agi(
+    sim: AsteriskSimulator,
+    channel: Channel,
+    script: str,
+    args: list[str],
+    address: tuple[str, int] | None = None,
+) -> str:
+    """Run one FastAGI session (on CTI_AGI, or ``address``); return AGISTATUS (SUCCESS,
+    FAILURE or HANGUP)."""
     loop = asyncio.get_running_loop()
     sock = AgiSocket()
+    host, port = address or (sim.config.agi_host, sim.config.agi_port)
     try:
-        await loop.create_connection(lambda: sock, sim.config.agi_host, sim.config.agi_port)
+        await loop.create_connection(lambda: sock, host, port)
     except OSError:
         return "FAILURE"
     responder = AgiResponder(SimAgiChannel(sim, channel))
     dead = False
     status = "SUCCESS"
     try:
-        sock.write(env_block(agi_env(sim, channel, script), args))
+        sock.write(env_block(agi_env(sim, channel, script, (host, port)), args))
         while True:
             if not dead and channel.hangup_requested.is_set():
                 # The channel hung up: tell the server (AGISIGHUP is on by default) and go on

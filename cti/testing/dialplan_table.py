@@ -41,7 +41,9 @@ FROM_CITIZEN: tuple[Step, ...] = (
 )
 CTI_ROUTE: tuple[Step, ...] = (
     ("agi", None, "AGI"),
-    ("if_route", None, "GotoIf"),
+    ("if_refused", None, "GotoIf"),
+    ("agi_2", None, "AGI"),
+    ("if_route", "asked", "GotoIf"),
     ("HOTLINE_TICKET", None, "Set"),
     ("HOTLINE_HOLD", None, "Set"),
     ("HOTLINE_REC", None, "Set"),

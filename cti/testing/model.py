@@ -71,6 +71,10 @@ class SimConfig:
     secret: str = "cti-secret"
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+    # CTI_AGI_2: the other CTI's FastAGI, asked when CTI_AGI refuses (0: none, as the
+    # shipped dialplan's empty CTI_AGI_2).
+    agi_host_2: str = "127.0.0.1"
+    agi_port_2: int = 0
     scale: float = 1.0
     queue_name: str = "hotline"
     queue_timeout_s: float = 600.0

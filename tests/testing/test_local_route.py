@@ -131,8 +131,9 @@ async def test_no_ticket_no_copy(make_sim: MakeSim, agi: FastAgiStub) -> None:
     await client.wait_event("QueueCallerJoin", timeout=5)
     two = "Local/12345@cti-route-00000001;2"
     apps = [(header(m, "Application"), header(m, "AppData")) for m in of(client, "Newexten", two)]
-    assert [a for a, _ in apps] == ["AGI", "GotoIf", "Hangup"]
-    assert apps[1][1] == "1?end"
+    assert [a for a, _ in apps] == ["AGI", "GotoIf", "GotoIf", "Hangup"]
+    assert apps[1][1] == "1?asked"  # answered: CTI_AGI_2 is not asked
+    assert apps[2][1] == "1?end"
     assert call.channel.variables["ROUTE_TARGET"] == ""
     assert await call.wait(5) == "abandoned"
     await client.close()
