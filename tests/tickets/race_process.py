@@ -5,8 +5,9 @@ together), does its part and prints one JSON line with what it did:
 
 ``python -m tests.tickets.race_process open URL INDEX COUNT``
     draws COUNT ticket numbers and opens a ticket with each for a call of its own caller.
-``python -m tests.tickets.race_process timers URL``
-    runs a ticket scheduler on the shared job store until no ticket timer is left in it.
+``python -m tests.tickets.race_process timers URL [wait]``
+    runs a ticket scheduler on the shared job store until no ticket timer is left in it
+    (with ``wait``: until timers came, and then none is left).
 ``python -m tests.tickets.race_process sms URL TWILIO_URL``
     sends due SMS until none is left to send.
 """
@@ -70,7 +71,7 @@ def open_tickets(sessions: sessionmaker[Session], index: int, count: int) -> Any
     return opened
 
 
-async def run_timers(url: str, sessions: sessionmaker[Session]) -> Any:
+async def run_timers(url: str, sessions: sessionmaker[Session], wait: bool) -> Any:
     service = TicketService(sessions, Bus(), FAST, DEPARTMENTS, NullNotifier(), None)
     timers = TicketTimers(url, poll_s=0.2)
     counts = {"submitted": 0, "ended": 0}
@@ -93,6 +94,8 @@ async def run_timers(url: str, sessions: sessionmaker[Session]) -> Any:
             query = select(func.count()).select_from(TIMERS).where(TIMERS.c.id.like("ticket:%"))
             return int(session.scalar(query) or 0)
 
+    while wait and not left():
+        await asyncio.sleep(0.05)
     # Done when the store holds no ticket timer and every run this scheduler started ended
     # (a run is submitted before the job leaves the store, in one step of the loop).
     while left() or counts["submitted"] != counts["ended"]:
@@ -129,7 +132,7 @@ def main(mode: str, url: str, *args: str) -> int:
         if mode == "open":
             result = open_tickets(sessions, int(args[0]), int(args[1]))
         elif mode == "timers":
-            result = asyncio.run(run_timers(url, sessions))
+            result = asyncio.run(run_timers(url, sessions, args[:1] == ("wait",)))
         elif mode == "sms":
             result = send_sms(sessions, args[0])
         else:

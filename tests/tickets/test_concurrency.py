@@ -4,6 +4,7 @@ scheduler sees them. The races are real OS processes (``race_process``) started 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -29,7 +30,7 @@ from tests.tickets.timer_process import FAST
 from tickets.models import SmsMessage, Ticket, TicketCall, TicketEvent
 from tickets.notify import NullNotifier
 from tickets.service import TicketService
-from tickets.settings import SmsSettings
+from tickets.settings import DeadlineRule, SmsSettings
 from tickets.sms import SENDING_LEASE, SmsNotifier
 from tickets.timers import TicketTimers
 
@@ -193,6 +194,47 @@ async def test_two_schedulers_on_one_store_fire_each_timer_once(
         assert levels[ticket_id] == 2
     assert sum(claims.values()) == jobs
     print("runs started per process:", runs, "claims won per process:", dict(claims))
+
+
+@postgres_only
+async def test_timers_of_a_cti_that_went_away_fire_on_the_one_still_running(
+    any_db_url: str, shared: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The running CTI's scheduler learns of timers only it did not schedule by looking at the
+    shared store now and then: those of a CTI that stopped before they fell due fire there."""
+    rule = DeadlineRule(category="快", limit="3s", response_limit="3s", remind_before="1s")
+    settings = FAST.model_copy(update={"rules": [rule]})
+    with (tmp_path / "running.log").open("wb") as log:
+        running = subprocess.Popen(
+            [sys.executable, "-m", "tests.tickets.race_process", "timers", any_db_url, "wait"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        assert running.stdout is not None and running.stdin is not None
+        assert running.stdout.readline() == b"ready\n", (tmp_path / "running.log").read_text()
+        running.stdin.write(b"go\n")
+        running.stdin.flush()
+        timers = TicketTimers(any_db_url)
+        service = TicketService(shared, Bus(), settings, DEPARTMENTS, NullNotifier(), timers)
+        service.start_timers()
+        try:
+            view = service.open_for_call("20261001000001", call_id="c1", topic="快")
+            service.transition(view.id, "dispatch", AGENT, department="zjj")
+        finally:
+            timers.shutdown(wait=False)  # this CTI stops before its timers fall due
+        out, _ = await asyncio.to_thread(running.communicate, timeout=180)
+        assert running.returncode == 0, (tmp_path / "running.log").read_text()
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    assert json.loads(out.decode().splitlines()[-1])["ended"] >= 2
+    actions = [e.action for e in service.get(view.id).events]
+    assert actions.count("due_overdue") == 1 and actions.count("response_overdue") == 1
 
 
 # --- SMS -------------------------------------------------------------------------------------
