@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from cti.testing import internode
 from cti.testing.model import DOWN, RINGING, UP, Bridge, Channel, dial_fields
 
 if TYPE_CHECKING:
@@ -66,12 +67,14 @@ def create_callee(
 ) -> Channel:
     """Newchannel for an outgoing leg, as chan_pjsip names it."""
     resource, _, number = parse_target(target)
-    if resource == "trunk":
+    if resource == "trunk" or resource in sim.peers:
+        # A trunk leg is created in its endpoint's context: [from-citizen] for the carrier,
+        # [from-node] for another node of the floor (config/asterisk/pjsip.conf).
         callee = sim.new_channel(
-            "trunk",
+            resource,
             cid_num="<unknown>",
             cid_name="<unknown>",
-            context="from-citizen",
+            context="from-citizen" if resource == "trunk" else "from-node",
             exten="s",
             state=DOWN,
             linkedid=linkedid,
@@ -103,6 +106,8 @@ def reachable(sim: AsteriskSimulator, target: str) -> bool:
     resource = parse_target(target)[0]
     if resource == "trunk":
         return sim.trunk_reachable
+    if resource in sim.peers:
+        return internode.reachable(sim, resource)
     phone = sim.phones.get(resource)
     return phone is not None and phone.reachable
 
@@ -138,7 +143,7 @@ async def dial_app(
         caller.hangup_cause = 3
         sim.setvar(caller, "DIALSTATUS", "CHANUNAVAIL")
         return "CHANUNAVAIL"
-    resource, dialstring, _ = parse_target(target)
+    resource, dialstring, number = parse_target(target)
     callee = create_callee(sim, caller, target, caller.linkedid)
     sim.setvar(callee, "DIALEDPEERNUMBER", dialstring)
     callee.exten = caller.exten
@@ -153,11 +158,14 @@ async def dial_app(
         await wait_any(caller.hangup_requested, timeout=phone.ring_delay * sim.config.scale)
     if caller.hangup_requested.is_set():
         status = "CANCEL"
+    elif resource in sim.peers:
+        status = await internode.ring_peer(sim, caller, callee, number, timeout_s)
     else:
         sim.set_state(callee, RINGING)
-        sim.emit(
-            "DialState", "call,all", [*dial_fields(caller, callee), ("DialStatus", "RINGING")]
-        )
+        sim.emit("DialState", "call,all", [*dial_fields(caller, callee), ("DialStatus", "RINGING")])
+        # app_dial passes the ringing on to its caller (a 180 to the other node, if that is
+        # where the caller came from).
+        internode.signal(caller, "ringing")
         status = await ring(sim, callee, timeout_s, caller.hangup_requested)
     if status != "ANSWER":
         sim.emit("DialEnd", "call,all", [*dial_fields(caller, callee), ("DialStatus", status)])
@@ -171,6 +179,10 @@ async def dial_app(
     # The trunk leg reports INUSE only once bridged (callback_originate); a phone at answer.
     late_device = resource == "trunk"
     sim.set_state(callee, UP, device=not late_device)
+    if caller.state != UP:
+        # app_dial answers its caller once the callee has (the 200 OK to another node).
+        sim.set_state(caller, UP)
+    internode.signal(caller, "answer")
     sim.setvar(caller, "DIALSTATUS", "ANSWER")
     sim.setvar(caller, "DIALEDPEERNAME", callee.name)
     sim.emit("DialEnd", "call,all", [*dial_fields(caller, callee), ("DialStatus", "ANSWER")])

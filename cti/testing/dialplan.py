@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from cti.testing.bridging import dial_app, finish_channel
 from cti.testing.confbridge import confbridge_app
 from cti.testing.dialplan_table import CTI_DELIVER, CTI_HOLD, FROM_CITIZEN, priorities
+from cti.testing.internode import from_node
 from cti.testing.local_route import cti_route, dial_route
 from cti.testing.model import RING, UP, Channel
 
@@ -118,6 +119,12 @@ async def run_context(
         await cti_hold(sim, ch)
     elif context == "cti-deliver":
         await _dial_then_hold(sim, ch, f"PJSIP/{exten}", 20, "tT")
+    elif context == "cti-deliver-remote":
+        # The ACD set HOTLINE_VIA (Setvar) to the trunk of the seat's node before the Redirect.
+        via = ch.variables.get("HOTLINE_VIA", "")
+        await _dial_then_hold(sim, ch, f"PJSIP/{exten}@{via}", 20, "tT")
+    elif context == "from-node":
+        await from_node(sim, ch, exten)
     elif context == "cti-window":
         await _dial_then_hangup(sim, ch, f"PJSIP/{exten}", 30, "tT")
     elif context == "cti-conf":

@@ -64,6 +64,12 @@ CTI_DELIVER: tuple[Step, ...] = (
     ("to_hold", None, "Goto"),
     ("done", "done", "Hangup"),
 )
+FROM_NODE: tuple[Step, ...] = (
+    ("dial", None, "Dial"),
+    ("if_busy", None, "GotoIf"),
+    ("noanswer", None, "Hangup"),
+    ("busy", "busy", "Hangup"),
+)
 DIAL_ONLY: tuple[Step, ...] = (("dial", None, "Dial"),)
 
 # (context, extension pattern) -> its priorities, for every extension of the file.
@@ -72,6 +78,8 @@ DIALPLAN: dict[tuple[str, str], tuple[Step, ...]] = {
     ("cti-route", "_X."): CTI_ROUTE,
     ("cti-hold", "s"): CTI_HOLD,
     ("cti-deliver", "_X."): CTI_DELIVER,
+    ("cti-deliver-remote", "_X."): CTI_DELIVER,
+    ("from-node", "_X."): FROM_NODE,
     ("from-seat", "_9XXX"): DIAL_ONLY,
     ("from-seat", "_1XXXXXXXXXX"): DIAL_ONLY,
     ("from-seat", "110"): DIAL_ONLY,

@@ -111,6 +111,10 @@ class SimConfig:
     local_optimize_delay_s: float = 0.45
     channel_seq_start: int = 0x19
     uniqueid_seq_start: int = 29
+    # asterisk.conf ``systemname``: with it Asterisk writes Uniqueids as
+    # ``<systemname>-<epoch>.<n>`` (main/channel_internal_api.c), which is what keeps the
+    # ids of several nodes apart. Empty: ``<epoch>.<n>``, as in the recorded transcripts.
+    system_name: str = ""
     endpoints: dict[str, str] = field(
         default_factory=lambda: {
             "8001": "Seat 8001",
@@ -170,6 +174,12 @@ class Channel:
     dnid: str = ""  # the number dialled to reach us (the trunk's request URI), if any
     inherit: dict[str, str] = field(default_factory=dict)  # _X / __X variables, as written
     local_peer: Channel | None = None  # the other half of a Local channel pair
+    # A leg of an inter-node trunk call (cti.testing.internode): the matching channel on the
+    # other node's simulator, what that node signalled back (ringing, answer), and a wake-up.
+    twin: Channel | None = None
+    twin_sim: object | None = None
+    remote: str = ""
+    remote_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def snapshot(self, prefix: str = "") -> Fields:
         p = prefix

@@ -20,6 +20,7 @@ from cti.testing import boot
 from cti.testing import phones as phone_ops
 from cti.testing.ami_server import AmiServer
 from cti.testing.cdr import write_cdr
+from cti.testing.internode import PeerLink, hangup_twin
 from cti.testing.model import (
     RING,
     UP,
@@ -67,6 +68,8 @@ class AsteriskSimulator:
         self.phones: dict[str, Phone] = {}
         self.endpoints: dict[str, str] = dict(self.config.endpoints)
         self.conferences: dict[str, Bridge] = {}
+        # Inter-node trunks (cti.testing.internode): our PJSIP endpoint -> the other node.
+        self.peers: dict[str, PeerLink] = {}
         self.queue = QueueModel(self, self.config.queue_name)
         self.ami = AmiServer(self)
         self.calls: list[CallHandle] = []
@@ -160,7 +163,8 @@ class AsteriskSimulator:
     # -- ids and events ------------------------------------------------------------------
 
     def new_uniqueid(self) -> str:
-        return f"{int(time.time())}.{next(self._uid_seq)}"
+        prefix = f"{self.config.system_name}-" if self.config.system_name else ""
+        return f"{prefix}{int(time.time())}.{next(self._uid_seq)}"
 
     def new_channel_name(self, resource: str) -> str:
         return f"PJSIP/{resource}-{next(self._chan_seq):08x}"
@@ -227,13 +231,16 @@ class AsteriskSimulator:
 
     def endpoint_state(self, device: str) -> str:
         resource = device.split("/", 1)[1]
-        if resource != "trunk":
+        peer = resource in self.peers
+        if resource != "trunk" and not peer:
             phone = self.phones.get(resource)
             if phone is None or not phone.reachable:
                 return "UNAVAILABLE"
         legs = [c for c in self.channels.values() if c.device == device and not c.hungup]
         if not legs:
             # An unqualified trunk is in use during a call, unavailable after it.
+            if peer:
+                return "NOT_INUSE" if self.peers[resource].sim.running else "UNAVAILABLE"
             return "NOT_INUSE" if resource != "trunk" or self.trunk_reachable else "UNAVAILABLE"
         if any(c.variables.get("__ONHOLD") for c in legs):
             return "ONHOLD"
@@ -349,6 +356,7 @@ class AsteriskSimulator:
             return
         channel.hungup = True
         channel.hangup_requested.set()
+        hangup_twin(channel, channel.hangup_cause if cause is None else cause)
         other = channel.local_peer
         if other is not None and other.alive:
             # One half of a Local pair going away queues a hangup on the other
