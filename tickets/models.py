@@ -38,6 +38,7 @@ class Ticket(Base):
 
     id: Mapped[str] = mapped_column(String(20), primary_key=True)
     state: Mapped[str] = mapped_column(String(24), index=True)
+    # tickets.channels.Channel: set by the intake path, never edited
     channel: Mapped[str] = mapped_column(String(16), default="phone")
     # who called and on which number
     caller: Mapped[str] = mapped_column(String(32), index=True, default="")
@@ -244,6 +245,52 @@ class SmsMessage(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TicketIntake(Base):
+    """A request that reached the hotline other than by a call: a citizen's SMS, a confirmed
+    web form, an intake API client's record (WeChat back-ends, 110). It opened its ticket
+    (``kind = "opened"``) or was attached to an open one of the same citizen (``"attached"``).
+
+    ``(source, external_id)`` is unique: twilio's MessageSid, a client's own record id. The
+    same message delivered again finds its row and creates nothing."""
+
+    __tablename__ = "ticket_intakes"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", name="uq_ticket_intakes_source_external"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    # "twilio", "web", or the intake API client's name
+    source: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(20), index=True, default="")
+    kind: Mapped[str] = mapped_column(String(16), default="opened")  # opened | attached
+    text: Mapped[str] = mapped_column(Text, default="")
+    # what the sender gave beyond the text (110's record: its number, unit, times)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True, default=utcnow)
+
+
+class IntakeCode(Base):
+    """A web form waiting for the citizen to type the code sent by SMS to its phone number.
+
+    Only a hash of the code is kept. The rows also count the requests per address and per
+    phone number for the form's rate limits, whichever process served them."""
+
+    __tablename__ = "intake_codes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True, default="")
+    code_hash: Mapped[str] = mapped_column(String(64))
+    form: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    ticket_id: Mapped[str | None] = mapped_column(String(20))
 
 
 class TicketCounter(Base):
