@@ -14,6 +14,11 @@ moves that carry them out on Asterisk.
   dynamic members across a CTI restart but not across its own restart, so membership is kept
   by convergence: the wanted state per seat, and one task per seat that brings Asterisk to it
   whatever Asterisk already has ("Already there", "Interface not found").
+- Several nodes: a seat belongs to the node its phone is registered on (``SeatRegistry``).
+  The router prefers seats of the caller's node; a seat of another node is reached through
+  the trunk to that node: ``Setvar HOTLINE_VIA=node-<name>`` and a Redirect into
+  ``[cti-deliver-remote]`` (or the route's target ``PJSIP/<seat>@node-<name>``). The call's
+  events come from the caller's node, the agent's ringing and hangup from the seat's.
 - A failed move is never retried at once. "Redirect failed, channel not up." means the caller
   is hanging up; anything else puts the call back in line after a growing pause, a bounded
   number of times (an ACD that re-offered at once sent ~20,000 Redirects in 4 s for 7 calls).
@@ -40,6 +45,7 @@ from cti.ami.actions import (
 )
 from cti.ami.client import AmiNode
 from cti.calls.model import Call
+from cti.calls.nodes import trunk_to
 from cti.calls.tracker import CallTracker, RouteInfo
 from cti.seats.registry import Seat, SeatRegistry
 from routing import CallerInfo, Offer, Router
@@ -93,6 +99,7 @@ class Acd:
         recording_path: Callable[[datetime, str, str], str],
         now: Callable[[], datetime],
         deliver_context: str = "cti-deliver",
+        deliver_remote_context: str = "cti-deliver-remote",
         queue: str = "hotline",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -107,10 +114,18 @@ class Acd:
         self._now = now
         self._clock = clock
         self.deliver_context = deliver_context
+        self.deliver_remote_context = deliver_remote_context
         self.queue = queue
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
-        self.stats = {"routed": 0, "direct": 0, "held": 0, "moves": 0, "move_failed": 0}
+        self.stats = {
+            "routed": 0,
+            "direct": 0,
+            "held": 0,
+            "moves": 0,
+            "move_failed": 0,
+            "remote_moves": 0,
+        }
         self._move_failures: dict[str, int] = {}
         self._suspect_agents: set[str] = set()
         self._retry_handles: dict[str, asyncio.TimerHandle] = {}
@@ -121,6 +136,7 @@ class Acd:
         tracker.on_dial_failed.append(self._dial_failed)
         agents.hooks.append(self._agent_changed)
         seats.on_usable_changed.append(self._seat_usable)
+        seats.on_node_changed.append(self._seat_node)
 
     # --- FastAGI route --------------------------------------------------------------
 
@@ -128,15 +144,16 @@ class Acd:
         now = self._clock()
         call_id = req.uniqueid
         info = self.callers.info(req.caller)
+        node = self.tracker.node_of_uniqueid(req.uniqueid) or self._only_node()
         try:
-            decision = self.router.new_call(call_id, req.did, info, now)
+            decision = self.router.new_call(call_id, req.did, info, now, node=node)
         except ValueError:
             # The same channel routed twice (the dialplan re-ran the AGI): forget the old one.
             self.router.call_gone(call_id, now)
-            decision = self.router.new_call(call_id, req.did, info, now)
+            decision = self.router.new_call(call_id, req.did, info, now, node=node)
         ticket_id = self._ticket_number()
         recording = self._recording_path(self._now(), ticket_id, req.uniqueid)
-        target = f"PJSIP/{decision.seat}" if decision.seat else ""
+        target = self._dial_string(decision.seat, node) if decision.seat else ""
         self.stats["routed"] += 1
         self.stats["direct" if target else "held"] += 1
         applied = self.tracker.routed(
@@ -172,6 +189,24 @@ class Acd:
 
     async def route_async(self, req: RouteRequest) -> RouteAnswer:
         return self.route(req)
+
+    # --- nodes --------------------------------------------------------------------------
+
+    def _only_node(self) -> str:
+        return next(iter(self.nodes)) if len(self.nodes) == 1 else ""
+
+    def _remote_node(self, seat: str, node: str) -> str:
+        """The node of ``seat`` if it is another node than ``node`` (the caller's), else ""."""
+        found = self.seats.get(seat)
+        other = found.node if found is not None else ""
+        return other if node and other and other != node and other in self.nodes else ""
+
+    def _dial_string(self, seat: str, node: str) -> str:
+        remote = self._remote_node(seat, node)
+        return f"PJSIP/{seat}@{trunk_to(remote)}" if remote else f"PJSIP/{seat}"
+
+    def _seat_node(self, seat: Seat) -> None:
+        self.router.seat_node(seat.extension, seat.node)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -238,17 +273,32 @@ class Acd:
         call.offered_seat = offer.seat
         call.agent_id = offer.agent_id
         call.leader = call.leader or offer.leader
+        remote = self._remote_node(offer.seat, call.node)
         try:
+            context = self.deliver_context
+            if remote:
+                # [cti-deliver-remote] dials the seat through the trunk named here.
+                await node.send(
+                    build(
+                        "Setvar",
+                        Channel=check_channel(channel.name),
+                        Variable="HOTLINE_VIA",
+                        Value=trunk_to(remote),
+                    )
+                )
+                context = self.deliver_remote_context
             await node.send(
                 build(
                     "Redirect",
                     Channel=check_channel(channel.name),
-                    Context=self.deliver_context,
+                    Context=context,
                     Exten=offer.seat,
                     Priority=1,
                 )
             )
             self.stats["moves"] += 1
+            if remote:
+                self.stats["remote_moves"] += 1
         except (NoSuchChannel, ChannelNotUp) as exc:
             # The caller hung up while being moved: the Hangup event follows. Should the
             # channel still be there later after all, it goes back in line then.
@@ -322,7 +372,7 @@ class Acd:
         now = self._clock()
         info = self.callers.info(call.caller)
         try:
-            decision = self.router.new_call(call.call_id, call.did, info, now)
+            decision = self.router.new_call(call.call_id, call.did, info, now, node=call.node)
         except ValueError:
             return  # already known
         call.routed_by = "cti"
@@ -356,6 +406,12 @@ class Acd:
             # The caller hung up while the seat rang (its Hangup follows): nothing to put
             # back in line, and the agent did nothing wrong.
             self._dispatch(self.router.call_gone(call.call_id, now))
+            return
+        if status not in ("NOANSWER", "BUSY") and self._remote_node(seat, call.node):
+            # The trunk to the seat's node failed: the seat never rang. The call leaves the
+            # line for a while (a broken trunk refuses the next try as fast), the agent stays.
+            self._dispatch(self.router.call_gone(call.call_id, now))
+            self._retry_later(call.call_id)
             return
         # The board has already judged the agent (a seat not answering is not ready, RONA);
         # the router follows it, so the two never disagree about who may be offered a call.

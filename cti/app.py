@@ -216,6 +216,10 @@ class Hotline:
         self.bus.subscribe(TicketOpened, lambda ev: self.callers.set_open(ev.caller, ev.agent_id))
         self.bus.subscribe(TicketChanged, self._ticket_changed)
         self.bus.subscribe(RecordingStarted, self._recording_started)
+        if len(self.nodes) > 1:
+            # Several nodes: the seats of a node the CTI lost stop taking calls; the others
+            # go on (with one node there is nowhere else to send a call anyway).
+            self.bus.subscribe(AmiDisconnected, self._node_lost)
         self.agi = FastAgiServer(
             settings.agi.host,
             settings.agi.port,
@@ -385,6 +389,9 @@ class Hotline:
             self.bus.publish(AmiConnected(node=node, at=utcnow()))
         elif state in ("disconnected", "auth-failed"):
             self.bus.publish(AmiDisconnected(node=node, at=utcnow(), reason=detail))
+
+    def _node_lost(self, ev: AmiDisconnected) -> None:
+        self.seats.node_lost(ev.node)
 
     async def _resync(self, node: AmiNode) -> None:
         """After every (re)connect: events during the outage are gone, so rebuild the state

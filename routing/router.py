@@ -15,6 +15,12 @@ agents.
 Invariant kept by every method: no call on the floor has a ready agent who could take it.
 So a new offer can only arise from an event (agent ready, call arriving, a timer firing) and
 each event looks at the few heaps it touches, never at the whole floor.
+
+Nodes. With several Asterisk nodes a seat belongs to the node its phone is registered on
+(``seat_node``) and a call to the node it arrived on (``new_call(node=...)``). A call takes a
+ready agent of its own node before an equally entitled one of another node (who is reached
+through the trunk between the nodes); an agent who becomes ready takes the call that has
+waited longest, whatever its node.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ class Router:
         self._unreachable: set[str] = set()
         self._calls: dict[str, CallRecord] = {}
         self._ready: dict[str, IndexedHeap] = {}  # skill -> ready agents, by fairness
+        # (skill, node) -> the same agents, those whose seat is registered on that node
+        self._ready_at: dict[tuple[str, str], IndexedHeap] = {}
+        self._seat_nodes: dict[str, str] = {}  # seat -> node its phone is registered on
         self._line: dict[str, IndexedHeap] = {}  # skill -> waiting calls, by priority
         self._line_by_topic = {topic: IndexedHeap() for topic in plan.leader_topics}
         self._timers: list[tuple[float, int, str, str]] = []  # (due, seq, kind, call id)
@@ -104,6 +113,25 @@ class Router:
         self._transition(agent, "logout", now)
         return self._remove_agent(agent, now)
 
+    def seat_node(self, seat: str, node: str) -> None:
+        """The seat's phone is registered on ``node`` now ("" when unknown)."""
+        if self._seat_nodes.get(seat, "") == node:
+            return
+        agent = self._agent_at(seat)
+        indexed = agent is not None and any(
+            agent.conf.id in heap
+            for skill in agent.conf.skills
+            if (heap := self._ready.get(skill)) is not None
+        )
+        if agent is not None and indexed:
+            self._unindex_agent(agent)
+        if node:
+            self._seat_nodes[seat] = node
+        else:
+            self._seat_nodes.pop(seat, None)
+        if agent is not None and indexed:
+            self._index_agent(agent)
+
     def seat_unreachable(self, seat: str, now: float) -> list[Offer]:
         self._unreachable.add(seat)
         agent = self._agent_at(seat)
@@ -125,7 +153,9 @@ class Router:
 
     # --- call side -------------------------------------------------------------------
 
-    def new_call(self, call_id: str, did: str, info: CallerInfo, now: float) -> Decision:
+    def new_call(
+        self, call_id: str, did: str, info: CallerInfo, now: float, *, node: str = ""
+    ) -> Decision:
         if call_id in self._calls:
             raise ValueError(f"call {call_id!r} is already known")
         plan, settings = self.plan, self._settings
@@ -139,6 +169,7 @@ class Router:
             arrived=now,
             key=(now - priority * settings.priority_aging_s, float(next(self._seq))),
             skills=[skill],
+            node=node,
         )
         hold = settings.hold_when_busy
 
@@ -371,17 +402,28 @@ class Router:
         return (agent.ready_since,)
 
     def _index_agent(self, agent: AgentRecord) -> None:
+        node = self._seat_nodes.get(agent.seat, "")
         for skill in agent.conf.skills:
+            key = self._fairness_key(agent, skill)
             heap = self._ready.get(skill)
             if heap is None:
                 heap = self._ready[skill] = IndexedHeap()
-            heap.push(agent.conf.id, self._fairness_key(agent, skill))
+            heap.push(agent.conf.id, key)
+            if node:
+                at = self._ready_at.get((skill, node))
+                if at is None:
+                    at = self._ready_at[(skill, node)] = IndexedHeap()
+                at.push(agent.conf.id, key)
 
     def _unindex_agent(self, agent: AgentRecord) -> None:
+        node = self._seat_nodes.get(agent.seat, "")
         for skill in agent.conf.skills:
             heap = self._ready.get(skill)
             if heap is not None:
                 heap.remove(agent.conf.id)
+            at = self._ready_at.get((skill, node)) if node else None
+            if at is not None:
+                at.remove(agent.conf.id)
 
     def _agent_available(self, agent: AgentRecord, now: float) -> list[Offer]:
         """A READY, reachable agent: take the best call they may have, else wait indexed."""
@@ -429,8 +471,13 @@ class Router:
         return min(ready, key=lambda a: a.ready_since) if ready else None
 
     def _find_agent(self, call: CallRecord, skills: list[str]) -> tuple[AgentRecord, str] | None:
-        """The fairest ready agent of the first of ``skills`` that has one (primary first)."""
+        """The fairest ready agent of the first of ``skills`` that has one (primary first),
+        of the call's own node if one is ready there."""
         for skill in skills:
+            local = self._ready_at.get((skill, call.node)) if call.node else None
+            top = local.top() if local is not None else None
+            if top is not None:
+                return self._agents[top[1]], "skill" if skill == call.skill else "overflow"
             heap = self._ready.get(skill)
             top = heap.top() if heap is not None else None
             if top is not None:

@@ -43,6 +43,7 @@ class CallRecord:
     target_reason: str = ""
     target_until: float = 0.0
     agent_id: str | None = None
+    node: str = ""  # the Asterisk node the call arrived on ("" when unknown)
 
 
 # Agent transitions outside a reservation: (state, event) -> new state. A missing pair is an

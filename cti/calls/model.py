@@ -44,6 +44,8 @@ class Channel:
     held: bool = False
     recording: bool = False
     dial_options: str = ""
+    # An outgoing leg through the trunk to another node: the seat it dials over there.
+    via_seat: str = ""
 
 
 @dataclass(slots=True)

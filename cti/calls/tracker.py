@@ -6,6 +6,11 @@ inbound call; a seat channel whose Linkedid is its own Uniqueid starts an outbou
 callback Originated from a seat). Answered = the citizen's channel and a seat's channel in
 one bridge (direct Dial, the fallback queue and the ACD's deliveries alike).
 
+Several nodes: a seat registered on another node is dialled through the trunk to that node
+(``cti.calls.nodes``). The call and its events stay on the caller's node, where the trunk leg
+stands for the seat (its DialString names it); the seat's own leg, its ringing and its hangup
+are seen on the seat's node, where the trunk's incoming leg starts no call of its own.
+
 The subscriptions of this slice are the keys of ``CallTracker.handlers``: one place.
 """
 
@@ -21,6 +26,7 @@ from datetime import datetime
 from cti.agents.board import AgentBoard
 from cti.bus import Bus
 from cti.calls.model import Call, Channel, IllegalTransition, split_channel
+from cti.calls.nodes import FROM_NODE_CONTEXT, dialled_seat, is_node_trunk
 from cti.events import (
     CallAnswered,
     CallEnded,
@@ -179,6 +185,10 @@ class CallTracker:
                 return ch
         return None
 
+    def node_of_uniqueid(self, uniqueid: str) -> str:
+        """The node of a channel seen on one of the AMI links, or ""."""
+        return self._node_of_uid.get(uniqueid, "")
+
     def citizen_channel(self, call: Call) -> Channel | None:
         return self.channels.get((call.node, call.uniqueid))
 
@@ -270,6 +280,8 @@ class CallTracker:
         # [cti-hold], in the queue): the first leg of a call on a non-seat PJSIP endpoint is
         # the citizen's, whatever its context now.
         adopted = resync and not inbound and tech == "PJSIP" and seat is None
+        if is_node_trunk(endpoint) or ch.context == FROM_NODE_CONTEXT:
+            return  # another node's call for a seat here: that node tracks it
         if (inbound or adopted) and seat is None:
             did = m.get("Exten", "") if inbound else ""
             topic, skill = self._topics(did)
@@ -339,7 +351,7 @@ class CallTracker:
             return
         ch.state = m.get("ChannelStateDesc", ch.state)
         if ch.tech == "PJSIP" and self._seats.get(ch.endpoint) is not None:
-            call = self.calls.get((node, ch.linkedid))
+            call = self.calls.get((node, ch.linkedid)) or self._remote_call(node, ch)
             if ch.state == "Ringing":
                 self._agents.ringing(ch.endpoint)
                 if call is not None and call.direction == "inbound" and call.state != "ended":
@@ -353,6 +365,15 @@ class CallTracker:
                     )
             elif ch.state == "Up" and call is not None and call.direction == "callback":
                 self._agents.answered(ch.endpoint)
+
+    def _remote_call(self, node: str, ch: Channel) -> Call | None:
+        """The call of another node that this seat leg (dialled from [from-node]) is for: the
+        one offered the seat (the ACD offers a seat one call at a time)."""
+        first = self.channels.get((node, ch.linkedid))
+        if first is None or first.context != FROM_NODE_CONTEXT:
+            return None
+        call = self.call_of_seat(ch.endpoint)
+        return call if call is not None and call.node != node else None
 
     def _hangup(self, node: str, m: Msg) -> None:
         uid = m["Uniqueid"]
@@ -498,6 +519,13 @@ class CallTracker:
         if call is None:
             return
         seat = self._seat_of(dest)
+        via = dialled_seat(m.get("DialString", ""))
+        if via and seat is None:
+            # Through the trunk to the seat's node: the trunk leg stands for the seat here.
+            leg = self.by_name.get((node, dest))
+            if leg is not None:
+                leg.via_seat = via
+            seat = self._seats.get(via)
         if call.direction == "callback" and seat is None and dest.startswith("PJSIP/"):
             call.caller = m.get("DestExten", "") or m.get("DestCallerIDNum", "")
             return
@@ -511,11 +539,20 @@ class CallTracker:
         call = self.calls.get((node, m.get("Linkedid", "")))
         if call is None or call.direction != "inbound":
             return
-        seat = self._seat_of(m.get("DestChannel", ""))
+        dest = m.get("DestChannel", "")
+        seat = self._seat_of(dest)
+        leg = self.by_name.get((node, dest))
+        remote = seat is None and leg is not None and bool(leg.via_seat)
+        if remote and leg is not None:
+            seat = self._seats.get(leg.via_seat)
         if seat is None:
             return
         endpoint = seat.extension
-        if status in ("NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION") or status == "":
+        if remote and status not in ("NOANSWER", "BUSY"):
+            # The trunk could not reach the seat's node (CHANUNAVAIL, CONGESTION): the seat
+            # never rang, and its agent did nothing wrong.
+            log.warning("AMI %s: the trunk to %s's node failed (%s)", node, endpoint, status)
+        elif status in ("NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION") or status == "":
             self._agents.ring_failed(endpoint)
         if call.offered_seat == endpoint:
             call.offered_seat = ""
@@ -552,14 +589,14 @@ class CallTracker:
             och = self.channels.get((node, other))
             if och is None or och.tech != "PJSIP":
                 continue
-            seat = self._seats.get(och.endpoint)
+            seat = self._seats.get(och.via_seat or och.endpoint)
             if seat is None:
                 continue
             if seat.kind == "window":
                 call.transfers.append(("window", och.endpoint))
                 continue
-            if call.answered_at is None or call.seat != och.endpoint:
-                self._answer(call, och.endpoint)
+            if call.answered_at is None or call.seat != seat.extension:
+                self._answer(call, seat.extension)
             return
 
     def _answer(self, call: Call, extension: str) -> None:

@@ -4,6 +4,12 @@ A seat's phone is usable when its contact is registered and reachable (``Reachab
 ``NonQualified`` for phones without qualify) and its device is not ``UNAVAILABLE``. When the
 phone of a logged-in agent stops being usable, an alarm goes out and routing skips the seat
 until it comes back.
+
+Several nodes: every node may have an endpoint for every seat, but a phone registers on one
+of them, and the seat belongs to that node (``Seat.node``) until it registers elsewhere. What
+the other nodes say about the seat (its device UNAVAILABLE there, no contact in their lists)
+is about an endpoint nobody uses and changes nothing. When the CTI loses a node, the seats
+registered on it are unusable until the node is back or the phones register elsewhere.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from cti.events import SeatAlarm, SeatStatusChanged
 log = logging.getLogger(__name__)
 
 USABLE_CONTACT = frozenset({"Reachable", "NonQualified", "Created", "Updated"})
+# A contact in one of these states is registered on the node that reports it.
+REGISTERED = USABLE_CONTACT
 # EndpointList's DeviceState is prose; DeviceStateChange uses the enum names.
 DEVICE_STATE_NAMES = {
     "Not in use": "NOT_INUSE",
@@ -51,9 +59,12 @@ class Seat:
     unreachable_since: datetime | None = None
     agent_id: str = ""  # the agent logged in at this seat (hot-desking)
     alarm: bool = False
+    node_down: bool = False  # the CTI lost the node the phone is registered on
 
     @property
     def usable(self) -> bool:
+        if self.node_down:
+            return False
         if self.device in ("UNAVAILABLE", "INVALID"):
             return False
         if self.contact in ("Unreachable", "Removed"):
@@ -69,6 +80,7 @@ class Seat:
             "position": self.position,
             "phone_model": self.phone_model,
             "node": self.node,
+            "node_down": self.node_down,
             "contact": self.contact,
             "device": self.device,
             "rtt_ms": round(self.rtt_us / 1000, 1),
@@ -92,6 +104,7 @@ class SeatRegistry:
         self._bus = bus
         self._now = now
         self.on_usable_changed: list[Callable[[Seat], None]] = []
+        self.on_node_changed: list[Callable[[Seat], None]] = []  # registered elsewhere
         # Live events are numbered; a resync snapshot asked for before a seat's latest event
         # is older than that event and must not undo it (a phone registering mid-resync).
         self._seq = 0
@@ -126,12 +139,18 @@ class SeatRegistry:
     def _newer_than(self, seat: Seat, since: int | None) -> bool:
         return since is not None and self._touched.get(seat.extension, 0) > since
 
+    def _elsewhere(self, seat: Seat, node: str) -> bool:
+        """The seat's phone is registered on another node than ``node``."""
+        return bool(seat.node) and seat.node != node
+
     def on_contact_status(self, node: str, msg: dict[str, str]) -> None:
         seat = self._by_ext.get(msg.get("AOR") or msg.get("EndpointName", ""))
         if seat is None:
             return
-        self._touch(seat)
         status = msg.get("ContactStatus", "Unknown")
+        if status not in REGISTERED and self._elsewhere(seat, node):
+            return  # an old contact on a node the phone has left
+        self._touch(seat)
         try:
             rtt = int(msg.get("RoundtripUsec", "0") or 0)
         except ValueError:
@@ -143,7 +162,7 @@ class SeatRegistry:
         if not device.startswith("PJSIP/"):
             return
         seat = self._by_ext.get(device[6:])
-        if seat is not None:
+        if seat is not None and not self._elsewhere(seat, node):
             self._touch(seat)
             self._update(seat, node, device=msg.get("State", "UNKNOWN"))
 
@@ -152,13 +171,18 @@ class SeatRegistry:
         for msg in items:
             device = msg.get("Device", "")
             seat = self._by_ext.get(device[6:]) if device.startswith("PJSIP/") else None
-            if seat is not None and not self._newer_than(seat, since):
+            if seat is None or self._elsewhere(seat, node):
+                continue
+            if not self._newer_than(seat, since):
                 self._update(seat, node, device=msg.get("State", "UNKNOWN"))
 
     def on_contact_list(self, node: str, msg: dict[str, str], since: int | None = None) -> None:
         """A ``ContactList`` item of PJSIPShowContacts (resync)."""
         seat = self._by_ext.get(msg.get("Endpoint", "") or msg.get("Aor", ""))
         if seat is None or self._newer_than(seat, since):
+            return
+        status = msg.get("Status", "Unknown")
+        if status not in REGISTERED and self._elsewhere(seat, node):
             return
         try:
             rtt = int(msg.get("RoundtripUsec", "0") or 0)
@@ -167,7 +191,7 @@ class SeatRegistry:
         self._update(
             seat,
             node,
-            contact=msg.get("Status", "Unknown"),
+            contact=status,
             rtt_us=rtt,
             uri=msg.get("Uri", ""),
             user_agent=msg.get("UserAgent", ""),
@@ -187,20 +211,38 @@ class SeatRegistry:
             if self._newer_than(seat, since):
                 continue
             if seat.node in ("", node) and seat.extension not in seen:
-                if seat.contact not in ("Unknown", "Removed"):
+                if seat.contact not in ("Unknown", "Removed") or seat.node_down:
                     self._update(seat, node, contact="Removed", rtt_us=0)
         return len(seen)
+
+    def node_lost(self, node: str) -> list[Seat]:
+        """The CTI lost its AMI link to ``node``: the seats registered there are unusable
+        (their calls cannot be dialled or seen) until the node's resync, or until their phones
+        register on another node. Returns those seats."""
+        lost = [s for s in self._by_ext.values() if s.node == node and not s.node_down]
+        for seat in lost:
+            self._touch(seat)
+            self._update(seat, node, node_down=True)
+        return lost
 
     # --- state -------------------------------------------------------------------------
 
     def _update(self, seat: Seat, node: str, **changes: object) -> None:
+        """Apply what ``node`` said about the seat. A registered contact makes the seat the
+        node's; anything a node says means that node is there."""
         was_usable = seat.usable
+        changes.setdefault("node_down", False)
+        if changes.get("contact") in REGISTERED or not seat.node:
+            changes["node"] = node
         changed = False
+        moved = changes.get("node", seat.node) != seat.node
         for key, value in changes.items():
             if getattr(seat, key) != value:
                 setattr(seat, key, value)
                 changed = True
-        seat.node = node
+        if moved:
+            for hook in self.on_node_changed:
+                hook(seat)
         if not changed:
             return
         now = self._now()
@@ -211,7 +253,7 @@ class SeatRegistry:
             seat.unreachable_since = now
         self._bus.publish(
             SeatStatusChanged(
-                node=node,
+                node=seat.node or node,
                 seat=seat.extension,
                 contact=seat.contact,
                 device=seat.device,
