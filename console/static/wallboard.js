@@ -35,6 +35,7 @@
       case "CallStarted":
         c = callOf(m);
         c.caller = m.caller; c.caller_name = m.caller_name; c.did = m.did; c.started_at = m.at;
+        c.node = m.node;
         break;
       case "CallRouted":
         c = callOf(m);
@@ -68,7 +69,7 @@
         break;
       case "SeatStatusChanged":
         var s = seats[m.seat];
-        if (s) { s.contact = m.contact; s.device = m.device; s.rtt_ms = m.rtt_us / 1000; }
+        if (s) { s.contact = m.contact; s.device = m.device; s.rtt_ms = m.rtt_us / 1000; s.node = m.node; }
         break;
       case "SeatAlarm":
       case "Alarm":
@@ -90,8 +91,9 @@
   }
 
   var down = {};
+  var known = {};  // every node the CTI has, connected or not
   function nodes(state) {
-    Object.keys(state).forEach(function (n) { if (state[n]) delete down[n]; else down[n] = true; });
+    Object.keys(state).forEach(function (n) { known[n] = true; if (state[n]) delete down[n]; else down[n] = true; });
     var names = Object.keys(down);
     $("ami-banner").hidden = !names.length;
     H.setText("ami-banner", names.length ? t("wallboard.pbx_down", { nodes: names.join(", ") }) : "");
@@ -107,6 +109,7 @@
   // --- rendering ---------------------------------------------------------------------
 
   function renderAll() {
+    renderNodes();
     renderCalls();
     renderFloor();
     renderAlarms();
@@ -178,6 +181,23 @@
     if (s.device === "RINGING" || s.device === "RINGINUSE") return "ringing";
     if (s.contact === "Unknown" && s.device === "UNKNOWN") return "unknown";
     return "idle";
+  }
+
+  // Each node's health: its link, the seats whose phones are registered on it, its calls.
+  var REGISTERED = { Reachable: 1, NonQualified: 1, Created: 1, Updated: 1 };
+  function renderNodes() {
+    var names = Object.keys(known).sort();
+    var box = H.clear($("node-health"));
+    if (names.length < 2) return;
+    names.forEach(function (n) {
+      var seatCount = Object.keys(seats).filter(function (ext) {
+        return seats[ext].node === n && REGISTERED[seats[ext].contact] && !down[n];
+      }).length;
+      var callCount = Object.keys(calls).filter(function (id) { return calls[id].node === n; }).length;
+      box.appendChild(el("span", { class: "node " + (down[n] ? "node-down" : "node-up"), "data-node": n,
+        text: t("wallboard.node_health", { node: n, state: t(down[n] ? "wallboard.node_down" : "wallboard.node_up"),
+          seats: seatCount, calls: callCount }) }));
+    });
   }
 
   function renderFloor() {
