@@ -19,7 +19,9 @@ CTIs on one PostgreSQL share the store safely because:
 - the store forgives a job another scheduler already removed (APScheduler's own bookkeeping
   would otherwise raise out of its wakeup and stop the scheduler for good);
 - each scheduler looks at the store every ``poll_s`` seconds, so timers another process
-  scheduled fire even when that process is gone.
+  scheduled fire even when that process is gone;
+- CTIs starting together on a new database may both create the store's table: the one that
+  loses that race uses the table the other made.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from cti import claims
 from cti.db import make_engine, session_factory, utcnow
@@ -70,6 +73,14 @@ def job_id(ticket_id: str, kind: str, phase: str) -> str:
 
 class _SharedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
     """The job store of several schedulers (one per CTI process)."""
+
+    def start(self, scheduler: Any, alias: str) -> None:
+        try:
+            super().start(scheduler, alias)
+        except DBAPIError:
+            # CTIs starting together on a new database each create the table (check, then
+            # CREATE): the losers find it made by the winner, and go on with it.
+            super().start(scheduler, alias)
 
     def remove_job(self, job_id: str) -> None:
         try:

@@ -8,6 +8,8 @@ together), does its part and prints one JSON line with what it did:
 ``python -m tests.tickets.race_process timers URL [wait]``
     runs a ticket scheduler on the shared job store until no ticket timer is left in it
     (with ``wait``: until timers came, and then none is left).
+``python -m tests.tickets.race_process start URL``
+    starts a ticket scheduler (paused) on a database that may have no job store table yet.
 ``python -m tests.tickets.race_process sms URL TWILIO_URL``
     sends due SMS until none is left to send.
 """
@@ -104,6 +106,17 @@ async def run_timers(url: str, sessions: sessionmaker[Session], wait: bool) -> A
     return counts
 
 
+async def start_timers(url: str, sessions: sessionmaker[Session]) -> Any:
+    service = TicketService(sessions, Bus(), FAST, (), NullNotifier(), None)
+    timers = TicketTimers(url)
+    await asyncio.to_thread(ready)
+    try:
+        timers.start(service, paused=True)
+    finally:
+        timers.shutdown(wait=False)
+    return "started"
+
+
 def send_sms(sessions: sessionmaker[Session], twilio_url: str) -> Any:
     settings = SmsSettings(
         enabled=True,
@@ -133,6 +146,8 @@ def main(mode: str, url: str, *args: str) -> int:
             result = open_tickets(sessions, int(args[0]), int(args[1]))
         elif mode == "timers":
             result = asyncio.run(run_timers(url, sessions, args[:1] == ("wait",)))
+        elif mode == "start":
+            result = asyncio.run(start_timers(url, sessions))
         elif mode == "sms":
             result = send_sms(sessions, args[0])
         else:

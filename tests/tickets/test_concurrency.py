@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.bus import Bus
@@ -32,6 +32,7 @@ from tickets.notify import NullNotifier
 from tickets.service import TicketService
 from tickets.settings import DeadlineRule, SmsSettings
 from tickets.sms import SENDING_LEASE, SmsNotifier
+from tickets.timers import TABLE as TIMER_TABLE
 from tickets.timers import TicketTimers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,6 +195,21 @@ async def test_two_schedulers_on_one_store_fire_each_timer_once(
         assert levels[ticket_id] == 2
     assert sum(claims.values()) == jobs
     print("runs started per process:", runs, "claims won per process:", dict(claims))
+
+
+@postgres_only
+def test_ctis_starting_together_on_a_new_database_all_start(
+    any_db_url: str, tmp_path: Path
+) -> None:
+    """Each scheduler creates the job store's table if it is missing: four at once, on a new
+    database, three times over (the check-then-create race was lost in 4 of 5 rounds)."""
+    for attempt in range(3):
+        url = f"{any_db_url}&application_name=start{attempt}"
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {TIMER_TABLE}"))
+        engine.dispose()
+        assert race(tmp_path, *(["start", url] for _ in range(4))) == ["started"] * 4
 
 
 @postgres_only
