@@ -135,8 +135,8 @@ async def from_node(sim: AsteriskSimulator, ch: Channel, exten: str) -> None:
 
     p = priorities(FROM_NODE)
     target = f"PJSIP/{exten}"
-    sim.newexten(ch, "Dial", f"{target},{int(sim.config.dial_timeout_s)}", p["dial"])
-    status = await dial_app(sim, ch, target, sim.config.dial_timeout_s, "")
+    sim.newexten(ch, "Dial", f"{target},18", p["dial"])
+    status = await dial_app(sim, ch, target, 18, "")
     # After an answered Dial (no g option) the PBX ends when the bridge does.
     if not ch.alive or status == "ANSWER":
         return
