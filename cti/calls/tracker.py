@@ -360,7 +360,7 @@ class CallTracker:
                         call.set_state("ringing")
                     self._bus.publish(
                         CallRinging(
-                            node=node, call_id=call.call_id, seat=ch.endpoint, at=self._now()
+                            node=call.node, call_id=call.call_id, seat=ch.endpoint, at=self._now()
                         )
                     )
             elif ch.state == "Up" and call is not None and call.direction == "callback":

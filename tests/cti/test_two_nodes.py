@@ -14,7 +14,13 @@ import pytest
 
 from cti.app import Hotline
 from cti.config import default_data, parse
-from cti.events import AgentStateChanged, AmiResynced, CallAnswered, CallRouted
+from cti.events import (
+    AgentStateChanged,
+    AmiResynced,
+    CallAnswered,
+    CallRinging,
+    CallRouted,
+)
 from cti.testing.internode import link
 from cti.testing.model import SimConfig
 from cti.testing.pbx import AsteriskSimulator
@@ -93,6 +99,8 @@ async def test_a_call_on_node_a_is_answered_at_a_seat_on_node_b(nodes: TwoNodes)
     # The seat rang on node b (its phone's node), for the call that came in over the trunk.
     states = [e.new for e in nodes.of(AgentStateChanged) if e.agent_id == "wang"]
     assert states[:3] == ["ready", "ringing", "on_call"]
+    (ringing,) = nodes.of(CallRinging)
+    assert (ringing.node, ringing.call_id, ringing.seat) == ("a", first.call_id, "8002")
     await nodes.until(lambda: hotline.agents.get("wang").state == "ready")
 
     # The link to node a drops and comes back: its resync lists no contact for 8002 and its
