@@ -145,3 +145,17 @@ async def test_losing_node_b_leaves_node_a_working(nodes: TwoNodes) -> None:
     assert [e.seat for e in nodes.of(CallAnswered)] == ["8001", "8001"]
     assert hotline.acd.stats["remote_moves"] == 0
     assert nodes.not_ready("li") == []
+
+
+async def test_a_seat_on_node_b_that_is_busy_is_judged_like_one_on_node_a(
+    nodes: TwoNodes,
+) -> None:
+    nodes.b.set_phone_behaviour("8002", answer="busy")
+    await nodes.ready(("wang", "8002"))
+    handle = nodes.a.place_call(caller="13800000016", name="钱七", did="12345", talk_s=1)
+    # Node b's 486 ends node a's Dial BUSY: the seat was offered and refused the call.
+    await nodes.until(lambda: bool(nodes.not_ready("wang")))
+    assert nodes.not_ready("wang")[0].reason == "no-answer"
+    await nodes.ready(("li", "8001"))
+    assert await handle.wait(10) == "answered"
+    assert [e.seat for e in nodes.of(CallAnswered)] == ["8001"]
