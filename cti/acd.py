@@ -206,7 +206,13 @@ class Acd:
         return f"PJSIP/{seat}@{trunk_to(remote)}" if remote else f"PJSIP/{seat}"
 
     def _seat_node(self, seat: Seat) -> None:
+        """The seat's phone registered on another node (its own was lost, say): the router
+        places it there, and the fallback queue of that node takes the seat in (the old
+        node's resync drops it there)."""
         self.router.seat_node(seat.extension, seat.node)
+        agent = self.agents.at_seat(seat.extension)
+        if agent is not None and agent.state in ("ready", "not_ready", "wrap_up"):
+            self._queue_member(agent, "unpause" if agent.state == "ready" else "pause")
 
     # --- lifecycle --------------------------------------------------------------------
 

@@ -159,3 +159,21 @@ async def test_a_seat_on_node_b_that_is_busy_is_judged_like_one_on_node_a(
     await nodes.ready(("li", "8001"))
     assert await handle.wait(10) == "answered"
     assert [e.seat for e in nodes.of(CallAnswered)] == ["8001"]
+
+
+async def test_a_phone_of_a_lost_node_that_registers_on_the_other_takes_calls_there(
+    nodes: TwoNodes,
+) -> None:
+    hotline = nodes.hotline
+    await nodes.ready(("wang", "8002"))
+    await nodes.b.stop()
+    await nodes.until(lambda: hotline.agents.get("wang").reason == "phone-unreachable")
+    # The phone's backup registrar is node a.
+    nodes.a.register_phone("8002", ip="127.0.0.4")
+    await nodes.until(lambda: hotline.agents.get("wang").state == "ready")
+    assert hotline.seats.get("8002").node == "a"
+    await nodes.until(lambda: hotline.acd.members.wanted("a", "8002") is not None)
+    handle = nodes.a.place_call(caller="13800000017", name="孙八", did="12345", talk_s=1)
+    assert await handle.wait(10) == "answered"
+    assert nodes.of(CallRouted)[0].target == "PJSIP/8002"
+    assert handle.answered_by.startswith("PJSIP/8002-")
