@@ -79,7 +79,8 @@ class MergeBody(_Body):
 
 class FieldsBody(_Body):
     """The fields a person edits (``TicketService.update_fields`` checks them again, and the
-    category and channel against the configuration)."""
+    category against the configuration). ``channel`` is accepted only to be refused with its
+    reason: the intake path sets it."""
 
     citizen_name: SingleLine | None = Field(None, max_length=50)
     occurred: SingleLine | None = Field(None, max_length=100)

@@ -61,7 +61,6 @@ EDITABLE_FIELDS = {
     "description": 20_000,
     "contact_phone": 20,
     "category": 50,
-    "channel": 16,
 }
 EDIT_ROLES = frozenset({"agent", "leader", "supervisor"})
 # The rest are single lines (a CSV cell, an SMS field).
@@ -395,7 +394,8 @@ class TicketService(TicketQueries):
     def update_fields(
         self, ticket_id: str, actor: Any, *, not_theirs: bool = False, **fields: Any
     ) -> TicketView:
-        """Edit the 五要素, the category, the channel or the enterprise flag.
+        """Edit the 五要素, the category or the enterprise flag (the channel is the intake
+        path's, never edited).
 
         The floor shares the backlog: anyone at the desk may edit any ticket. An edit by
         someone who did not handle the ticket (``not_theirs``) names the handler in the audit
@@ -403,6 +403,12 @@ class TicketService(TicketQueries):
         who = _actor(actor)
         if not who.may(EDIT_ROLES):
             raise Forbidden("role-not-allowed", "editing a ticket needs an agent or supervisor")
+        if "channel" in fields:
+            raise Invalid(
+                "channel-not-editable",
+                "a ticket's channel is the way the request came in and cannot be edited",
+                field="channel",
+            )
         unknown = set(fields) - set(EDITABLE_FIELDS) - {"enterprise"}
         if unknown:
             raise Invalid(
@@ -422,13 +428,6 @@ class TicketService(TicketQueries):
             if name == "contact_phone":
                 value = normalise_phone(value, field=name)
             clean[name] = value
-        if "channel" in clean and clean["channel"] not in self.settings.channels:
-            raise Invalid(
-                "unknown-channel",
-                f"channel {clean['channel']!r} is not one of tickets.channels",
-                field="channel",
-                allowed=list(self.settings.channels),
-            )
         with self.write_tx() as session:
             ticket = self.load_ticket(session, ticket_id)
             if State(ticket.state) not in OPEN_STATES and ticket.state != State.ANSWERED:
