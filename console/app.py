@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.websockets import WebSocketDisconnect
 
-from console import api, auth, ops, pages
+from console import api, auth, intake, ops, pages
 from console.i18n import Translator
 from console.kb import KnowledgeBase
 from console.live import DROP, LiveHub
@@ -41,7 +41,14 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 # Webhooks that prove themselves another way (a signature) and have no browser session.
-CSRF_EXEMPT = ("/api/sms/status",)
+CSRF_EXEMPT = (
+    "/api/sms/status",
+    # the intake paths: a signature, an intake client's token, or a public form (console.intake)
+    "/api/sms/inbound",
+    "/api/tickets",
+    "/api/intake/web",
+    "/api/intake/web/confirm",
+)
 WS_CLOSE_SLOW = 1013  # "try again later": the page reconnects and gets a fresh snapshot
 WS_CLOSE_POLICY = 1008  # the session ended: the page's reconnect is refused until login
 WS_SESSION_CHECK_S = 1.0
@@ -107,6 +114,8 @@ def create_app(hotline: Any) -> FastAPI:
     app.include_router(pages.router(hotline, renderer, codec, secure=secure))
     app.include_router(ops.router(app, hotline, hub, renderer, metrics_token, clients))
     _include_slices(app, hotline)
+    if getattr(hotline, "tickets", None) is not None:
+        app.include_router(intake.router(hotline, renderer, clients.limiter_address))
 
     @app.websocket("/ws")
     async def live(websocket: WebSocket, user: Annotated[User, Depends(ws_user)]) -> None:

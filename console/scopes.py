@@ -412,6 +412,13 @@ ACCESS: tuple[Access, ...] = (
     _row("GET /api/sms", "sms", "— — all all — —", optional=True),
     _row("POST /api/sms/{message_id}/retry", "sms", "— — all all — —", optional=True),
     _row("POST /api/sms/status", "sms", _OPEN, optional=True),
+    # intake by other channels (console.intake): another system's bearer token, no person
+    _row("POST /api/tickets", "intake API: an [[intake.clients]] token", "— — — — — —"),
+    _row("POST /api/sms/inbound", "intake: citizens' SMS (twilio's signature)", _OPEN,
+         optional=True),
+    _row("GET /intake", "intake: the public web form", _OPEN, optional=True),
+    _row("POST /api/intake/web", "intake: the public web form", _OPEN, optional=True),
+    _row("POST /api/intake/web/confirm", "intake: the public web form", _OPEN, optional=True),
     # recordings and transcripts
     _row("GET /api/recordings", "recording", _RECORDING),
     _row("GET /api/recordings/{recording_id}", "recording", _RECORDING),

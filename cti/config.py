@@ -32,7 +32,7 @@ from pydantic import (
 from cti.errors import ConfigError
 from recordings.settings import RecordingSettings, TranscriptionSettings
 from routing.settings import AgentSettings, HotlineNumber, LeaderShift, RoutingSettings
-from tickets.settings import DepartmentSettings, SmsSettings, TicketSettings
+from tickets.settings import DepartmentSettings, IntakeSettings, SmsSettings, TicketSettings
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +310,7 @@ class Settings(Section):
     control: ControlSettings = ControlSettings()
     tickets: TicketSettings = TicketSettings()
     sms: SmsSettings = SmsSettings()
+    intake: IntakeSettings = IntakeSettings()
     hotlines: list[HotlineNumber] = Field(min_length=1)
     seats: list[SeatSettings] = []
     agents: list[AgentSettings] = []

@@ -127,11 +127,9 @@ class TicketSettings(_Model):
         ]
     )
 
-    # 受理渠道 and 诉求类型: what a ticket's channel and category may be (the API refuses
-    # others; a category may also be a deadline rule's, or the ticket's own hotline topic).
-    channels: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(
-        default_factory=lambda: ["phone", "web", "wechat", "app", "sms", "email", "letter", "visit"]
-    )
+    # 诉求类型: what a ticket's category may be (the API refuses others; a category may also be
+    # a deadline rule's, or the ticket's own hotline topic). The channel is no setting: it is
+    # one of tickets.channels.Channel, set by the way the request came in.
     categories: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(
         default_factory=lambda: ["咨询", "求助", "投诉", "举报", "建议", "表扬"]
     )
@@ -224,4 +222,69 @@ class SmsSettings(_Model):
                 raise ValueError("sms.enabled needs account_sid and auth_token")
             if not (self.from_number or self.messaging_service_sid):
                 raise ValueError("sms.enabled needs from_number or messaging_service_sid")
+        return self
+
+
+class IntakeTemplates(_Model):
+    """What the citizen reads by SMS from the intake paths; ``{ticket_id}``, ``{code}`` and
+    ``{minutes}`` are filled in."""
+
+    opened: str = "【12345】您的诉求已受理,工单号{ticket_id},请留意办理结果。"
+    attached: str = (
+        "【12345】您反映的事项已有办理中的工单{ticket_id},本次内容已补充到该工单,无需重复反映。"
+    )
+    code: str = (
+        "【12345】您在网上提交诉求的验证码为{code},{minutes}分钟内有效。如非本人操作请忽略。"
+    )
+    empty_sms: str = "【12345】短信内容为空,请写明诉求事项、发生地点和时间后再发送。"
+    unreadable_sms: str = "【12345】短信内容过长或含无法识别的字符,请精简后重新发送或拨打12345。"
+    unknown_sender: str = "【12345】无法识别您的手机号码,请拨打12345反映诉求。"
+
+
+class IntakeClient(_Model):
+    """One ``[[intake.clients]]`` entry: a system that opens tickets through ``POST
+    /api/tickets`` with ``Authorization: Bearer <token>`` (a WeChat mini-program back-end, the
+    110 linkage), and the channels it may name."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    token: SecretStr
+    channels: list[Literal["wechat", "api", "police110"]] = Field(min_length=1)
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 24:
+            raise ValueError(
+                "an intake token needs at least 24 characters:"
+                " python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+
+class IntakeSettings(_Model):
+    """``[intake]``: requests by SMS, the public web form and the intake API.
+
+    ``sms_inbound_url`` is the public URL twilio posts citizens' messages to (``POST
+    /api/sms/inbound`` behind the site's proxy): twilio signs that URL, so it is configured
+    rather than taken from the request. A request from a phone number with an open ticket of
+    the same category opened within ``dedup_days`` joins that ticket."""
+
+    sms_inbound_url: str = ""
+    dedup_days: int = Field(default=7, ge=0, le=90)
+    max_text: int = Field(default=2000, ge=70, le=20_000)
+    code_lifetime_s: int = Field(default=600, ge=60, le=3600)
+    code_attempts: int = Field(default=5, ge=1, le=20)
+    web_per_address_per_hour: int = Field(default=10, ge=1, le=10_000)
+    web_per_phone_per_hour: int = Field(default=3, ge=1, le=100)
+    clients: list[IntakeClient] = Field(default_factory=list)
+    templates: IntakeTemplates = IntakeTemplates()
+
+    @model_validator(mode="after")
+    def _unique_clients(self) -> IntakeSettings:
+        names = [c.name for c in self.clients]
+        if len(set(names)) != len(names):
+            raise ValueError("two intake clients with one name")
+        tokens = [c.token.get_secret_value() for c in self.clients]
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("two intake clients with one token")
         return self

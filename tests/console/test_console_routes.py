@@ -21,6 +21,10 @@ OPEN = {
     "/healthz": "load balancer probe; dependency states only",
     "/metrics": "loopback or bearer token, checked in the route",
     "/api/sms/status": "twilio webhook, verified by its signature",
+    "/api/sms/inbound": "twilio webhook of citizens' texts, verified by its signature",
+    "/intake": "the public web form",
+    "/api/intake/web": "the public web form, rate limited, confirmed by a code sent by SMS",
+    "/api/intake/web/confirm": "the public web form's code",
 }
 STATIC_MOUNTS = {"/static"}
 
