@@ -155,6 +155,8 @@ class LiveHub:
         if user.agent_id and user.has("agent", "leader"):
             if kind in FOR_EVERY_DESK:
                 return True
+            if kind == "TicketUpdated" and str(ev.get("what", "")).startswith("intake_"):
+                return True  # a request by SMS, web, WeChat or 110: for whoever is free
             if ev.get("agent_id") == user.agent_id:
                 # CallAnswered, CallEnded, AgentStateChanged, TicketOpened, SeatAlarm
                 if "call_id" in ev:

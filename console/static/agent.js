@@ -281,6 +281,35 @@
     }, function () {});
   });
 
+  // --- requests by SMS, the web form, WeChat, 110 (tickets.intake) ---------------------
+
+  var CHANNELS = {
+    sms: "channel.sms", web: "channel.web", wechat: "channel.wechat",
+    api: "channel.api", police110: "channel.police110",
+  };
+
+  var loadInbox = H.debounce(300, function () {
+    H.api("GET", "/api/tickets?state=intake&limit=100").then(function (tickets) {
+      var waiting = tickets.filter(function (x) { return x.channel !== "phone"; });
+      var list = H.clear($("inbox"));
+      H.setText("inbox-count", waiting.length ? String(waiting.length) : "");
+      waiting.forEach(function (x) {
+        list.appendChild(el("li", { class: "inbox-item", "data-ticket": x.id }, [
+          el("div", { class: "row between" }, [
+            el("a", {
+              href: "#", class: "mono", text: x.id,
+              onclick: function (e) { e.preventDefault(); loadTicket(x.id, false); },
+            }),
+            el("span", { class: "tag", text: CHANNELS[x.channel] ? t(CHANNELS[x.channel]) : x.channel }),
+            el("span", { class: "muted small", text: H.clock(x.opened_at) }),
+          ]),
+          el("div", { class: "clip", text: x.description }),
+        ]));
+      });
+      if (!waiting.length) list.appendChild(el("li", { class: "muted", text: t("agent.none") }));
+    }, function () {});
+  });
+
   // --- knowledge base ------------------------------------------------------------------
 
   function searchKb(query) {
@@ -353,6 +382,7 @@
       case "TicketChanged":
       case "TicketUpdated":
         if (ticket && ticket.id === m.ticket_id) loadTicket(m.ticket_id, false);
+        loadInbox();
         break;
       case "CallbackTaskChanged":
         loadCallbacks();
@@ -382,6 +412,7 @@
   loadWindows();
   loadDepartments();
   loadCallbacks();
+  loadInbox();
   $("btn-seat-login").addEventListener("click", function () {
     agentAction("login", { seat: $("seat-select").value, ready: true });
   });

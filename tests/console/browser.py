@@ -40,7 +40,12 @@ DEPARTMENTS = [
 
 
 def stack_settings(
-    ami_port: int, tmp: Path, *, leader_shift: bool = False, language: str | None = None
+    ami_port: int,
+    tmp: Path,
+    *,
+    leader_shift: bool = False,
+    language: str | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> Any:
     data = default_data()
     if language is not None:
@@ -71,6 +76,7 @@ def stack_settings(
                 "title": "市长",
             }
         ]
+    data.update(sections or {})  # whole sections a test sets (SMS, intake)
     return parse(data)
 
 
@@ -115,7 +121,11 @@ async def shot(page: Any, name: str, *, full_page: bool = False) -> None:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    tmp: Path, *, leader_shift: bool = False, language: str | None = None
+    tmp: Path,
+    *,
+    leader_shift: bool = False,
+    language: str | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     from playwright.async_api import async_playwright
 
@@ -123,7 +133,9 @@ async def running_stack(
         SimConfig(scale=0.05, write_recordings=True, rec_dir=str(tmp / "sim-rec"))
     )
     port = await sim.start()
-    settings = stack_settings(port, tmp, leader_shift=leader_shift, language=language)
+    settings = stack_settings(
+        port, tmp, leader_shift=leader_shift, language=language, sections=sections
+    )
     hotline = Hotline(settings)
     try:
         await hotline.start()
