@@ -305,7 +305,14 @@ class Transcriber:
     def stream(self, speaker: str = MIXED) -> LegStream:
         """Incremental decoding of one leg: feed PCM as it arrives, then ``finish``."""
         with self._idle_lock:
-            pooled = self._idle.pop() if self._idle else _Pooled(self.recognizer())
+            if self._idle:
+                # The recogniser that decoded the most: it has composed the most of its graph
+                # (a fresh one decodes at about twice the cost until it has seen a few
+                # minutes of speech: bench/bench_decode_costs.py).
+                warmest = max(range(len(self._idle)), key=lambda i: self._idle[i].fed)
+                pooled = self._idle.pop(warmest)
+            else:
+                pooled = _Pooled(self.recognizer())
         return LegStream(self, pooled, speaker)
 
     def _release(self, pooled: _Pooled) -> None:
@@ -371,6 +378,11 @@ class LegStream:
     @property
     def audio_s(self) -> float:
         return self.samples / self._tr.sample_rate
+
+    @property
+    def recogniser_audio_s(self) -> float:
+        """Seconds of audio the recogniser had decoded before this stream took it."""
+        return self._base
 
     def feed(self, pcm: bytes) -> None:
         if self._pooled is None:

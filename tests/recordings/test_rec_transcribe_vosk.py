@@ -133,3 +133,32 @@ def test_narrower_decoder_search_still_recognises_the_phrases(
     for who in ("citizen", "agent"):
         t = tr.transcribe_file(AUDIO / f"{who}_ko.wav")
         assert word_accuracy(spoken[who], t.text) >= 0.7, (who, t.text)
+
+
+def test_a_new_stream_takes_the_recogniser_that_decoded_the_most(
+    ko_model: str, ko_phrases: list[str]
+) -> None:
+    """A recogniser composes its graph as it decodes, so the warmest idle one is reused."""
+    from recordings.audio import read_wav, to_pcm16
+
+    phrase_tr = Transcriber(ko_model, 8000, ko_phrases)  # a pool of its own
+
+    x, rate = read_wav(AUDIO / "agent_ko.wav")
+    assert rate == 8000
+    pcm = to_pcm16(x[0])
+    long, short = phrase_tr.stream(), phrase_tr.stream()
+    long.feed(pcm)
+    short.feed(pcm[: len(pcm) // 4])
+    long.finish()
+    short.finish()  # released last: a stack would hand it out first
+    long_fed, short_fed = (
+        long.recogniser_audio_s + long.audio_s,
+        short.recogniser_audio_s + short.audio_s,
+    )
+    assert long_fed > short_fed
+    again = phrase_tr.stream()
+    assert again.recogniser_audio_s == pytest.approx(long_fed)
+    other = phrase_tr.stream()
+    assert other.recogniser_audio_s == pytest.approx(short_fed)
+    again.finish()
+    other.finish()
