@@ -29,13 +29,15 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from twilio.request_validator import RequestValidator
 
+from console.validation import MAX_ID
 from cti.errors import ApiError, Forbidden, Invalid
 from tickets.channels import API_CHANNELS, Channel
 from tickets.intake import SHORT_FIELDS, Intake
+from tickets.intake import police_handovers as handovers
 from tickets.settings import IntakeClient, IntakeSettings
 
 MAX_BODY = 32 * 1024
@@ -208,6 +210,18 @@ def router(hotline: Any, renderer: Any, client_address: Callable[[Request], str]
         )
         outcome = await asyncio.to_thread(intake.submit, req)
         return JSONResponse(outcome.to_dict(), status_code=200 if outcome.replayed else 201)
+
+    @api.get("/api/police/handovers")
+    def police_handovers(
+        client: IntakeClient = by_token,
+        after: int = Query(0, ge=0, le=MAX_ID, description="the last cursor read"),
+        limit: int = Query(100, ge=1, le=500),
+    ) -> list[dict[str, Any]]:
+        """12345 -> 110: the tickets handed over to 110 after ``after``, oldest first, with
+        their content (the five elements, the category, the contact); for 110's system."""
+        if Channel.POLICE110.value not in client.channels:
+            raise Forbidden("channel-not-allowed", f"intake client {client.name} is not 110's")
+        return handovers(hotline.tickets.sessions, after, limit)
 
     if sms is None:
         return api  # the webhook, the form and its codes need SMS

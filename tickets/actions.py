@@ -271,6 +271,9 @@ class Actions:
     def _do_transfer_police(self, step: Step) -> None:
         step.ticket.intake_outcome = "police"
         step.audit["police_ref"] = str(step.data.get("police_ref", ""))
+        # What 110 receives (12号文: the matter, not only its number), as it stood when handed
+        # over; 110's system reads it with GET /api/police/handovers.
+        step.audit["handover"] = police_handover(step.ticket)
 
     def _do_sign_off(self, step: Step) -> None:
         lead = self._lead(step.ticket)
@@ -439,3 +442,24 @@ class Actions:
     def _do_archive(self, step: Step) -> None:
         step.ticket.archived_at = step.now
         self._cancel(step)
+
+
+# The ticket's fields that go to 110 with a transfer.
+HANDOVER_FIELDS = (
+    "id",
+    "channel",
+    "caller",
+    "contact_phone",
+    "citizen_name",
+    "category",
+    "occurred",
+    "location",
+    "description",
+)
+
+
+def police_handover(ticket: Ticket) -> dict[str, Any]:
+    """The ticket's content for 110: the five elements, the category and the contact."""
+    data: dict[str, Any] = {name: getattr(ticket, name) or "" for name in HANDOVER_FIELDS}
+    data["opened_at"] = ticket.opened_at.isoformat() if ticket.opened_at else None
+    return data

@@ -28,13 +28,14 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from cti.errors import ApiError, Invalid, NotFound
 from cti.events import TicketUpdated
+from tickets.actions import police_handover
 from tickets.channels import Channel
 from tickets.fields import clean_text
-from tickets.models import IntakeCode, Ticket, TicketIntake
+from tickets.models import IntakeCode, Ticket, TicketEvent, TicketIntake
 from tickets.phones import is_mobile, normalise_phone
 from tickets.service import TicketService
 from tickets.settings import IntakeSettings
@@ -389,6 +390,41 @@ class Intake:
             for row in rows:
                 session.delete(row)
         return len(rows)
+
+
+def police_handovers(
+    sessions: sessionmaker[Session], after: int = 0, limit: int = 100
+) -> list[dict[str, Any]]:
+    """12345 -> 110: the tickets handed over to 110 after the cursor ``after`` (an audit event
+    id), oldest first, each with its content as it stood at the transfer."""
+    with sessions() as session:
+        events = list(
+            session.scalars(
+                select(TicketEvent)
+                .where(TicketEvent.action == "transfer_police", TicketEvent.id > after)
+                .order_by(TicketEvent.id)
+                .limit(limit)
+            )
+        )
+        result = []
+        for event in events:
+            data = event.data or {}
+            content = data.get("handover")
+            if content is None:  # handed over before the content was recorded with it
+                ticket = session.get(Ticket, event.ticket_id)
+                content = police_handover(ticket) if ticket is not None else {}
+            result.append(
+                {
+                    "cursor": event.id,
+                    "ticket_id": event.ticket_id,
+                    "at": event.at.isoformat(),
+                    "agent": event.actor,
+                    "reason": event.reason,
+                    "police_ref": data.get("police_ref", ""),
+                    "ticket": content,
+                }
+            )
+        return result
 
 
 def _actor(request: Request) -> Actor:

@@ -21,6 +21,7 @@ from cti.db import create_schema
 from tests.console.conftest import TestClient, console_settings, login
 from tests.tickets.fake_twilio import SID, TOKEN, FakeTwilio
 from tickets.models import IntakeCode, SmsMessage, Ticket, TicketIntake
+from tickets.statemachine import Actor
 
 INBOUND = "https://hotline.example.gov.cn/api/sms/inbound"
 WECHAT_TOKEN = "wechat-token-0123456789abcdefghij"
@@ -339,3 +340,30 @@ def test_the_intake_api_wants_a_clients_token_and_its_channels(
     wechat = {**RECORD, "channel": "wechat", "external_id": "wx-1", "record": {}}
     r = client.post("/api/tickets", json=wechat, headers=bearer(WECHAT_TOKEN))
     assert r.status_code == 201 and hotline.tickets.get(r.json()["ticket_id"]).channel == "wechat"
+
+
+def test_12345_hands_the_tickets_content_to_110_not_only_its_number(
+    client: TestClient, hotline: Hotline
+) -> None:
+    draft = hotline.tickets.open_for_call(
+        "20261207000002", call_id="1765090000.2", caller="13912345678", topic="求助"
+    )
+    agent = Actor("li", frozenset({"agent"}))
+    hotline.tickets.update_fields(
+        draft.id, agent, location="东大街3号", description="有人持刀在楼道徘徊", citizen_name="王芳"
+    )
+    hotline.tickets.transition(draft.id, "transfer_police", agent, "transferred to 110")
+    r = client.get("/api/police/handovers", headers=bearer(POLICE_TOKEN))
+    assert r.status_code == 200, r.text
+    (handover,) = r.json()
+    assert handover["ticket_id"] == draft.id and handover["agent"] == "li"
+    content = handover["ticket"]
+    assert content["description"] == "有人持刀在楼道徘徊" and content["location"] == "东大街3号"
+    assert content["contact_phone"] == "13912345678" and content["citizen_name"] == "王芳"
+    after = {"after": handover["cursor"]}
+    assert (
+        client.get("/api/police/handovers", params=after, headers=bearer(POLICE_TOKEN)).json() == []
+    )
+    r = client.get("/api/police/handovers", headers=bearer(WECHAT_TOKEN))
+    assert r.status_code == 403 and r.json()["error"] == "channel-not-allowed"
+    assert client.get("/api/police/handovers").status_code == 401
