@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -298,6 +298,7 @@ class Intake:
                 "the confirmation code is sent by SMS: give a mobile number (1XXXXXXXXXX)",
                 field="phone",
             )
+        self.forget_expired()
         now = self.clock()
         hour_ago = now - timedelta(hours=1)
         with self.service.sessions.begin() as session:
@@ -383,13 +384,12 @@ class Intake:
         return outcome
 
     def forget_expired(self, older_than: timedelta = timedelta(days=1)) -> int:
-        """Delete web forms past their code's life (kept a day for the hourly counts)."""
+        """Delete web forms older than ``older_than`` (their codes are long dead; the hourly
+        counts read the last hour). Each new form does it first."""
         cutoff = self.clock() - older_than
         with self.service.sessions.begin() as session:
-            rows = list(session.scalars(select(IntakeCode).where(IntakeCode.expires_at < cutoff)))
-            for row in rows:
-                session.delete(row)
-        return len(rows)
+            result = session.execute(delete(IntakeCode).where(IntakeCode.created_at < cutoff))
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def police_handovers(
