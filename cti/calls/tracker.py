@@ -225,8 +225,8 @@ class CallTracker:
             before = len(self.calls)
             self._newchannel(node, m, resync=True)
             adopted += len(self.calls) - before
-            ch = self.channels.get((node, uid))
-            if ch is None:
+            found = self.channels.get((node, uid))
+            if found is None:
                 continue
             bridge = m.get("BridgeId", "")
             if bridge:
@@ -235,8 +235,8 @@ class CallTracker:
                     {
                         "BridgeUniqueid": bridge,
                         "Uniqueid": uid,
-                        "Channel": ch.name,
-                        "Linkedid": ch.linkedid,
+                        "Channel": found.name,
+                        "Linkedid": found.linkedid,
                     },
                 )
         # Drop ended calls of this node from memory: they were persisted when they ended.

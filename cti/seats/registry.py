@@ -15,7 +15,7 @@ registered on it are unusable until the node is back or the phones register else
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -110,7 +110,7 @@ class SeatRegistry:
         self._seq = 0
         self._touched: dict[str, int] = {}
 
-    def __iter__(self) -> Iterable[Seat]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Seat]:
         return iter(list(self._by_ext.values()))
 
     def all(self) -> list[Seat]:
