@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
@@ -216,9 +217,15 @@ class Leadership:
 
     def _won(self, held: Holder, sent: float) -> None:
         self.current = held
-        self._deadline = sent + self.lease.lease_s - self.margin_s
         self.became_leader_at = self.clock()
         log.info("leadership: %s leads (term %d)", self.me, held.term)
+        if self.force:
+            # SQLite: the file's lock (``cti.single``) is the leadership, held for the
+            # process's life. Renewing would only queue behind the store's writes for the
+            # file's write lock, and a renewal late under load would stop a sole CTI.
+            self._deadline = math.inf
+            return
+        self._deadline = sent + self.lease.lease_s - self.margin_s
         self._renewer = asyncio.create_task(self._renew_loop(), name="leadership-renew")
 
     async def _renew_loop(self) -> None:
