@@ -176,3 +176,30 @@ def test_a_write_between_rows_sees_the_rows_before_it(any_db_url: str) -> None:
     with engine.connect() as c:  # type: ignore[attr-defined]
         assert c.execute(text("select count(*) from calls")).scalar() == 2
     engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_rows_wait_out_a_locked_database(tmp_path) -> None:  # noqa: ANN001
+    """The file's write lock held elsewhere (a long transaction): the rows stay queued, are
+    retried, and all land once it is free."""
+    import sqlite3
+    import time
+
+    path = tmp_path / "hotline.db"
+    store, engine = _store(f"sqlite:///{path}")
+    other = sqlite3.connect(path, timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    store.start()
+    for i in range(20):
+        store.submit_row(CALL, _call(f"c{i}", state="up"))
+    deadline = time.monotonic() + 30
+    while store.retries == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.retries > 0 and store.pending > 0
+    other.rollback()
+    other.close()
+    assert store.flush_sync(30)
+    store.stop()
+    with engine.connect() as c:  # type: ignore[attr-defined]
+        assert c.execute(text("select count(*) from calls")).scalar() == 20
+    assert store.dead == []
+    engine.dispose()  # type: ignore[attr-defined]
