@@ -305,6 +305,7 @@ class Acd:
             self.stats["moves"] += 1
             if remote:
                 self.stats["remote_moves"] += 1
+                call.delivering = True
         except (NoSuchChannel, ChannelNotUp) as exc:
             # The caller hung up while being moved: the Hangup event follows. Should the
             # channel still be there later after all, it goes back in line then.

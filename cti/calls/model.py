@@ -82,6 +82,9 @@ class Call:
     legs: set[str] = field(default_factory=set)
     transfers: list[tuple[str, str]] = field(default_factory=list)
     offered_seat: str = ""
+    # The move to the offered seat is under way in Asterisk (the route named it, or the
+    # ACD's Redirect was accepted): music starting again before any Dial means it failed.
+    delivering: bool = False
     # The CTI's route sent the call to a seat or to its hold line (not the plain queue).
     route_kept: bool = False
 

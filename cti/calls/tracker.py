@@ -455,6 +455,7 @@ class CallTracker:
         if info.seat:
             call.offered_seat = info.seat
             call.agent_id = info.agent_id
+            call.delivering = bool(info.target)
         if call.state == "new":
             call.set_state("routed")
         self._bus.publish(
@@ -491,7 +492,29 @@ class CallTracker:
     def _moh_start(self, node: str, m: Msg) -> None:
         call = self._call_of_uniqueid(m.get("Uniqueid", ""), node)
         if call is not None and call.uniqueid == m.get("Uniqueid") and call.direction == "inbound":
+            self._trunk_refused(call)
             self._enter_waiting(call, "cti-hold", 0)
+
+    def _trunk_refused(self, call: Call) -> None:
+        """Back on hold while offered a seat of another node, with no Dial seen: chan_pjsip
+        made no channel, because the trunk to that node has no usable contact (its qualify
+        fails; Dial ends CHANUNAVAIL without DialBegin). A failed Dial that had a channel
+        ended with DialEnd, which cleared the offer."""
+        delivering, call.delivering = call.delivering, False
+        seat = self._seats.get(call.offered_seat) if call.offered_seat else None
+        if not delivering or seat is None or not seat.node or seat.node == call.node:
+            return
+        if call.state not in ("routed", "waiting"):
+            return
+        call.offered_seat = ""
+        log.warning(
+            "AMI %s: no channel through the trunk to node %s for seat %s (CHANUNAVAIL)",
+            call.node,
+            seat.node,
+            seat.extension,
+        )
+        for hook in self.on_dial_failed:
+            hook(call, seat.extension, "CHANUNAVAIL")
 
     def _queue_join(self, node: str, m: Msg) -> None:
         call = self.calls.get((node, m.get("Linkedid", "")))
@@ -518,6 +541,7 @@ class CallTracker:
         )
         if call is None:
             return
+        call.delivering = False  # a Dial happened: its DialEnd tells how it went
         seat = self._seat_of(dest)
         via = dialled_seat(m.get("DialString", ""))
         if via and seat is None:

@@ -41,6 +41,8 @@ _OVER_SIP = {1: 1, 2: 1, 3: 1, 17: 17, 19: 19, 20: 19, 31: 19, 34: 34}
 class PeerLink:
     sim: AsteriskSimulator  # the other node
     endpoint: str  # the endpoint our calls arrive on over there (node-<our name>)
+    # The other node answers our qualify OPTIONS (a firewall between the nodes says no).
+    answers_options: bool = True
 
 
 def link(a: AsteriskSimulator, a_name: str, b: AsteriskSimulator, b_name: str) -> None:
@@ -51,7 +53,29 @@ def link(a: AsteriskSimulator, a_name: str, b: AsteriskSimulator, b_name: str) -
 
 def reachable(sim: AsteriskSimulator, endpoint: str) -> bool:
     peer = sim.peers.get(endpoint)
-    return peer is not None and peer.sim.running
+    return peer is not None and peer.sim.running and peer.answers_options
+
+
+def set_qualify(sim: AsteriskSimulator, endpoint: str, answers: bool) -> None:
+    """The other node starts or stops answering the trunk's qualify: the contact's status
+    changes as res_pjsip reports it (ContactStatus, as for the carrier trunk in the rig), and
+    while it is Unreachable chan_pjsip dials nothing through the trunk."""
+    peer = sim.peers[endpoint]
+    if peer.answers_options == answers:
+        return
+    peer.answers_options = answers
+    sim.emit(
+        "ContactStatus",
+        "system,all",
+        [
+            ("URI", f"sip:{peer.endpoint}@{peer.sim.config.host}:5060"),
+            ("ContactStatus", "Reachable" if answers else "Unreachable"),
+            ("AOR", endpoint),
+            ("EndpointName", endpoint),
+            ("RoundtripUsec", "1144" if answers else "0"),
+        ],
+    )
+    sim.update_device(f"PJSIP/{endpoint}")
 
 
 def dial_status(cause: int) -> str:

@@ -21,6 +21,7 @@ from cti.testing import phones as phone_ops
 from cti.testing.ami_server import AmiServer
 from cti.testing.cdr import write_cdr
 from cti.testing.internode import PeerLink, hangup_twin
+from cti.testing.internode import reachable as internode_reachable
 from cti.testing.model import (
     RING,
     UP,
@@ -240,7 +241,8 @@ class AsteriskSimulator:
         if not legs:
             # An unqualified trunk is in use during a call, unavailable after it.
             if peer:
-                return "NOT_INUSE" if self.peers[resource].sim.running else "UNAVAILABLE"
+                up = internode_reachable(self, resource)
+                return "NOT_INUSE" if up else "UNAVAILABLE"
             return "NOT_INUSE" if resource != "trunk" or self.trunk_reachable else "UNAVAILABLE"
         if any(c.variables.get("__ONHOLD") for c in legs):
             return "ONHOLD"

@@ -18,10 +18,11 @@ from cti.events import (
     AgentStateChanged,
     AmiResynced,
     CallAnswered,
+    CallQueued,
     CallRinging,
     CallRouted,
 )
-from cti.testing.internode import link
+from cti.testing.internode import link, set_qualify
 from cti.testing.model import SimConfig
 from cti.testing.pbx import AsteriskSimulator
 from tests.cti.live import Floor
@@ -177,3 +178,21 @@ async def test_a_phone_of_a_lost_node_that_registers_on_the_other_takes_calls_th
     assert await handle.wait(10) == "answered"
     assert nodes.of(CallRouted)[0].target == "PJSIP/8002"
     assert handle.answered_by.startswith("PJSIP/8002-")
+
+
+async def test_a_trunk_that_does_not_qualify_leaves_the_agent_ready(nodes: TwoNodes) -> None:
+    hotline = nodes.hotline
+    # Node b stops answering node a's OPTIONS (a firewall between the two): chan_pjsip on a
+    # makes no channel through the trunk, while the CTI still sees both nodes.
+    set_qualify(nodes.a, "node-b", False)
+    await nodes.ready(("wang", "8002"))
+    handle = nodes.a.place_call(caller="13800000018", name="周九", did="12345", talk_s=1)
+    await nodes.until(lambda: bool(nodes.of(CallRouted)))
+    assert nodes.of(CallRouted)[0].target == "PJSIP/8002@node-b"
+    # Back on hold without a Dial: the call leaves the line for a while, wang stays ready.
+    await nodes.until(lambda: bool(nodes.of(CallQueued)))
+    await nodes.ready(("li", "8001"))
+    assert await handle.wait(10) == "answered"
+    assert [e.seat for e in nodes.of(CallAnswered)] == ["8001"]
+    assert nodes.not_ready("wang") == []
+    assert hotline.agents.get("wang").state == "ready"
