@@ -49,6 +49,7 @@ from cti.single import SingleCti
 from cti.store import Store
 from cti.tasks import cancel_and_wait
 from recordings import models as rec_models
+from recordings import rows as rec_rows
 from recordings.layout import recording_path
 from recordings.service import RecordingService
 from routing import Router, RoutingPlan
@@ -575,23 +576,26 @@ class Hotline:
 
     def _recording_started(self, ev: RecordingStarted) -> None:
         """MixMonitor started: the recording is known while the call goes on (its
-        transcription can follow it live)."""
+        transcription can follow it live). Two rows in the store's next batch."""
         if not ev.path:
             return
         call = self.tracker.calls.get((ev.node, ev.call_id))
-        ticket_id = call.ticket_id if call else ""
-        agent_id = call.agent_id if call else ""
-        self.store.submit_task(
-            lambda: self.recordings.register_started(
-                call_id=ev.call_id,
-                node=ev.node,
-                ticket_id=ticket_id,
-                agent_id=agent_id,
-                path=ev.path,
-                started_at=ev.at,
-            ),
-            f"recording started {ev.call_id}",
-        )
+        values = {
+            "call_id": ev.call_id,
+            "node": ev.node,
+            "ticket_id": call.ticket_id if call else "",
+            "agent_id": (call.agent_id if call else "") or None,
+            "path": ev.path,
+            "started_at": ev.at,
+            "ended_at": ev.at,
+            "status": rec_models.RECORDING,
+            "created_at": ev.at,
+        }
+        self.store.submit_row(rec_rows.STARTED, values, f"recording started {ev.call_id}")
+        transcription = self.settings.transcription
+        if transcription.enabled and transcription.live:
+            job = {"call_id": ev.call_id, "path": ev.path, "now": ev.at}
+            self.store.submit_row(rec_rows.LIVE_JOB, job)
 
     def _register_recording(self, ev: RecordingStopped, call: Call | None) -> None:
         """MixMonitor stopped. Asterisk may still be closing the file, and a file is

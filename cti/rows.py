@@ -14,7 +14,7 @@ runs on.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Table, bindparam, case, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable
 
-Mode = Literal["upsert", "update", "insert", "insert_ignore"]
+Mode = Literal["upsert", "update", "insert", "insert_ignore", "statement"]
 Values = dict[str, Any]
 
 _order = itertools.count()
@@ -43,7 +43,8 @@ class RowKind:
     - ``update``: update the row(s) matching ``key`` (columns of the values) and ``where``;
       rows that do not exist are left alone;
     - ``insert``: append a row (a log);
-    - ``insert_ignore``: insert unless a row with ``key`` exists.
+    - ``insert_ignore``: insert unless a row with ``key`` exists;
+    - ``statement``: ``build(dialect)`` gives the statement, the values are its parameters.
 
     Kinds with a key write each row once per batch (:meth:`merge`). Kinds are written in
     the order they were defined, so that a row another kind refers to (an agent before its
@@ -57,6 +58,7 @@ class RowKind:
     insert_only: tuple[str, ...] = ()
     fill_empty: tuple[str, ...] = ()
     where: ColumnElement[bool] | None = None
+    build: Callable[[str], Executable] | None = None
     order: int = field(default_factory=lambda: next(_order))
     _statements: dict[str, Executable] = field(default_factory=dict, repr=False)
 
@@ -67,6 +69,8 @@ class RowKind:
             raise ValueError(f"{self.name}: no such columns in {self.table.name}: {unknown}")
         if self.mode in ("upsert", "update", "insert_ignore") and not self.key:
             raise ValueError(f"{self.name}: a {self.mode} needs a key")
+        if (self.mode == "statement") != (self.build is not None):
+            raise ValueError(f"{self.name}: build goes with mode 'statement', and only there")
 
     def coalesce_key(self, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         if not self.key or self.mode == "insert":
@@ -97,6 +101,8 @@ class RowKind:
 
     def _build(self, dialect: str, columns: tuple[str, ...]) -> Executable:
         t = self.table
+        if self.build is not None:
+            return self.build(dialect)
         if self.mode == "insert":
             return insert(t)
         if self.mode == "update":

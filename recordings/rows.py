@@ -11,8 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, exists, insert, literal, select, update
+from sqlalchemy.sql import Executable
 
+from cti.rows import RowKind
 from recordings import models as m
 
 REC: Table = m.Recording.__table__  # type: ignore[assignment]
@@ -46,6 +48,25 @@ _FAIL_LIVE_JOB = (
     .where(JOB.c.recording_id == bindparam("rid"), JOB.c.status.in_((m.LIVE, m.FOLLOWING)))
     .values(status=m.FAILED, lease_until=None)
 )
+
+
+def _live_job(_dialect: str) -> Executable:
+    """A live follower's job for a recording still being written that has none."""
+    now = bindparam("now", type_=JOB.c.created_at.type)
+    recording = select(REC.c.id, literal(m.LIVE), literal(0), now, now).where(
+        REC.c.call_id == bindparam("call_id"),
+        REC.c.path == bindparam("path"),
+        REC.c.status == m.RECORDING,
+        ~exists().where(JOB.c.recording_id == REC.c.id),
+    )
+    columns = ["recording_id", "status", "attempts", "created_at", "updated_at"]
+    return insert(JOB).from_select(columns, recording)
+
+
+# MixMonitor started: the CTI's store writes these in its batches (``cti.rows``). A
+# recording already there (stopped, or seen again in a resync) is left alone.
+STARTED = RowKind("recording started", REC, "insert_ignore", key=("call_id", "path"))
+LIVE_JOB = RowKind("live transcription job", JOB, "statement", build=_live_job)
 
 
 def find(conn: Connection, call_id: str, path: str) -> Row[Any] | None:

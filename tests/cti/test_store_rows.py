@@ -203,3 +203,41 @@ def test_rows_wait_out_a_locked_database(tmp_path) -> None:  # noqa: ANN001
         assert c.execute(text("select count(*) from calls")).scalar() == 20
     assert store.dead == []
     engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_a_recording_started_gets_one_live_job_and_a_stopped_one_is_left_alone(
+    any_db_url: str,
+) -> None:
+    from recordings import models as rm
+    from recordings.rows import LIVE_JOB, STARTED
+
+    store, engine = _store(any_db_url)
+
+    def started(call_id: str) -> dict[str, object]:
+        return {"call_id": call_id, "node": "pbx1", "ticket_id": "", "agent_id": None,
+                "path": f"/rec/{call_id}.wav", "started_at": T0, "ended_at": T0,
+                "status": rm.RECORDING, "created_at": T0}  # fmt: skip
+
+    with session_factory(engine)() as s:  # type: ignore[arg-type]
+        done = rm.Recording(**dict(started("old"), status=rm.REGISTERED))
+        s.add(done)
+        s.commit()
+    for call_id in ("new", "new", "old"):  # a start seen twice, a start after the stop
+        store.submit_row(STARTED, started(call_id))
+        store.submit_row(LIVE_JOB, {"call_id": call_id, "path": f"/rec/{call_id}.wav", "now": T0})
+    store.start()
+    assert store.flush_sync(10)
+    store.submit_row(STARTED, started("new"))  # and again in a later batch
+    store.submit_row(LIVE_JOB, {"call_id": "new", "path": "/rec/new.wav", "now": T0})
+    assert store.flush_sync(10)
+    store.stop()
+    with session_factory(engine)() as s:  # type: ignore[arg-type]
+        recs = {r.call_id: r.status for r in s.scalars(select(rm.Recording))}
+        jobs = [
+            (j.recording_id, j.status, j.attempts) for j in s.scalars(select(rm.TranscriptionJob))
+        ]
+        new_id = s.scalar(select(rm.Recording.id).where(rm.Recording.call_id == "new"))
+    assert recs == {"new": rm.RECORDING, "old": rm.REGISTERED}
+    assert jobs == [(new_id, rm.LIVE, 0)]
+    assert store.dead == []
+    engine.dispose()  # type: ignore[attr-defined]
