@@ -21,12 +21,14 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 # The short fields of a request, with their column sizes.
 SHORT_FIELDS = {"citizen_name": 50, "occurred": 100, "location": 200, "category": 50}
 OPENED, ATTACHED = "opened", "attached"
+_STORE_LOCK = threading.Lock()
 
 
 class RateLimited(ApiError):
@@ -225,9 +228,22 @@ class Intake:
         return session.scalar(query)
 
     def _store(self, request: Request) -> Outcome:
+        # Within the process one request at a time (SQLite has no row locks to wait on);
+        # across processes on PostgreSQL, an advisory lock per number.
+        with _STORE_LOCK:
+            return self._store_locked(request)
+
+    def _store_locked(self, request: Request) -> Outcome:
         now = self.clock()
         actor = _actor(request)
         with self.service.sessions.begin() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # Two requests of one number at once (a burst of texts, two CTIs) would each
+                # find no open ticket and open two: the second waits for the first's commit.
+                session.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"),
+                    {"key": zlib.crc32(f"intake:{request.phone}".encode())},
+                )
             ticket = self.open_ticket_of(session, request.phone, request.category)
             if ticket is not None:
                 session.add(_intake_row(request, ticket.id, ATTACHED, now))

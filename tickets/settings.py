@@ -134,6 +134,16 @@ class TicketSettings(_Model):
         default_factory=lambda: ["咨询", "求助", "投诉", "举报", "建议", "表扬"]
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_channels(cls, data: object) -> object:
+        if isinstance(data, dict) and "channels" in data:
+            raise ValueError(
+                "channels is no longer a setting: a ticket's channel is set by the way the"
+                " request came in (see [intake]); remove the line"
+            )
+        return data
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:

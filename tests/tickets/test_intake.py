@@ -1,17 +1,27 @@
 """``tickets.intake`` on its own: which open ticket a request joins (the number, the category,
 the week), that a request delivered twice opens one ticket, the web form's code (its life,
-its attempts), and that the KPIs count an intake ticket like a call's once an agent acts."""
+its attempts), that texts of one number at once open one ticket, and that the KPIs count an
+intake ticket like a call's once an agent acts."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cti.errors import ApiError
+from cti.config import default_data, parse
+from cti.errors import ApiError, ConfigError
 from cti.events import TicketUpdated
+from tests.tickets.conftest import PG_URL
 from tests.tickets.fake_twilio import SID, TOKEN, FakeTwilio
 from tests.tickets.support import Clock, RecordingBus, do, open_ticket
 from tickets.channels import Channel
@@ -22,6 +32,7 @@ from tickets.settings import IntakeSettings, SmsSettings
 from tickets.sms import SmsNotifier
 
 PHONE = "13812345678"  # support.open_ticket's caller
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -131,3 +142,70 @@ def test_a_code_lives_its_lifetime_and_its_attempts(
     assert count(sessions, Ticket) == 0 and count(sessions, SmsMessage) == 2
     clock.advance(days=1)
     assert intake.forget_expired() == 2 and count(sessions, IntakeCode) == 0
+
+
+def test_texts_of_one_number_at_once_open_one_ticket(
+    intake: Intake, sessions: sessionmaker[Session]
+) -> None:
+    # Threads of one process; other processes on PostgreSQL wait on the same advisory lock.
+    for round_ in range(3):
+        requests = [
+            request(intake, f"wx-{round_}-{n}", phone=f"1391234000{round_}") for n in range(4)
+        ]
+        barrier = threading.Barrier(len(requests))
+
+        def submit(req: Request, barrier: threading.Barrier = barrier) -> str:
+            barrier.wait()
+            return intake.submit(req).kind
+
+        with ThreadPoolExecutor(len(requests)) as pool:
+            kinds = sorted(pool.map(submit, requests))
+        assert kinds == ["attached", "attached", "attached", "opened"], round_
+    assert count(sessions, Ticket) == 3
+
+
+def test_a_configuration_naming_tickets_channels_is_told_to_remove_it() -> None:
+    data = default_data()
+    data["tickets"] = {"channels": ["phone", "web"]}
+    with pytest.raises(ConfigError, match="channels is no longer a setting"):
+        parse(data)
+
+
+@pytest.mark.skipif(not PG_URL, reason="one CTI per SQLite file (hotline serve refuses a second)")
+def test_processes_submitting_one_numbers_requests_at_once_open_one_ticket(
+    db_url: str, engine: object, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = []
+    for i in range(3):
+        with (tmp_path / f"racer{i}.log").open("wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "tests.tickets.intake_race_process", db_url, str(i)]
+                    + ["3", "13912340009"],
+                    cwd=ROOT,
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                )
+            )
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+        kinds = []
+        for i, proc in enumerate(procs):
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0, (tmp_path / f"racer{i}.log").read_text()
+            kinds += json.loads(out.decode().splitlines()[-1])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert sorted(kinds) == ["attached"] * 8 + ["opened"]
+    assert count(sessions, Ticket) == 1
