@@ -269,11 +269,11 @@ class Hotline:
         self.single.acquire()  # a second CTI on the same SQLite file stops here
         create_schema(self.engine)
         if self._want_console:
-            # Imported now, so that a standby taking over does not spend its first second
-            # loading the web framework.
-            import uvicorn  # noqa: F401
+            # Built now, so that a standby taking over does not spend its first second
+            # loading and wiring the web framework.
+            from console.app import create_app
 
-            import console.app  # noqa: F401
+            self.console_app = create_app(self)
         if not await self.leadership.acquire(until):
             return False
         await self._lead()
@@ -284,18 +284,21 @@ class Hotline:
         resync at each node's login), the timers, FastAGI, the ACD, the console."""
         logged_in = self._sync_reference_data()
         self._warm_caller_cache()
-        await import_missed_calls(self.settings, self.sessions, self.persistence)
+        # The calls Asterisk recorded while no CTI watched are imported after each node's
+        # resync (``_resync``), when the lists have shown what is still up.
         self.tickets.bind_loop(asyncio.get_running_loop())
         self.store.start()
         self._restore_agents(logged_in)
-        self.tickets.start_timers()
-        if self.sms is not None:
-            self.sms.start()
         await self.agi.start()
         for node in self.nodes.values():
             await node.start()
         self.acd.start()
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="cti-heartbeat")
+        # After Asterisk's side: timers that fell due during a takeover run at once, in
+        # threads, and must not delay the first route.
+        self.tickets.start_timers()
+        if self.sms is not None:
+            self.sms.start()
         self._maintenance = asyncio.create_task(self._maintenance_loop(), name="cti-maintenance")
         if self._want_console:
             await self._start_console()
@@ -353,7 +356,8 @@ class Hotline:
 
         from console.app import create_app
 
-        self.console_app = create_app(self)
+        if self.console_app is None:
+            self.console_app = create_app(self)
         # X-Forwarded-For (and -Proto) are believed only from [console] trusted_proxies: by
         # default uvicorn believes them from 127.0.0.1, which let any local client pick the
         # address the login limiter counts. Without proxies, nobody's are believed.
@@ -420,10 +424,11 @@ class Hotline:
             len(channels),
             len(contacts),
         )
-        if self.node_state_seen.get(node.name):
-            # A reconnect: calls that began and ended while the link was down left no event,
-            # only Asterisk's CDR (the FastAGI route kept working meanwhile).
-            await import_missed_calls(self.settings, self.sessions, self.persistence)
+        # Calls that began and ended while the link was down left no event, only Asterisk's
+        # CDR (the FastAGI route kept working meanwhile). At the first login too: calls that
+        # ended between the start's import and this snapshot (a standby taking over under
+        # load) are in the CDR and in no list. The import skips what is recorded already.
+        await import_missed_calls(self.settings, self.sessions, self.persistence)
         self.node_state_seen[node.name] = True
         self.resync_seconds[node.name] = seconds
         self.bus.publish(
@@ -522,7 +527,7 @@ class Hotline:
     # --- FastAGI ------------------------------------------------------------------------
 
     async def _agi_route(self, session: AgiSession) -> None:
-        if not self.leadership.leading:
+        if not self.leadership.leading or not self._resynced(session.peer):
             return  # closed unanswered: the caller's defaults, the fallback queue
         await route_script.serve(
             session,
@@ -530,6 +535,14 @@ class Hotline:
             give_up_s=self.settings.agi.route_timeout_s,
             pbx_time=lambda: self._pbx_time(session.peer),
         )
+
+    def _resynced(self, peer: str) -> bool:
+        """Whether this process has read the asking node's channels yet. Before that (the
+        first seconds of a start or a takeover) a route could send a caller to a seat busy
+        with a call this process has not seen, and the answer of a call it routed could
+        pass unseen; the fallback queue takes those callers."""
+        nodes = [n for n in self.nodes.values() if n.host == peer] or list(self.nodes.values())
+        return any(self.node_state_seen.get(n.name) for n in nodes)
 
     def _pbx_time(self, peer: str) -> float | None:
         """The clock of the Asterisk that asks: the node at that address, else the only one."""

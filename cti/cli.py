@@ -72,9 +72,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         # One Hotline per leadership: with another CTI leading on the database this one waits
         # on standby; a leader that loses its lease stops everything and waits again, anew.
+        lost_once = False
         while not stop.is_set():
             hotline = Hotline(settings)
-            if not await hotline.start(until=stop):
+            try:
+                led = await hotline.start(until=stop)
+            except Exception as exc:
+                if not lost_once:
+                    raise
+                # Stepped down because the database was away: it may be away still.
+                from cti.db import first_line
+
+                log.warning(
+                    "hotline serve: standby not resumed yet (%s); trying again", first_line(exc)
+                )
+                with contextlib.suppress(Exception):
+                    await hotline.stop()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 2.0)
+                continue
+            if not led:
                 await hotline.stop()
                 return
             print(
@@ -89,6 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             lost.cancel()
             await hotline.stop()
             if hotline.lost.is_set() and not stop.is_set():
+                lost_once = True
                 log.error("hotline serve: this CTI lost the lead; it waits on standby again")
 
     asyncio.run(run())

@@ -94,9 +94,9 @@ class HaSettings(Section):
     ``lease_s`` (plus ``poll_s``) later. The leader stops acting when it could not renew for
     ``lease_s`` less ``margin_s``, before a standby may take the lease."""
 
-    lease_s: float = Field(3.0, ge=1, le=60)
-    renew_s: float = Field(1.0, gt=0, le=20)
-    poll_s: float = Field(0.5, gt=0, le=10)
+    lease_s: float = Field(2.5, ge=1, le=60)
+    renew_s: float = Field(0.5, gt=0, le=20)
+    poll_s: float = Field(0.25, gt=0, le=10)
     margin_s: float = Field(0.3, ge=0, le=10)
     # How the console names this process's side (shown to operators): a URL or host name.
     address: str = ""
@@ -318,7 +318,7 @@ class Settings(Section):
     windows: list[WindowSettings] = []
     departments: list[DepartmentSettings] = []
     logging: LoggingSettings = LoggingSettings()
-    ha: HaSettings = Field(default_factory=HaSettings)
+    ha: HaSettings = HaSettings.model_validate({})
 
     @field_validator("asterisk")
     @classmethod

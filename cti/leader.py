@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from cti.db import first_line
 from cti.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class Leadership:
             try:
                 held = await asyncio.to_thread(self.lease.take, force=self.force)
             except Exception as exc:  # the database away: a standby just waits
-                log.warning("leadership: the lease could not be tried: %s", exc)
+                log.warning("leadership: the lease could not be tried: %s", first_line(exc))
                 held = None
             if held is not None:
                 self._won(held, sent)
@@ -243,7 +244,7 @@ class Leadership:
             except TimeoutError:
                 continue  # the deadline passed while the database did not answer
             except Exception as exc:
-                log.warning("leadership: renewal failed: %s", exc)
+                log.warning("leadership: renewal failed: %s", first_line(exc))
                 continue
             if held is None:
                 self._lose("another process holds the lease")
@@ -270,7 +271,9 @@ class Leadership:
             try:
                 await asyncio.wait_for(asyncio.to_thread(self.lease.release), 5)
             except Exception as exc:
-                log.warning("leadership: the lease was not released (it runs out): %s", exc)
+                log.warning(
+                    "leadership: the lease was not released (it runs out): %s", first_line(exc)
+                )
 
     def info(self) -> dict[str, Any]:
         """For health and the console: who leads, and whether it is this process."""
