@@ -246,6 +246,11 @@ class LiveHub:
             snap["seats"] = [s.to_dict() for s in hotline.seats.all()]
             snap["alarms"] = list(self.alarms)[-50:]
             snap["nodes"] = {name: n.connected for name, n in hotline.nodes.items()}
+            leadership = getattr(hotline, "leadership", None)
+            if leadership is not None:
+                # Which CTI leads (cti.leader): a wallboard reconnecting after a takeover
+                # names the new one.
+                snap["cti"] = leadership.info()
         if user.agent_id:
             agent = hotline.agents.find(user.agent_id)
             snap["me"] = agent.to_dict(now) if agent is not None else None

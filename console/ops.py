@@ -56,6 +56,16 @@ def health(hotline: Any, hub: LiveHub) -> dict[str, Any]:
         "calls": raw.get("calls", 0),
         "console": {"websockets": hub.client_count},
     }
+    lead = raw.get("leadership")
+    if isinstance(lead, dict):
+        # Which CTI leads (two on one database, cti.leader): this process's role, the
+        # lease's term, and the leader's name as [ha] address gives it (no host unless the
+        # site chose to put one there).
+        out["leadership"] = {
+            "role": lead.get("role"),
+            "term": lead.get("term"),
+            "leader_address": lead.get("leader_address"),
+        }
     workers = raw.get("workers")
     if isinstance(workers, dict):
         out["workers"] = {

@@ -27,6 +27,7 @@
         (m.seats || []).forEach(function (s) { seats[s.extension] = s; });
         alarms = (m.alarms || []).slice().reverse();
         nodes(m.nodes || {});
+        renderCti(m.cti);
         fillMySeat();
         renderAll();
         loadKpis();
@@ -198,6 +199,12 @@
         text: t("wallboard.node_health", { node: n, state: t(down[n] ? "wallboard.node_down" : "wallboard.node_up"),
           seats: seatCount, calls: callCount }) }));
     });
+  }
+
+  // Which CTI process leads (two on one database: one leads, the other waits on standby).
+  function renderCti(cti) {
+    H.setText("cti-leader", cti && cti.leader ? t("wallboard.cti_leader", {
+      leader: cti.leader_address || cti.leader, term: cti.term }) : "");
   }
 
   function renderFloor() {
