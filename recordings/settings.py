@@ -52,6 +52,11 @@ class RecordingSettings(BaseModel):
         return self.asterisk_dir or self.dir
 
 
+# Decoder limits used unless configured (see recordings/README.md, "Decoder search limits").
+DEFAULT_BEAM = 7.0
+DEFAULT_MAX_ACTIVE = 1000
+
+
 class TranscriptionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,12 +79,13 @@ class TranscriptionSettings(BaseModel):
     live_calls: int = Field(default=8, ge=0)
     # How often a live follower reads what was written since.
     live_poll_s: float = Field(default=0.5, gt=0)
-    # Decoder search limits, over the model's own conf/model.conf (unset: the model's value).
-    # Narrower is faster and a little less accurate: recordings/README.md has measurements.
-    beam: float | None = Field(default=None, gt=0)
-    max_active: int | None = Field(default=None, gt=0)
-    min_active: int | None = Field(default=None, gt=0)
-    lattice_beam: float | None = Field(default=None, gt=0)
+    # Decoder search limits, over the model's own conf/model.conf; 0 keeps the model's value.
+    # The defaults keep free-form decoding within a real-time factor of 0.1 per core:
+    # recordings/README.md has the measurements they were chosen from.
+    beam: float | None = Field(default=DEFAULT_BEAM, ge=0)
+    max_active: int | None = Field(default=DEFAULT_MAX_ACTIVE, ge=0)
+    min_active: int | None = Field(default=None, ge=0)
+    lattice_beam: float | None = Field(default=None, ge=0)
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -89,7 +95,7 @@ class TranscriptionSettings(BaseModel):
         options = {"beam": self.beam, "max-active": self.max_active}
         options["min-active"] = self.min_active
         options["lattice-beam"] = self.lattice_beam
-        return {k: v for k, v in options.items() if v is not None}
+        return {k: v for k, v in options.items() if v}
 
 
 def korean_test_model() -> str | None:

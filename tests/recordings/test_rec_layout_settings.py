@@ -127,3 +127,19 @@ def test_decoder_options_make_a_view_of_the_model(tmp_path: Path) -> None:
     assert (view / "conf" / "mfcc.conf").resolve() == (model / "conf" / "mfcc.conf")
     assert (model / "conf" / "model.conf").read_text().count("beam=10.0") == 1  # untouched
     assert tuned_model_dir(str(model), decoder) == str(view)  # made once
+
+
+def test_decoder_limits_default_and_zero_keeps_the_models_value() -> None:
+    from recordings.settings import DEFAULT_BEAM, DEFAULT_MAX_ACTIVE
+
+    assert TranscriptionSettings().decoder() == {
+        "beam": DEFAULT_BEAM,
+        "max-active": DEFAULT_MAX_ACTIVE,
+    }
+    assert TranscriptionSettings(beam=0, max_active=0).decoder() == {}
+    assert TranscriptionSettings(max_active=0, lattice_beam=1.0).decoder() == {
+        "beam": DEFAULT_BEAM,
+        "lattice-beam": 1.0,
+    }
+    with pytest.raises(ValidationError):
+        TranscriptionSettings(beam=-1.0)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from recordings.settings import TranscriptionSettings
 from recordings.transcribe import AGENT, CITIZEN, MIXED, Transcriber
 
 from .conftest import AGENT_OFFSET_S, AUDIO, ROOT, shared_recordings_dir, word_accuracy, write_call
@@ -123,12 +124,14 @@ def test_cli_json(ko_model: str, spoken: dict[str, str]) -> None:
         assert doc["rtf"] > 0
 
 
-def test_narrower_decoder_search_still_recognises_the_phrases(
+def test_default_decoder_limits_still_recognise_the_phrases(
     ko_model: str, ko_phrases: list[str], spoken: dict[str, str]
 ) -> None:
-    """``beam``/``max_active`` as recordings/README.md suggests: the model loads with them
-    and the phrase list still gives most words."""
-    tr = Transcriber(ko_model, 8000, ko_phrases, decoder={"beam": 7.0, "max-active": 1000})
+    """The default ``beam``/``max_active`` (narrower than the model's own): the model loads
+    with them and the phrase list still gives most words."""
+    decoder = TranscriptionSettings().decoder()
+    assert decoder
+    tr = Transcriber(ko_model, 8000, ko_phrases, decoder=decoder)
     assert tr.model is not Transcriber(ko_model, 8000).model  # another model instance
     for who in ("citizen", "agent"):
         t = tr.transcribe_file(AUDIO / f"{who}_ko.wav")
