@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 # MOVE_RETRIES times; then it stays on hold (the dialplan's fallback takes it if the CTI goes).
 MOVE_RETRIES = 3
 MOVE_BACKOFF_S = 0.5
+# A seat of another node that the trunk from the caller's node could not reach is offered no
+# call for this long (then tried again, if its phone is still usable): the call goes on to
+# other seats meanwhile, and a broken trunk costs one failed Dial per seat this often.
+TRUNK_HOLD_OFF_S = 5.0
 
 
 class CallerCache:
@@ -129,6 +133,7 @@ class Acd:
         self._move_failures: dict[str, int] = {}
         self._suspect_agents: set[str] = set()
         self._retry_handles: dict[str, asyncio.TimerHandle] = {}
+        self._held_off: dict[str, asyncio.TimerHandle] = {}  # seat -> its way back
         self.members = QueueMembers(queue)
         tracker.on_waiting.append(self._waiting)
         tracker.on_answered.append(self._answered)
@@ -220,9 +225,10 @@ class Acd:
         self._ticker = asyncio.create_task(self._tick_loop(), name="acd-tick")
 
     async def stop(self) -> None:
-        for handle in self._retry_handles.values():
+        for handle in [*self._retry_handles.values(), *self._held_off.values()]:
             handle.cancel()
         self._retry_handles.clear()
+        self._held_off.clear()
         await self.members.stop()
         tasks = list(self._tasks)
         if self._ticker is not None:
@@ -415,10 +421,16 @@ class Acd:
             self._dispatch(self.router.call_gone(call.call_id, now))
             return
         if status not in ("NOANSWER", "BUSY") and self._remote_node(seat, call.node):
-            # The trunk to the seat's node failed: the seat never rang. The call leaves the
-            # line for a while (a broken trunk refuses the next try as fast), the agent stays.
-            self._dispatch(self.router.call_gone(call.call_id, now))
-            self._retry_later(call.call_id)
+            # The trunk to the seat's node failed: the seat never rang, and its agent stays as
+            # they are. The seat is out of the router's reach for a while (a broken trunk
+            # refuses the next try as fast), the call back in line for the other seats.
+            self._dispatch(self.router.seat_unreachable(seat, now))
+            try:
+                offers = self.router.release(call.call_id, agent.id, now, agent_ok=True)
+            except ValueError:
+                offers = []
+            self._dispatch(offers)
+            self._hold_off(seat)
             return
         # The board has already judged the agent (a seat not answering is not ready, RONA);
         # the router follows it, so the two never disagree about who may be offered a call.
@@ -428,6 +440,19 @@ class Acd:
         except ValueError:
             return
         self._dispatch(offers)
+
+    def _hold_off(self, seat: str) -> None:
+        old = self._held_off.pop(seat, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._held_off[seat] = loop.call_later(TRUNK_HOLD_OFF_S, self._seat_back, seat)
+
+    def _seat_back(self, seat: str) -> None:
+        self._held_off.pop(seat, None)
+        found = self.seats.get(seat)
+        if found is not None and found.usable:
+            self._dispatch(self.router.seat_reachable(seat, self._clock()))
 
     def _agent_changed(self, agent: Agent, old: str, new: str) -> None:
         now = self._clock()

@@ -189,8 +189,12 @@ async def test_a_trunk_that_does_not_qualify_leaves_the_agent_ready(nodes: TwoNo
     handle = nodes.a.place_call(caller="13800000018", name="周九", did="12345", talk_s=1)
     await nodes.until(lambda: bool(nodes.of(CallRouted)))
     assert nodes.of(CallRouted)[0].target == "PJSIP/8002@node-b"
-    # Back on hold without a Dial: the call leaves the line for a while, wang stays ready.
+    # Back on hold without a Dial: the call waits for another seat, wang stays ready, and
+    # his seat is out of the router's reach for a while.
     await nodes.until(lambda: bool(nodes.of(CallQueued)))
+    await nodes.until(lambda: bool(hotline.acd.snapshot()["waiting"]))
+    (agent,) = [a for a in hotline.acd.snapshot()["agents"] if a["agent_id"] == "wang"]
+    assert (agent["state"], agent["reachable"]) == ("ready", False)
     await nodes.ready(("li", "8001"))
     assert await handle.wait(10) == "answered"
     assert [e.seat for e in nodes.of(CallAnswered)] == ["8001"]
