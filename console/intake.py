@@ -211,14 +211,18 @@ def router(hotline: Any, renderer: Any, client_address: Callable[[Request], str]
         outcome = await asyncio.to_thread(intake.submit, req)
         return JSONResponse(outcome.to_dict(), status_code=200 if outcome.replayed else 201)
 
+    check_token = intake_client(settings)
+
     @api.get("/api/police/handovers")
     def police_handovers(
-        client: IntakeClient = by_token,
+        request: Request,
         after: int = Query(0, ge=0, le=MAX_ID, description="the last cursor read"),
         limit: int = Query(100, ge=1, le=500),
     ) -> list[dict[str, Any]]:
         """12345 -> 110: the tickets handed over to 110 after ``after``, oldest first, with
-        their content (the five elements, the category, the contact); for 110's system."""
+        their content (the five elements, the category, the contact); for 110's system.
+        The token is checked in the route, after the parameters (as ``/metrics`` does)."""
+        client = check_token(request)
         if Channel.POLICE110.value not in client.channels:
             raise Forbidden("channel-not-allowed", f"intake client {client.name} is not 110's")
         return handovers(hotline.tickets.sessions, after, limit)

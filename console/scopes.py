@@ -414,8 +414,8 @@ ACCESS: tuple[Access, ...] = (
     _row("POST /api/sms/status", "sms", _OPEN, optional=True),
     # intake by other channels (console.intake): another system's bearer token, no person
     _row("POST /api/tickets", "intake API: an [[intake.clients]] token", "— — — — — —"),
-    _row("GET /api/police/handovers", "to 110: a police110 intake client's token",
-         "— — — — — —"),
+    _row("GET /api/police/handovers", "to 110: a police110 intake client's token, checked "
+         "in the route", _OPEN),
     _row("POST /api/sms/inbound", "intake: citizens' SMS (twilio's signature)", _OPEN,
          optional=True),
     _row("GET /intake", "intake: the public web form", _OPEN, optional=True),

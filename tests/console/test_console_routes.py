@@ -25,6 +25,7 @@ OPEN = {
     "/intake": "the public web form",
     "/api/intake/web": "the public web form, rate limited, confirmed by a code sent by SMS",
     "/api/intake/web/confirm": "the public web form's code",
+    "/api/police/handovers": "110's system: a police110 intake token, checked in the route",
 }
 STATIC_MOUNTS = {"/static"}
 
