@@ -39,6 +39,10 @@ def _already_member(exc: AmiError) -> bool:
     return "already there" in exc.message.lower()
 
 
+def _pause_state(paused: bool, reason: str) -> tuple[bool, str]:
+    return (paused, (reason or "login") if paused else "")
+
+
 def _not_member(exc: AmiError) -> bool:
     low = exc.message.lower()
     return "not there" in low or "interface not found" in low
@@ -49,6 +53,8 @@ class QueueMembers:
         self.queue = queue
         self._want: dict[Key, Want] = {}
         self._present: dict[Key, bool] = {}
+        # What Asterisk was last told or shown of a present member's pause: (paused, reason).
+        self._paused: dict[Key, tuple[bool, str]] = {}
         self._nodes: dict[str, AmiNode] = {}
         self._tasks: dict[Key, asyncio.Task[bool]] = {}
         self.stats = {"actions": 0, "failed": 0}
@@ -101,8 +107,11 @@ class QueueMembers:
                 present[seat] = m
         for key in [k for k in self._present if k[0] == node.name]:
             self._present[key] = key[1] in present
-        for seat in present:
+            self._paused.pop(key, None)
+        for seat, member in present.items():
             self._present[(node.name, seat)] = True
+            paused = member.get("Paused") == "1"
+            self._paused[(node.name, seat)] = (paused, member.get("PausedReason", "") or "")
         tasks = []
         for seat, want in wanted.items():
             have = present.get(seat)
@@ -126,6 +135,9 @@ class QueueMembers:
 
     async def _converge(self, key: Key) -> bool:
         node = self._nodes[key[0]]
+        # One turn of the loop first: an agent whose state flips and back in one turn (a
+        # wrap-up of 0 s: paused, then ready) costs Asterisk no action.
+        await asyncio.sleep(0)
         ok = False
         for _ in range(5):
             want = self._want.get(key)
@@ -144,10 +156,11 @@ class QueueMembers:
                     if not _not_member(exc):
                         raise
                 self._present[key] = False
+                self._paused.pop(key, None)
                 return True
             name, paused, reason = want
             if self._present.get(key):
-                if paused is None:
+                if paused is None or self._paused.get(key) == _pause_state(paused, reason):
                     return True
                 try:
                     await self._pause(node, iface, paused, reason)
@@ -156,6 +169,7 @@ class QueueMembers:
                         raise
                     self._present[key] = False  # Asterisk restarted: add it again
                     await self._add(node, iface, name, paused, reason)
+                self._paused[key] = _pause_state(paused, reason)
             else:
                 try:
                     await self._add(node, iface, name, bool(paused), reason)
@@ -164,11 +178,15 @@ class QueueMembers:
                         raise
                     # Left there by an earlier CTI process: set what we want on it.
                     self._present[key] = True
+                    self._paused.pop(key, None)
                     if paused is not None:
                         await self._pause(node, iface, paused, reason)
+                if paused is not None:
+                    self._paused[key] = _pause_state(paused, reason)
             self._present[key] = True
             return True
         except (AmiError, AmiUnavailable) as exc:
+            self._paused.pop(key, None)  # not known any more
             self.stats["failed"] += 1
             log.info("fallback queue %s %s: %s", self.queue, iface, exc)
             return False

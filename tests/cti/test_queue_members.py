@@ -93,3 +93,29 @@ async def test_queue_members_come_back_after_an_asterisk_restart(
     finally:
         await hotline.stop()
         await sim.stop()
+
+
+async def test_a_flip_within_one_turn_and_a_repeat_cost_asterisk_no_action(
+    any_db_url: str, tmp_path: Path
+) -> None:
+    """A wrap-up of 0 s pauses and unpauses in one turn of the loop; a second 'ready' for a
+    member that is unpaused already. Neither sends Asterisk anything; a real pause does."""
+    data = site_data(3)
+    floor = await open_site(data, any_db_url, tmp_path)
+    sim, hotline = floor.sim, floor.hotline
+    try:
+        await converged(sim, hotline, 5)
+        qm = hotline.acd.members
+        node = next(iter(hotline.nodes.values()))
+        await until(lambda: qm.converging == 0, 5)
+        before = qm.stats["actions"]
+        qm.want(node, "8001", ("li", True, "wrap_up"))
+        last = qm.want(node, "8001", ("li", False, ""))
+        assert await last
+        assert await qm.want(node, "8001", ("li", False, ""))
+        assert qm.stats["actions"] == before
+        assert await qm.want(node, "8001", ("li", True, "lunch"))
+        assert qm.stats["actions"] == before + 1 and members(sim)["PJSIP/8001"] is True
+    finally:
+        await hotline.stop()
+        await sim.stop()
