@@ -40,7 +40,9 @@ async def main(url: str, mode: str, ticket_id: str = "") -> int:
             return 0
         for _ in range(100):
             view = service.get(ticket_id)
-            if any(e.action == "due_overdue" for e in view.events):
+            # The view is read in several statements: the ticket row may predate the events
+            # read after it (the escalation committed in between). Both must show it.
+            if view.supervision_level and any(e.action == "due_overdue" for e in view.events):
                 print(view.supervision_level, flush=True)
                 return 0
             await asyncio.sleep(0.05)
