@@ -16,12 +16,15 @@ Two kinds of accuracy, because the small Korean model does not understand espeak
 Korean free-form (its free-form words are mostly wrong at every setting):
 
 * ``free_form``: ``agreement`` is the word accuracy of each setting's transcript taken against
-  the widest setting's transcript. Words a narrower search loses or changes are exactly what
-  it costs; ``noise_floor`` is the agreement between the widest setting and the same setting
-  fed in other chunks (a change that should not matter), the scale below which a difference
-  means nothing. ``word_acc`` against the spoken text is printed too.
+  the transcript with the model's own limits: the words a narrower search changes.
+  ``noise_floor`` is the agreement of the model's own limits with themselves fed in other
+  chunks (a change that should not matter): differences of that size mean nothing.
+  ``word_acc`` against the spoken text is printed too (near 0 with espeak-ng voices).
 * ``phrase_list``: the project's test phrase list (vosk's grammar mode), where the model does
-  understand the voices: ``word_acc`` against the spoken text.
+  recognise these voices in part: ``word_acc`` against the spoken text.
+
+``--passes 2`` decodes the corpus twice with the same recognisers and reports the second pass
+(a worker's steady state) beside the first.
 
 Word accuracy is 1 - WER over the spoken words, spaces and punctuation normalised: the model
 writes Korean particles as words of their own (가로등 이) where the text has one word
