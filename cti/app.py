@@ -13,6 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -376,7 +377,9 @@ class Hotline:
             forwarded_allow_ips=proxies,
         )
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # The CTI's loop owns SIGINT/SIGTERM (``hotline serve``): uvicorn would take them over
+        # for as long as the console serves.
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         self._console_server = server
         self._console_task = asyncio.create_task(server.serve(), name="console")
         for _ in range(200):
@@ -554,22 +557,23 @@ class Hotline:
     def _open_ticket(self, call: Call) -> None:
         ticket_id = call.ticket_id or self.ticket_numbers.next()
         call.ticket_id = ticket_id
-        args = dict(
-            call_id=call.call_id,
-            node=call.node,
-            caller=call.caller,
-            caller_name=call.caller_name,
-            did=call.did,
-            topic=call.topic,
-            agent_id=call.agent_id,
-            leader=call.leader,
-            answered_at=call.answered_at,
-            recording_path=call.recording,
-        )
+        snapshot = replace(call, legs=set(call.legs), transfers=list(call.transfers))
         loop = asyncio.get_running_loop()
 
         def open_ticket() -> None:
-            opened = self.tickets.open_id_for_call(ticket_id, **args)
+            opened = self.tickets.open_id_for_call(
+                ticket_id,
+                call_id=snapshot.call_id,
+                node=snapshot.node,
+                caller=snapshot.caller,
+                caller_name=snapshot.caller_name,
+                did=snapshot.did,
+                topic=snapshot.topic,
+                agent_id=snapshot.agent_id,
+                leader=snapshot.leader,
+                answered_at=snapshot.answered_at,
+                recording_path=snapshot.recording,
+            )
             if opened == ticket_id:
                 return
             # The call already had a ticket (seen again after a reconnect or a CTI restart):
