@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from cti.bus import Bus
@@ -218,28 +218,27 @@ class Persistence:
 
 def _missed(session: Session, call: Call) -> None:
     """An unanswered inbound call: one open callback task per caller, ordered by the first
-    call; later missed calls of the same caller are counted on it."""
-    task = session.scalar(
-        select(CallbackTaskRow).where(
-            CallbackTaskRow.caller == call.caller, CallbackTaskRow.status != "done"
+    call; later missed calls of the same caller are counted on it (in the database, so that
+    a count is never lost to another writer)."""
+    at = call.ended_at or call.started_at
+    counted = session.execute(
+        update(CallbackTaskRow)
+        .where(CallbackTaskRow.caller == call.caller, CallbackTaskRow.status != "done")
+        .values(missed_calls=CallbackTaskRow.missed_calls + 1, last_call_at=at)
+    )
+    if counted.rowcount:  # type: ignore[attr-defined]
+        return
+    session.add(
+        CallbackTaskRow(
+            caller=call.caller,
+            caller_name=call.caller_name[:128],
+            did=call.did,
+            topic=call.topic,
+            first_call_at=call.started_at,
+            last_call_at=at,
+            missed_calls=1,
         )
     )
-    at = call.ended_at or call.started_at
-    if task is None:
-        session.add(
-            CallbackTaskRow(
-                caller=call.caller,
-                caller_name=call.caller_name[:128],
-                did=call.did,
-                topic=call.topic,
-                first_call_at=call.started_at,
-                last_call_at=at,
-                missed_calls=1,
-            )
-        )
-    else:
-        task.missed_calls += 1
-        task.last_call_at = at
 
 
 def _snapshot(call: Call) -> Call:

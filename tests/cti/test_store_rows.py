@@ -241,3 +241,48 @@ def test_a_recording_started_gets_one_live_job_and_a_stopped_one_is_left_alone(
     assert jobs == [(new_id, rm.LIVE, 0)]
     assert store.dead == []
     engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_missed_calls_count_on_one_open_task_until_the_caller_is_reached(any_db_url: str) -> None:
+    from cti.calls.model import Call
+    from cti.persist import _missed
+
+    store, engine = _store(any_db_url)
+
+    def missed(n: int) -> Call:
+        at = T0 + timedelta(minutes=n)
+        return Call(
+            node="pbx1",
+            call_id=f"m{n}",
+            direction="inbound",
+            channel="PJSIP/trunk-1",
+            uniqueid=f"m{n}",
+            caller="13700000000",
+            caller_name="张三",
+            did="12345",
+            started_at=at,
+            started_mono=0.0,
+            ended_at=at + timedelta(seconds=30),
+        )
+
+    for n in range(3):
+        call = missed(n)
+        store.submit(lambda s, call=call: _missed(s, call))  # type: ignore[misc]
+    reached = {"caller": "13700000000", "status": "done", "closed_at": T0, "closed_by": "a1"}
+    store.submit_row(CALLBACKS_DONE, reached)
+    later = missed(9)
+    store.submit(lambda s: _missed(s, later))
+    store.start()
+    assert store.flush_sync(10)
+    store.stop()
+    with session_factory(engine)() as s:  # type: ignore[arg-type]
+        tasks = [
+            (t.status, t.missed_calls, t.first_call_at, t.last_call_at)
+            for t in s.scalars(select(CallbackTaskRow).order_by(CallbackTaskRow.id))
+        ]
+    end = timedelta(seconds=30)
+    assert tasks == [
+        ("done", 3, T0, T0 + timedelta(minutes=2) + end),
+        ("open", 1, T0 + timedelta(minutes=9), T0 + timedelta(minutes=9) + end),
+    ]
+    engine.dispose()  # type: ignore[attr-defined]
