@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -53,6 +53,10 @@ from tickets.views import TicketView, to_jsonable
 from tickets.workflow import Workflow
 
 log = logging.getLogger(__name__)
+
+_INSERT_TICKET = insert(Ticket)
+_INSERT_TICKET_CALL = insert(TicketCall)
+_INSERT_EVENT = insert(TicketEvent)
 
 EDITABLE_FIELDS = {
     "citizen_name": 50,
@@ -217,9 +221,9 @@ class TicketService(TicketQueries):
                 existing = self._ticket_of_call(session, node, call_id)
                 if existing is not None:
                     return existing
-                holder = session.get(Ticket, ticket_id)
+                holder = session.scalar(select(Ticket.caller).where(Ticket.id == ticket_id))
                 if holder is not None:
-                    if _same_caller(holder.caller, caller):
+                    if _same_caller(holder, caller):
                         self.attach_call(
                             ticket_id,
                             call_id,
@@ -290,41 +294,61 @@ class TicketService(TicketQueries):
         answered_at: datetime | None,
         recording_path: str,
     ) -> None:
-        ticket = Ticket(
-            id=ticket_id,
-            state=State.INTAKE.value,
-            caller=caller,
-            citizen_name=caller_name,
-            did=did,
-            topic=topic,
-            category=topic,
-            agent_id=agent_id,
-            leader=leader,
-            opened_at=answered_at or now,
-        )
+        """The ticket, its origin call and the audit entry in one transaction, as Core
+        inserts: this runs for every answered call in the CTI's writer thread, where an ORM
+        unit of work of three objects cost about two milliseconds."""
         try:
             contact = normalise_phone(caller)
         except Invalid:
             contact = ""  # withheld or odd caller ids: the agent asks for a number
-        ticket.contact_phone = contact
+        actor = Actor(agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
         with self.sessions.begin() as session:
-            session.add(ticket)
-            session.flush()
-            session.add(
-                TicketCall(
-                    ticket_id=ticket_id,
-                    call_id=call_id,
-                    node=node,
-                    caller=caller,
-                    agent_id=agent_id,
-                    answered_at=answered_at or now,
-                    recording_path=recording_path,
-                    kind="origin",
-                    attached_at=now,
-                )
+            conn = session.connection()
+            conn.execute(
+                _INSERT_TICKET,
+                {
+                    "id": ticket_id,
+                    "state": State.INTAKE.value,
+                    "caller": caller,
+                    "citizen_name": caller_name,
+                    "did": did,
+                    "topic": topic,
+                    "category": topic,
+                    "agent_id": agent_id,
+                    "leader": leader,
+                    "opened_at": answered_at or now,
+                    "contact_phone": contact,
+                },
             )
-            actor = Actor(agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
-            self.audit(session, ticket, "open", actor, "", data={"call_id": call_id})
+            conn.execute(
+                _INSERT_TICKET_CALL,
+                {
+                    "ticket_id": ticket_id,
+                    "call_id": call_id,
+                    "node": node,
+                    "caller": caller,
+                    "agent_id": agent_id,
+                    "answered_at": answered_at or now,
+                    "recording_path": recording_path,
+                    "kind": "origin",
+                    "attached_at": now,
+                },
+            )
+            conn.execute(
+                _INSERT_EVENT,
+                {
+                    "ticket_id": ticket_id,
+                    "at": self.clock(),
+                    "actor": actor.id,
+                    "actor_roles": ",".join(sorted(actor.roles)),
+                    "department_id": None,
+                    "action": "open",
+                    "old_state": "",
+                    "new_state": State.INTAKE.value,
+                    "reason": "",
+                    "data": {"call_id": call_id},
+                },
+            )
 
     @staticmethod
     def _ticket_of_call(session: Session, node: str, call_id: str) -> str | None:
