@@ -138,9 +138,16 @@ class Hotline:
         self.single = SingleCti(settings.database.url)
         ha = settings.ha
         self.lost = asyncio.Event()
+        # On a database server the lease has its own connection: a renewal never waits for
+        # one of the pool the store's writes and the console use.
+        self._lease_engine = (
+            self.engine
+            if self.engine.dialect.name == "sqlite"
+            else make_engine(settings.database.url)
+        )
         self.leadership = Leadership(
             Lease(
-                self.engine,
+                self._lease_engine,
                 holder=process_id(),
                 lease_s=ha.lease_s,
                 address=ha.address or f"agi://{settings.agi.host}:{settings.agi.port}",
@@ -343,6 +350,8 @@ class Hotline:
             log.warning("stopping with %d database connections still checked out", busy)
         # Last: the standby must not lead while this process still writes.
         await self.leadership.stop(release=not self.lost.is_set())
+        if self._lease_engine is not self.engine:
+            self._lease_engine.dispose()
         self.engine.dispose()
         self.single.release()
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -33,8 +34,9 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -43,6 +45,8 @@ from cti.db import first_line
 from cti.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 NAME = "cti"
 
@@ -173,6 +177,14 @@ class Leadership:
         self._deadline: float | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._last_seen: Holder | None = None
+        # The lease's statements run in a thread of their own: behind other work in the
+        # loop's shared executor, a renewal could come late under load and stop a leader
+        # that is well.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadership")
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     @property
     def me(self) -> str:
@@ -189,7 +201,7 @@ class Leadership:
         while until is None or not until.is_set():
             sent = self.clock()
             try:
-                held = await asyncio.to_thread(self.lease.take, force=self.force)
+                held = await self._db(self.lease.take, force=self.force)
             except Exception as exc:  # the database away: a standby just waits
                 log.warning("leadership: the lease could not be tried: %s", first_line(exc))
                 held = None
@@ -209,7 +221,7 @@ class Leadership:
 
     async def _announce_standby(self) -> None:
         try:
-            other = await asyncio.to_thread(self.lease.read)
+            other = await self._db(self.lease.read)
         except Exception:
             other = None
         self._last_seen = other
@@ -238,7 +250,7 @@ class Leadership:
             sent = self.clock()
             try:
                 held = await asyncio.wait_for(
-                    asyncio.to_thread(self.lease.take, force=self.force),
+                    self._db(self.lease.take, force=self.force),
                     max(0.01, self._deadline - sent),
                 )
             except TimeoutError:
@@ -269,11 +281,13 @@ class Leadership:
         self._renewer = None
         if release and was_leading:
             try:
-                await asyncio.wait_for(asyncio.to_thread(self.lease.release), 5)
+                await asyncio.wait_for(self._db(self.lease.release), 5)
             except Exception as exc:
                 log.warning(
                     "leadership: the lease was not released (it runs out): %s", first_line(exc)
                 )
+        # A statement stuck on a database that went away is left to finish on its own.
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def info(self) -> dict[str, Any]:
         """For health and the console: who leads, and whether it is this process."""
