@@ -42,7 +42,7 @@ from cti.events import (
     TicketChanged,
     TicketOpened,
 )
-from cti.leader import Leadership, Lease, process_id
+from cti.leader import FencedNode, Leadership, Lease, process_id
 from cti.models import AgentRow, CallRow, SeatRow
 from cti.persist import Persistence
 from cti.seats.registry import Seat, SeatRegistry
@@ -181,7 +181,7 @@ class Hotline:
         )
         self.nodes: dict[str, AmiNode] = {}
         for n in settings.asterisk:
-            self.nodes[n.name] = AmiNode(
+            self.nodes[n.name] = FencedNode(
                 n.name,
                 n.host,
                 n.port,
@@ -197,6 +197,7 @@ class Hotline:
                 backoff_max=n.backoff_max_s,
                 login_timeout=n.login_timeout_s,
                 down_reminder_s=n.down_reminder_s,
+                may_act=lambda: self.leadership.leading,
             )
         rec_root = settings.recordings.asterisk_dir or settings.recordings.dir
         self.acd = Acd(

@@ -41,6 +41,9 @@ from typing import Any, TypeVar
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from cti.ami.actions import AmiUnavailable
+from cti.ami.client import AmiNode
+from cti.ami.parser import Message
 from cti.db import first_line
 from cti.tasks import cancel_and_wait
 
@@ -301,3 +304,28 @@ class Leadership:
             "since": held.since if held is not None else None,
             "waited_s": round(self.waited_s, 3),
         }
+
+
+class FencedNode(AmiNode):
+    """An Asterisk node that sends no action once this process may no longer lead: a
+    leader that stalled past its lease and wakes up acts no more, whichever of its tasks
+    runs first (the ACD's, a desktop's request's), before it has noticed and stopped.
+    Pings still go (they only watch the link)."""
+
+    def __init__(self, *args: Any, may_act: Callable[[], bool], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._may_act = may_act
+
+    def _fence(self, action: dict[str, Any]) -> None:
+        if action.get("Action") != "Ping" and not self._may_act():
+            raise AmiUnavailable(self.name, f"{action.get('Action', '?')}: this CTI does not lead")
+
+    async def send(self, action: dict[str, Any], *, timeout: float | None = None) -> Message:
+        self._fence(action)
+        return await super().send(action, timeout=timeout)
+
+    async def send_list(
+        self, action: dict[str, Any], *, timeout: float | None = None
+    ) -> list[Message]:
+        self._fence(action)
+        return await super().send_list(action, timeout=timeout)

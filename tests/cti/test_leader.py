@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from cti.db import create_schema, make_engine
 from cti.leader import Leadership, Lease
 
@@ -66,3 +68,19 @@ async def test_a_leader_whose_lease_was_taken_steps_down(any_db_url: str) -> Non
         await leader.stop()
         await standby.stop()
         engine.dispose()
+
+
+async def test_a_node_sends_no_action_once_this_process_may_not_lead() -> None:
+    from cti.ami.actions import AmiUnavailable
+    from cti.leader import FencedNode
+
+    leading = [False]
+    node = FencedNode(
+        "pbx1", "127.0.0.1", 1, "cti", "x", on_event=lambda *a: None, may_act=lambda: leading[0]
+    )
+    for send in (node.send, node.send_list):
+        with pytest.raises(AmiUnavailable, match="does not lead"):
+            await send({"Action": "Redirect"})
+    leading[0] = True
+    with pytest.raises(AmiUnavailable, match="not connected"):  # past the fence: the link
+        await node.send({"Action": "Redirect"})
