@@ -157,6 +157,7 @@ class Hotline:
             margin_s=ha.margin_s,
             # One CTI per SQLite file (the file lock): a dead predecessor's lease is void.
             force=self.single.lock_path is not None,
+            fence=ha.standby,
             on_lost=self._lost_lead,
         )
         self.sms: SmsNotifier | None = (

@@ -100,6 +100,11 @@ class HaSettings(Section):
     margin_s: float = Field(0.3, ge=0, le=10)
     # How the console names this process's side (shown to operators): a URL or host name.
     address: str = ""
+    # True on both machines when a standby CTI runs on this database: a leader that cannot
+    # renew (the database away, or this machine cut off from it) stops acting before its
+    # lease runs out, so the two never act at once. False for a sole CTI, which rides out a
+    # database outage on its write buffer (and steps down only for another lease holder).
+    standby: bool = False
 
     @model_validator(mode="after")
     def _renew_within_lease(self) -> HaSettings:

@@ -163,6 +163,7 @@ class Leadership:
         poll_s: float = 0.5,
         margin_s: float = 0.3,
         force: bool = False,
+        fence: bool = True,
         on_lost: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -171,6 +172,7 @@ class Leadership:
         self.poll_s = poll_s
         self.margin_s = margin_s
         self.force = force
+        self.fence = fence
         self.on_lost = on_lost
         self.clock = clock
         self.current: Holder | None = None
@@ -180,6 +182,7 @@ class Leadership:
         self._deadline: float | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._last_seen: Holder | None = None
+        self._failing = False
         # The lease's statements run in a thread of their own: behind other work in the
         # loop's shared executor, a renewal could come late under load and stop a leader
         # that is well.
@@ -241,8 +244,14 @@ class Leadership:
             # file's write lock, and a renewal late under load would stop a sole CTI.
             self._deadline = math.inf
             return
-        self._deadline = sent + self.lease.lease_s - self.margin_s
+        self._deadline = self._next_deadline(sent)
         self._renewer = asyncio.create_task(self._renew_loop(), name="leadership-renew")
+
+    def _next_deadline(self, sent: float) -> float:
+        """When this process must stop acting without a further renewal. Without ``fence``
+        (a sole CTI on the database: nobody stands by) never: a database outage is ridden
+        out on the store's buffer, and only another holder of the lease ends the lead."""
+        return sent + self.lease.lease_s - self.margin_s if self.fence else math.inf
 
     async def _renew_loop(self) -> None:
         while self.leading:
@@ -254,18 +263,24 @@ class Leadership:
             try:
                 held = await asyncio.wait_for(
                     self._db(self.lease.take, force=self.force),
-                    max(0.01, self._deadline - sent),
+                    max(0.01, min(self._deadline - sent, 10 * self.renew_s)),
                 )
             except TimeoutError:
                 continue  # the deadline passed while the database did not answer
             except Exception as exc:
-                log.warning("leadership: renewal failed: %s", first_line(exc))
+                # Once per outage as a warning: a sole CTI rides out long ones.
+                level = logging.DEBUG if self._failing else logging.WARNING
+                log.log(level, "leadership: renewal failed: %s", first_line(exc))
+                self._failing = True
                 continue
+            if self._failing:
+                log.info("leadership: renewed again")
+                self._failing = False
             if held is None:
                 self._lose("another process holds the lease")
                 return
             self.current = held
-            self._deadline = sent + self.lease.lease_s - self.margin_s
+            self._deadline = self._next_deadline(sent)
         self._lose("the lease could not be renewed in time")
 
     def _lose(self, reason: str) -> None:

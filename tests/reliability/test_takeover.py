@@ -167,7 +167,7 @@ async def test_standby_takes_over_when_the_leader_is_killed(
         own = json.loads(json.dumps(data))
         own["agi"] = {"port": agi[name]}
         own["console"].update(port=consoles[name])
-        own["ha"] = {"address": f"cti-{name}"}
+        own["ha"] = {"address": f"cti-{name}", "standby": True}
         cti[name] = ServeProcess(own, workdir, cdr_path=str(cdr))
     base = {name: f"http://127.0.0.1:{port}" for name, port in consoles.items()}
     desktops = [Desktop(agent, ext) for agent, ext in seats.items()]
@@ -419,7 +419,7 @@ async def test_a_leader_cut_off_from_the_database_steps_down_before_the_standby_
         own["database"] = {"url": db.render_as_string(hide_password=False)}
         own["agi"] = {"port": agi[name]}
         own["console"].update(port=free_port())
-        own["ha"] = {"address": f"cti-{name}"}
+        own["ha"] = {"address": f"cti-{name}", "standby": True}
         cti[name] = ServeProcess(own, workdir)
     try:
         cti["a"].launch()
