@@ -38,13 +38,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, Float, Table, case, cast, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from cti.ami.actions import AmiUnavailable
 from cti.ami.client import AmiNode
 from cti.ami.parser import Message
 from cti.db import first_line
+from cti.models import LeaseRow
 from cti.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -60,11 +62,14 @@ def process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"[-64:]
 
 
-def db_now(dialect: str) -> str:
-    """The database's clock in epoch seconds, as SQL."""
+LEASES: Table = LeaseRow.__table__  # type: ignore[assignment]
+
+
+def db_now(dialect: str) -> ColumnElement[float]:
+    """The database's clock in epoch seconds, as an SQL expression."""
     if dialect == "postgresql":
-        return "extract(epoch from clock_timestamp())::float8"
-    return "((julianday('now') - 2440587.5) * 86400.0)"
+        return cast(func.extract("epoch", func.clock_timestamp()), Float)
+    return (func.julianday("now") - 2440587.5) * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,57 +102,56 @@ class Lease:
         self._now = db_now(engine.dialect.name)
 
     def _ensure_row(self, conn: Any) -> None:
-        conn.execute(
-            text(
-                "INSERT INTO cti_leases (name, holder, term, since, expires_at, address)"
-                " VALUES (:name, '', 0, 0, 0, '') ON CONFLICT (name) DO NOTHING"
-            ),
-            {"name": self.name},
-        )
+        dialect = conn.dialect.name
+        ins: Any = postgresql.insert(LEASES) if dialect == "postgresql" else sqlite.insert(LEASES)
+        row = {"name": self.name, "holder": "", "term": 0, "since": 0.0, "expires_at": 0.0}
+        conn.execute(ins.values(**row, address="").on_conflict_do_nothing(index_elements=["name"]))
 
     def take(self, *, force: bool = False) -> Holder | None:
         """Take or renew the lease: the row when this process holds it now, None when another
         live holder has it. ``force`` takes it whoever holds it (SQLite's sole process)."""
-        now = self._now
-        condition = "" if force else f" AND (holder = :me OR expires_at < {now})"
-        statement = text(
-            "UPDATE cti_leases SET"
-            " term = CASE WHEN holder = :me THEN term ELSE term + 1 END,"
-            f" since = CASE WHEN holder = :me THEN since ELSE {now} END,"
-            f" holder = :me, expires_at = {now} + :lease, address = :address"
-            f" WHERE name = :name{condition}"
-            f" RETURNING holder, term, since, expires_at, address, {now}"
+        now, c = self._now, LEASES.c
+        mine = c.holder == self.holder
+        where = [c.name == self.name]
+        if not force:
+            where.append(or_(mine, c.expires_at < now))
+        # SET expressions read the row as it was: "mine" is who held it before.
+        statement = (
+            update(LEASES)
+            .where(*where)
+            .values(
+                term=case((mine, c.term), else_=c.term + 1),
+                since=case((mine, c.since), else_=now),
+                holder=self.holder,
+                expires_at=now + self.lease_s,
+                address=self.address,
+            )
+            .returning(c.holder, c.term, c.since, c.expires_at, c.address, now)
         )
-        params = {
-            "me": self.holder,
-            "lease": self.lease_s,
-            "address": self.address,
-            "name": self.name,
-        }
         with self.engine.begin() as conn:
-            row = conn.execute(statement, params).first()
+            row = conn.execute(statement).first()
             if row is None:
                 self._ensure_row(conn)
-                row = conn.execute(statement, params).first()
+                row = conn.execute(statement).first()
         return Holder(*row) if row is not None else None
 
     def read(self) -> Holder | None:
+        c = LEASES.c
+        query = select(c.holder, c.term, c.since, c.expires_at, c.address, self._now).where(
+            c.name == self.name
+        )
         with self.engine.connect() as conn:
-            row = conn.execute(
-                text(
-                    f"SELECT holder, term, since, expires_at, address, {self._now}"
-                    " FROM cti_leases WHERE name = :name"
-                ),
-                {"name": self.name},
-            ).first()
+            row = conn.execute(query).first()
         return Holder(*row) if row is not None else None
 
     def release(self) -> None:
         """A clean stop: the lease ends now, so the standby takes over at its next try."""
+        c = LEASES.c
         with self.engine.begin() as conn:
             conn.execute(
-                text("UPDATE cti_leases SET expires_at = 0 WHERE name = :name AND holder = :me"),
-                {"name": self.name, "me": self.holder},
+                update(LEASES)
+                .where(c.name == self.name, c.holder == self.holder)
+                .values(expires_at=0.0)
             )
 
 
