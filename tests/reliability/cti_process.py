@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +145,70 @@ async def desktop_login(base: str, username: str, password: str, seat: str) -> N
             headers={"X-CSRF-Token": r.json()["csrf"]},
         )
         r.raise_for_status()
+
+
+class ServeProcess(CtiProcess):
+    """``hotline serve`` started without waiting for it to lead: its stdout's first line
+    says when it does (a standby prints it at its takeover)."""
+
+    def launch(self) -> None:
+        cmd = self.command()
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        env.pop("HOTLINE_CONFIG", None)
+        self.leading_at: float | None = None
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, cwd=self.workdir, env=env, stdout=subprocess.PIPE, stderr=log
+            )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            for line in self.proc.stdout:
+                if line.startswith(b"hotline: console on") and self.leading_at is None:
+                    self.leading_at = time.monotonic()
+        except (ValueError, OSError):
+            pass  # the pipe was closed by stop()
+
+    def logged(self, text: str) -> bool:
+        return self.log.exists() and text in self.log.read_text(errors="replace")
+
+
+class Desktop:
+    """An agent's browser: one cookie jar, whichever console URL it talks to."""
+
+    def __init__(self, agent: str, seat: str) -> None:
+        self.agent, self.seat = agent, seat
+        self.client = httpx.AsyncClient(timeout=10)
+        self.csrf = ""
+
+    async def login(self, base: str) -> None:
+        page = await self.client.get(f"{base}/login")
+        page.raise_for_status()
+        marker = '"csrf":"'
+        start = page.text.index(marker) + len(marker)
+        token = page.text[start : page.text.index('"', start)]
+        r = await self.client.post(
+            f"{base}/api/login",
+            json={"username": self.agent, "password": f"pw-{self.agent}"},
+            headers={"X-CSRF-Token": token},
+        )
+        r.raise_for_status()
+        self.csrf = r.json()["csrf"]
+        r = await self.client.post(
+            f"{base}/api/agents/me/login",
+            json={"seat": self.seat, "ready": True},
+            headers={"X-CSRF-Token": self.csrf},
+        )
+        r.raise_for_status()
+
+    async def post(self, base: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self.client.post(
+            f"{base}{path}", json=body, headers={"X-CSRF-Token": self.csrf}
+        )
+
+
+async def health(base: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        return (await client.get(f"{base}/healthz")).json()  # type: ignore[no-any-return]
