@@ -155,16 +155,30 @@ class Recorders:
         if self._task is None or self._task.done():
             self._task = sim.spawn(self._write(), "mixmonitor")
 
+    # Writers advanced per tick of 0.1 s: up to this many calls, every file grows every
+    # tick; beyond, in turns (a floor of a thousand calls grows each file once a second).
+    # Asterisk writes from its own threads, so the dialplan never waits on a file; here the
+    # writes share the simulator's loop with the dialplan, and must not stall it.
+    PER_TICK = 100
+
     async def _write(self) -> None:
+        turn: list[str] = []
         while self.active:
             await asyncio.sleep(0.1)
+            if not turn:
+                turn = list(self.active)
             now = self.sim.now()
-            for uid, (writer, started) in list(self.active.items()):
+            for uid in turn[: self.PER_TICK]:
+                entry = self.active.get(uid)
+                if entry is None:
+                    continue  # stopped meanwhile: closed by stop() or finish()
+                writer, started = entry
                 try:
                     writer.advance(now - started)
                 except OSError:
                     log.exception("cannot write the recording of %s", uid)
                     self.active.pop(uid, None)
+            del turn[: self.PER_TICK]
 
     def stop(self, channel: Channel) -> None:
         entry = self.active.pop(channel.uniqueid, None)
