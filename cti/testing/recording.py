@@ -156,10 +156,10 @@ class Recorders:
             self._task = sim.spawn(self._write(), "mixmonitor")
 
     # Writers advanced per tick of 0.1 s: up to this many calls, every file grows every
-    # tick; beyond, in turns (a floor of a thousand calls grows each file once a second).
+    # tick; beyond, in turns (a floor of a thousand calls grows each file every 4 s).
     # Asterisk writes from its own threads, so the dialplan never waits on a file; here the
     # writes share the simulator's loop with the dialplan, and must not stall it.
-    PER_TICK = 100
+    PER_TICK = 25
 
     async def _write(self) -> None:
         turn: list[str] = []
