@@ -96,6 +96,10 @@ class CallTracker:
         self.conferences: dict[str, tuple[str, str]] = {}  # conference name -> call key
         self._pending_routes: dict[str, RouteInfo] = {}
         self._node_of_uid: dict[str, str] = {}
+        # Channels up per PJSIP endpoint: a seat may carry two at once (a fallback queue
+        # caller rung while the ACD delivers another, a consultation), and its agent is free
+        # only when the last of them hangs up.
+        self._legs_of: dict[str, int] = {}
         # hooks for the ACD and the stores (set by the composition root)
         self.on_waiting: list[CallHook] = []
         self.on_answered: list[CallHook] = []
@@ -265,6 +269,8 @@ class CallTracker:
             exten=m.get("Exten", ""),
             created_at=self._now(),
         )
+        if tech == "PJSIP" and (node, uid) not in self.channels:
+            self._legs_of[endpoint] = self._legs_of.get(endpoint, 0) + 1
         self.channels[(node, uid)] = ch
         self.by_name[(node, name)] = ch
         self._node_of_uid[uid] = node
@@ -386,7 +392,13 @@ class CallTracker:
             members = self.bridges.get((node, ch.bridge))
             if members is not None:
                 members.discard(uid)
-        seat = self._seats.get(ch.endpoint) if ch.tech == "PJSIP" else None
+        seat = None
+        if ch.tech == "PJSIP":
+            left = self._legs_of.pop(ch.endpoint, 1) - 1
+            if left:
+                self._legs_of[ch.endpoint] = left
+            else:
+                seat = self._seats.get(ch.endpoint)
         if seat is not None:
             self._agents.hung_up(ch.endpoint)
         call = self.calls.get((node, ch.linkedid))
