@@ -423,6 +423,7 @@ class Hotline:
         """After every (re)connect: events during the outage are gone, so rebuild the state
         of this node from Asterisk's lists."""
         started = time.monotonic()
+        self.tracker.mark(node.name)
         channels = await node.send_list(build("CoreShowChannels"), timeout=30)
         # A phone may register while the lists are on their way: its live event is newer
         # than the snapshot, which must not undo it.

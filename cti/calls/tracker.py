@@ -100,6 +100,9 @@ class CallTracker:
         # caller rung while the ACD delivers another, a consultation), and its agent is free
         # only when the last of them hangs up.
         self._legs_of: dict[str, int] = {}
+        # Per node, while its CoreShowChannels is on its way (``mark``): the channels known
+        # when it was asked for, and those that hung up since.
+        self._marks: dict[str, tuple[set[str], set[str]]] = {}
         # hooks for the ACD and the stores (set by the composition root)
         self.on_waiting: list[CallHook] = []
         self.on_answered: list[CallHook] = []
@@ -198,15 +201,23 @@ class CallTracker:
 
     # --- resync ---------------------------------------------------------------------------
 
+    def mark(self, node: str) -> None:
+        """Call before asking ``node`` for CoreShowChannels. Live events go on meanwhile:
+        a channel that begins after the list was taken is not in it and is not gone, and one
+        that hangs up after it is in it and is not to be adopted again."""
+        known = {uid for n, uid in self.channels if n == node}
+        self._marks[node] = (known, set())
+
     def resync(self, node: str, items: list[Msg]) -> tuple[int, int]:
         """Reconcile with CoreShowChannels after a (re)connect: channels Asterisk no longer
         has ended while we were away (their calls end now); channels we did not know are
         added (calls answered while the CTI was down or disconnected). Returns
         (calls ended, calls adopted)."""
         present = {m.get("Uniqueid", ""): m for m in items}
+        known, gone = self._marks.pop(node, (None, set()))
         ended = 0
         for (n, uid), ch in list(self.channels.items()):
-            if n == node and uid not in present:
+            if n == node and uid not in present and (known is None or uid in known):
                 self._hangup(
                     node,
                     {
@@ -224,7 +235,7 @@ class CallTracker:
         ordered = sorted(items, key=lambda m: m.get("Uniqueid") != m.get("Linkedid"))
         for m in ordered:
             uid = m.get("Uniqueid", "")
-            if (node, uid) in self.channels:
+            if (node, uid) in self.channels or uid in gone:
                 continue
             before = len(self.calls)
             self._newchannel(node, m, resync=True)
@@ -386,6 +397,8 @@ class CallTracker:
         ch = self.channels.pop((node, uid), None)
         if ch is None:
             return
+        if node in self._marks:
+            self._marks[node][1].add(uid)
         self.by_name.pop((node, ch.name), None)
         self._node_of_uid.pop(uid, None)
         if ch.bridge:
