@@ -250,10 +250,12 @@ class Desk:
         return r
 
     def get(self, path: str, **params: Any) -> httpx.Response:
-        r = self.client.get(path, params=params)
+        # httpx drops a query written in the path when given params, even empty ones
+        query = params or None
+        r = self.client.get(path, params=query)
         if r.status_code == 401:
             self.login()
-            r = self.client.get(path, params=params)
+            r = self.client.get(path, params=query)
         return r
 
     def ok(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
