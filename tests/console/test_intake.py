@@ -17,7 +17,6 @@ from twilio.request_validator import RequestValidator
 from console.app import create_app
 from cti.app import Hotline
 from cti.config import Settings
-from cti.db import create_schema
 from tests.console.conftest import TestClient, console_settings, login
 from tests.tickets.fake_twilio import SID, TOKEN, FakeTwilio
 from tickets.models import IntakeCode, SmsMessage, Ticket, TicketIntake
@@ -57,16 +56,6 @@ def settings(any_db_url: str, tmp_path: Path, twilio: FakeTwilio) -> Settings:
             ],
         },
     )
-
-
-@pytest.fixture
-def hotline(settings: Settings) -> Iterator[Hotline]:
-    h = Hotline(settings, console=False)
-    create_schema(h.engine)
-    h._sync_reference_data()
-    yield h
-    h.agents.stop()
-    h.engine.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,13 @@ ticket into any state."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from console.security import User
 from cti.bus import Bus
@@ -155,3 +161,51 @@ def ticket_in(service: TicketService, state: str, **kwargs: object) -> TicketVie
     result = service.get(view.id)
     assert result.state.value == state, (state, result.state)
     return result
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def race(
+    tmp_path: Path,
+    *commands: list[str],
+    module: str = "tests.tickets.race_process",
+    timeout: float = 180,
+) -> list[Any]:
+    """Start ``python -m module`` once per command, let them all go at once (each says
+    "ready", then waits for "go"), return what each printed last, as JSON."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = []
+    for i, command in enumerate(commands):
+        with (tmp_path / f"racer{i}.log").open("wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", module, *command],
+                    cwd=ROOT,
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                )
+            )
+    try:
+        for i, proc in enumerate(procs):
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line == b"ready\n", (line, (tmp_path / f"racer{i}.log").read_text())
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+        results = []
+        for i, proc in enumerate(procs):
+            out, _ = proc.communicate(timeout=timeout)
+            log = (tmp_path / f"racer{i}.log").read_text()
+            assert proc.returncode == 0, log
+            results.append(json.loads(out.decode().splitlines()[-1]))
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

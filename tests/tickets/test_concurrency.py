@@ -25,7 +25,7 @@ from cti.models import JobClaim
 from tests.conftest import PG_URL
 from tests.tickets.fake_twilio import SID, TOKEN, FakeTwilio
 from tests.tickets.race_process import caller_of
-from tests.tickets.support import AGENT, DEPARTMENTS, Clock, ticket_in
+from tests.tickets.support import AGENT, DEPARTMENTS, Clock, race, ticket_in
 from tests.tickets.timer_process import FAST
 from tickets.models import SmsMessage, Ticket, TicketCall, TicketEvent
 from tickets.notify import NullNotifier
@@ -40,45 +40,6 @@ ROOT = Path(__file__).resolve().parents[2]
 postgres_only = pytest.mark.skipif(
     not PG_URL, reason="one CTI per SQLite file (hotline serve refuses a second one)"
 )
-
-
-def race(tmp_path: Path, *commands: list[str], timeout: float = 180) -> list[Any]:
-    """Start the processes, let them all go at once, return what each printed last."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = []
-    for i, command in enumerate(commands):
-        with (tmp_path / f"racer{i}.log").open("wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "tests.tickets.race_process", *command],
-                    cwd=ROOT,
-                    env=env,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                )
-            )
-    try:
-        for i, proc in enumerate(procs):
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert line == b"ready\n", (line, (tmp_path / f"racer{i}.log").read_text())
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            proc.stdin.flush()
-        results = []
-        for i, proc in enumerate(procs):
-            out, _ = proc.communicate(timeout=timeout)
-            log = (tmp_path / f"racer{i}.log").read_text()
-            assert proc.returncode == 0, log
-            results.append(json.loads(out.decode().splitlines()[-1]))
-        return results
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture

@@ -5,10 +5,6 @@ intake ticket like a call's once an agent acts."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +19,7 @@ from cti.errors import ApiError, ConfigError
 from cti.events import TicketUpdated
 from tests.tickets.conftest import PG_URL
 from tests.tickets.fake_twilio import SID, TOKEN, FakeTwilio
-from tests.tickets.support import Clock, RecordingBus, do, open_ticket
+from tests.tickets.support import Clock, RecordingBus, do, open_ticket, race
 from tickets.channels import Channel
 from tickets.intake import Intake, Request
 from tickets.models import IntakeCode, SmsMessage, Ticket
@@ -32,7 +28,6 @@ from tickets.settings import IntakeSettings, SmsSettings
 from tickets.sms import SmsNotifier
 
 PHONE = "13812345678"  # support.open_ticket's caller
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -175,37 +170,8 @@ def test_a_configuration_naming_tickets_channels_is_told_to_remove_it() -> None:
 def test_processes_submitting_one_numbers_requests_at_once_open_one_ticket(
     db_url: str, engine: object, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = []
-    for i in range(3):
-        with (tmp_path / f"racer{i}.log").open("wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "tests.tickets.intake_race_process", db_url, str(i)]
-                    + ["3", "13912340009"],
-                    cwd=ROOT,
-                    env=env,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                )
-            )
-    try:
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            proc.stdin.flush()
-        kinds = []
-        for i, proc in enumerate(procs):
-            out, _ = proc.communicate(timeout=120)
-            assert proc.returncode == 0, (tmp_path / f"racer{i}.log").read_text()
-            kinds += json.loads(out.decode().splitlines()[-1])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    commands = [[db_url, str(i), "3", "13912340009"] for i in range(3)]
+    runs = race(tmp_path, *commands, module="tests.tickets.intake_race_process", timeout=120)
+    kinds = [kind for run in runs for kind in run]
     assert sorted(kinds) == ["attached"] * 8 + ["opened"]
     assert count(sessions, Ticket) == 1
