@@ -14,7 +14,6 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -576,7 +575,7 @@ class Hotline:
     def _open_ticket(self, call: Call) -> None:
         ticket_id = call.ticket_id or self.ticket_numbers.next()
         call.ticket_id = ticket_id
-        snapshot = replace(call, legs=set(call.legs), transfers=list(call.transfers))
+        snapshot = call.snapshot()
         loop = asyncio.get_running_loop()
 
         def open_ticket() -> None:

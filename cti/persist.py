@@ -152,7 +152,7 @@ class Persistence:
         if call.answered_at is not None:
             self._callbacks_done(call)
         elif call.caller:
-            snapshot = _snapshot(call)
+            snapshot = call.snapshot()
             self.store.submit(lambda session: _missed(session, snapshot), f"missed {call.call_id}")
             self._bus.publish(
                 CallbackTaskChanged(
@@ -239,13 +239,6 @@ def _missed(session: Session, call: Call) -> None:
             missed_calls=1,
         )
     )
-
-
-def _snapshot(call: Call) -> Call:
-    """A copy of the call as it is now: the writer thread runs later, the call moves on."""
-    from dataclasses import replace
-
-    return replace(call, legs=set(call.legs), transfers=list(call.transfers))
 
 
 def _now_mono() -> float:

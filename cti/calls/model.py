@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,11 @@ class Call:
     @property
     def answered(self) -> bool:
         return self.answered_at is not None
+
+    def snapshot(self) -> Call:
+        """A copy of the call as it is now (its sets and lists copied too): for the writer
+        thread, which runs later while the call moves on."""
+        return replace(self, legs=set(self.legs), transfers=list(self.transfers))
 
     def set_state(self, new: str) -> str:
         old = self.state
