@@ -41,7 +41,7 @@ def validate(settings: Settings, source: str = "", *, starting: bool = False) ->
 
 
 # Keys whose problem is a secret to change: the sentence says on which line of the file.
-SECRET_KEYS = frozenset({"secret", "secret_key", "metrics_token", "auth_token", "url"})
+SECRET_KEYS = frozenset({"secret", "secret_key", "metrics_token", "auth_token", "url", "token"})
 
 
 def _with_lines(problems: list[str], source: str) -> list[str]:
@@ -223,7 +223,21 @@ def _secrets(settings: Settings) -> Findings:
                 "sms.auth_token: the example's placeholder: set the auth token of the twilio"
                 " account before enabling sms."
             )
+    found.problems += _intake_tokens(settings)
     return found
+
+
+def _intake_tokens(settings: Settings) -> list[str]:
+    """``[[intake.clients]]`` tokens open tickets in the hotline's name: the example's
+    placeholder is refused like the other example secrets."""
+    return [
+        f"intake.clients[{i}].token: the example's placeholder: give the client"
+        f" {client.name!r} a random token"
+        " (python3 -c 'import secrets; print(secrets.token_urlsafe(32))'): whoever knows it"
+        " opens tickets in the hotline's name."
+        for i, client in enumerate(settings.intake.clients)
+        if _placeholder(client.token.get_secret_value())
+    ]
 
 
 # --- the configuration as a whole ---------------------------------------------------------
