@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -47,6 +48,19 @@ PENDING = ("queued", "retrying")
 # How long an attempt may take before another worker decides its process died. Twilio's
 # client has no timeout of its own: longer than any answer that still counts.
 SENDING_LEASE = timedelta(minutes=10)
+# Messages whose body carries a secret: the web form's confirmation code. Whoever reads the
+# outbox (GET /api/sms, a supervisor; a database backup) must not be able to confirm a form
+# in a citizen's name. The row keeps the code only while it waits to be sent: every CTI's
+# worker sends from the table, and a retry after a restart needs the text; once twilio has
+# the message (or it failed for good) nothing needs the code any more and it is masked.
+SECRET_PURPOSES = frozenset({"intake_code"})
+_CODE = re.compile(r"(?<!\d)\d{6}(?!\d)")  # the six digits of tickets.intake's codes
+MASK = "******"
+
+
+def masked(purpose: str, body: str) -> str:
+    """The body as the outbox shows it: a confirmation code replaced by ``MASK``."""
+    return _CODE.sub(MASK, body) if purpose in SECRET_PURPOSES else body
 
 
 class SmsNotifier:
@@ -110,6 +124,12 @@ class SmsNotifier:
             if row.status == "sending":
                 # A worker is sending it now: queued again, it would go twice.
                 raise Conflict("sms-sending", f"SMS {message_id} is being sent")
+            if row.purpose in SECRET_PURPOSES and masked(row.purpose, row.body) == row.body:
+                raise Conflict(
+                    "sms-code-gone",
+                    f"SMS {message_id} carried a confirmation code, which is not kept once the"
+                    " message is sent or has failed: the citizen asks for a new code on the form",
+                )
             row.status, row.attempts, row.next_attempt_at, row.updated_at = "queued", 0, now, now
         self._poke()
 
@@ -197,10 +217,12 @@ class SmsNotifier:
                     row.status = "sent"
                 row.error_code = row.error_message = ""
                 row.next_attempt_at = None
+                row.body = masked(row.purpose, row.body)
                 return
             row.error_code, row.error_message = code, error[:1000]
             if permanent or attempts >= self.settings.max_attempts:
                 row.status, row.next_attempt_at = "failed", None
+                row.body = masked(row.purpose, row.body)
                 log.warning(
                     "SMS %s to ticket %s failed: %s %s", message_id, row.ticket_id, code, error
                 )
@@ -288,7 +310,7 @@ class SmsNotifier:
                     "ticket_id": m.ticket_id,
                     "purpose": m.purpose,
                     "to": m.to,
-                    "body": m.body,
+                    "body": masked(m.purpose, m.body),
                     "status": m.status,
                     "attempts": m.attempts,
                     "sid": m.sid,

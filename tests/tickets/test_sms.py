@@ -18,6 +18,7 @@ from cti.errors import ApiError
 from tests.tickets.fake_twilio import SID, TOKEN, FakeTwilio
 from tests.tickets.support import Clock, RecordingBus
 from tickets.api import router
+from tickets.models import SmsMessage
 from tickets.service import TicketService
 from tickets.settings import SmsSettings, TicketSettings
 from tickets.sms import SmsNotifier
@@ -278,3 +279,25 @@ def test_every_purpose_the_workflow_uses_has_a_template(
     for purpose in sorted(purposes):
         sms.notify(purpose, "13812345678", "T", **fields)
     assert len(sms.messages()) == len(purposes)
+
+
+def test_a_confirmation_code_is_not_readable_from_the_outbox(
+    twilio: FakeTwilio, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    """The web form's code reaches the citizen, but neither GET /api/sms nor the stored row
+    shows it once twilio has the message; a code message is not sent again by hand."""
+    sms = SmsNotifier(sessions, settings(twilio.url), clock=clock)
+    text = "【12345】您在网上提交诉求的验证码为042917,10分钟内有效。"
+    message_id = sms.enqueue("13812345678", text, ticket_id=None, purpose="intake_code")
+    (waiting,) = sms.messages()
+    assert "042917" not in waiting["body"] and "验证码为******,10分钟" in waiting["body"]
+    sms.send_due()
+    assert twilio.requests[0]["Body"] == text  # the citizen gets the real code
+    with sessions() as session:
+        stored = session.get(SmsMessage, message_id)
+        assert stored is not None and "042917" not in stored.body
+    with pytest.raises(ApiError) as refused:
+        sms.retry(message_id)
+    assert refused.value.error_id == "sms-code-gone"
+    other = sms.enqueue("13812345678", "工单号123456已受理", ticket_id="T9", purpose="test")
+    assert sms.messages()[0]["id"] == other and "123456" in sms.messages()[0]["body"]
