@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from console import scopes
 from console.kb import KnowledgeBase
@@ -209,8 +209,27 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
         if not agent.seat:
             raise ApiError(409, "not-at-seat", "log in at a seat first")
         task = await asyncio.to_thread(_callback_task, hotline.sessions, task_id)
-        result = await control.callback(agent.id, task["caller"])
-        await asyncio.to_thread(_callback_attempt, hotline.sessions, task_id, agent.id, body.note)
+        owner = task["assigned_agent"]
+        # A task another agent is calling back right now is theirs; one whose last attempt
+        # is over (the citizen did not answer) may be taken by anyone.
+        owner_calling = bool(owner) and owner != agent.id and _on_a_call(hotline.agents, owner)
+        claimed = await asyncio.to_thread(
+            _claim_callback, hotline.sessions, task, agent.id, owner_calling
+        )
+        if not claimed:
+            raise ApiError(
+                409,
+                "callback-taken",
+                "another agent is calling this citizen back",
+                {"task_id": task_id},
+            )
+        try:
+            result = await control.callback(agent.id, task["caller"])
+        except BaseException:
+            await asyncio.to_thread(_release_callback, hotline.sessions, task, agent.id)
+            raise
+        if body.note:
+            await asyncio.to_thread(_callback_note, hotline.sessions, task_id, body.note)
         hotline.bus.publish(
             CallbackTaskChanged(
                 task_id=task_id, caller=task["caller"], status="calling", at=utcnow()
@@ -309,15 +328,56 @@ def _callback_task(sessions: Any, task_id: int) -> dict[str, Any]:
         return _callback_dict(row)
 
 
-def _callback_attempt(sessions: Any, task_id: int, agent_id: str, note: str) -> None:
+def _on_a_call(agents: Any, agent_id: str) -> bool:
+    agent = agents.find(agent_id)
+    return agent is not None and agent.state in ("ringing", "on_call")
+
+
+def _claim_callback(
+    sessions: Any, task: dict[str, Any], agent_id: str, owner_calling: bool
+) -> bool:
+    """Take the task for one attempt, atomically: the update applies only if nobody took it
+    since ``task`` was read (same attempts count), so of two clicks at once only one dials the
+    citizen. A task another agent is calling back (``owner_calling``) is refused."""
+    row = CallbackTaskRow
+    allowed = row.status != "done"
+    if owner_calling:
+        allowed = allowed & (row.status == "open")
+    claim = (
+        update(row)
+        .where(row.id == task["id"], row.attempts == task["attempts"], allowed)
+        .values(status="calling", attempts=row.attempts + 1, assigned_agent=agent_id)
+    )
     with sessions.begin() as session:
-        row = session.get(CallbackTaskRow, task_id)
-        if row is not None and row.status != "done":
-            row.status = "calling"
-            row.attempts += 1
-            row.assigned_agent = agent_id
-            if note:
-                row.note = (row.note + "\n" + note).strip()[-2000:]
+        return bool(session.execute(claim).rowcount)
+
+
+def _release_callback(sessions: Any, task: dict[str, Any], agent_id: str) -> None:
+    """The dial was refused (the seat busy, the node down): the attempt did not happen, so the
+    task goes back as it was, unless somebody took it meanwhile."""
+    row = CallbackTaskRow
+    with sessions.begin() as session:
+        session.execute(
+            update(row)
+            .where(
+                row.id == task["id"],
+                row.status == "calling",
+                row.assigned_agent == agent_id,
+                row.attempts == task["attempts"] + 1,
+            )
+            .values(
+                status=task["status"],
+                attempts=row.attempts - 1,
+                assigned_agent=task["assigned_agent"],
+            )
+        )
+
+
+def _callback_note(sessions: Any, task_id: int, note: str) -> None:
+    with sessions.begin() as session:
+        row = session.get(CallbackTaskRow, task_id, with_for_update=True)
+        if row is not None:
+            row.note = (row.note + "\n" + note).strip()[-2000:]
 
 
 def _plain(value: Any) -> Any:
