@@ -659,6 +659,10 @@ class CallTracker:
         call.offered_seat = ""
         agent = self._agents.answered(extension)
         call.agent_id = agent.id if agent is not None else ""
+        if first:
+            # The route marks a call that waits for a leader on a live shift; when the wait runs
+            # out a floor agent takes it, and the ticket says "leader" only if one answered.
+            call.leader = agent is not None and agent.leader
         if call.state != "talking":
             call.set_state("talking")
         if not first:
