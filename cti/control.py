@@ -487,6 +487,8 @@ class CallControl:
             raise Conflict("agent-not-logged-in", f"agent {agent_id} is not at a seat")
         if agent.seat == seat.extension:
             raise Invalid("same-seat", "cannot listen to one's own seat")
+        agent_seat = self.seats.get(agent.seat)
+        node_name, target = self._spy_target(seat.node, agent.seat, agent_seat)
         action = build(
             "Originate",
             Channel=check_channel(f"PJSIP/{seat.extension}"),
@@ -496,11 +498,9 @@ class CallControl:
             CallerID=callerid(f"{SPY_LABELS[mode]} {agent.name}", agent.seat),
             Async=True,
             Timeout=self.settings.ring_timeout_s * 1000,
-            # "PJSIP/8001-": ChanSpy matches by prefix; the dash keeps 80010 out.
-            Variable=[f"SPY_TARGET=PJSIP/{agent.seat}-", f"SPY_MODE={SPY_MODES[mode]}"],
+            Variable=[f"SPY_TARGET={check_channel(target)}", f"SPY_MODE={SPY_MODES[mode]}"],
         )
-        agent_seat = self.seats.get(agent.seat)
-        node = self._node_for_seat(seat.node or (agent_seat.node if agent_seat else ""))
+        node = self._node_for_seat(node_name)
         action_id, future = await self._originate(node, action, "spy")
         self._spawn(
             self._watch_originate(
@@ -509,6 +509,20 @@ class CallControl:
             name=f"spy-{action_id}",
         )
         return {"action_id": action_id, "seat": seat.id, "agent_id": agent_id, "mode": mode}
+
+    def _spy_target(self, spy_node: str, extension: str, agent_seat: Any) -> tuple[str, str]:
+        """(node, ChanSpy target) for listening to seat ``extension`` from a phone on
+        ``spy_node``. ChanSpy only sees its own node's channels: the seat's channel where its
+        phone is registered, or, for a call the seat answered through the trunk, the trunk
+        leg on the call's node, which carries the same voice."""
+        seat_node = agent_seat.node if agent_seat is not None else ""
+        if spy_node and seat_node and spy_node != seat_node:
+            call = self.tracker.call_of_seat(extension)
+            leg = self._trunk_leg(call, extension) if call is not None else None
+            if call is not None and leg is not None and call.node == spy_node:
+                return spy_node, leg.name
+        # "PJSIP/8001-": ChanSpy matches by prefix; the dash keeps 80010 out.
+        return spy_node or seat_node, f"PJSIP/{extension}-"
 
     async def callback(
         self, agent_id: str, number: str, ticket_id: str | None = None
@@ -623,11 +637,24 @@ class CallControl:
         for call in self.tracker.active_calls():
             if call.seat != agent.seat or call.state != "talking":
                 continue
-            seat_ch = self.tracker.seat_channel(call, agent.seat)
+            seat_ch = self.tracker.seat_channel(call, agent.seat) or self._trunk_leg(
+                call, agent.seat
+            )
             citizen = self._citizen_channel(call)
             if seat_ch is not None and citizen is not None:
                 return agent, call, seat_ch, citizen
         raise NoActiveCall(agent_id)
+
+    def _trunk_leg(self, call: Call, extension: str) -> Channel | None:
+        """For a call answered at a seat registered on another node: the leg of the call's
+        node that dialled the seat through the trunk. It stands for the seat on the citizen's
+        node (the seat's own channel is on the other node, out of reach of actions sent
+        here): redirected, transferred or hung up there, it takes the seat with it."""
+        for uid in call.legs:
+            ch = self.tracker.channels.get((call.node, uid))
+            if ch is not None and ch.via_seat == extension:
+                return ch
+        return None
 
     def _citizen_channel(self, call: Call) -> Channel | None:
         if call.direction == "inbound":
