@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.websockets import WebSocketDisconnect
 
-from console import api, auth, intake, ops, pages
+from console import api, auth, callers, intake, ops, pages
 from console.i18n import Translator
 from console.kb import KnowledgeBase
 from console.live import DROP, LiveHub
@@ -113,6 +113,7 @@ def create_app(hotline: Any) -> FastAPI:
     app.include_router(api.router(hotline, hub, kb, users))
     app.include_router(pages.router(hotline, renderer, codec, secure=secure))
     app.include_router(ops.router(app, hotline, hub, renderer, metrics_token, clients))
+    app.include_router(callers.router(hotline, renderer))
     _include_slices(app, hotline)
     if getattr(hotline, "tickets", None) is not None:
         app.include_router(intake.router(hotline, renderer, clients.limiter_address))

@@ -38,6 +38,7 @@ NAV = (
     ("/window", "nav.window", ("window",)),
     ("/wallboard", "nav.wallboard", ("supervisor",)),
     ("/reports", "nav.reports", ("supervisor", "leader")),
+    ("/callers", "nav.callers", ("supervisor",)),
     ("/audit", "nav.audit", ("admin",)),
 )
 

@@ -369,6 +369,7 @@ ACCESS: tuple[Access, ...] = (
     _row("GET /wallboard", "page", "— — all all — —"),
     _row("GET /reports", "page", "— all all all — —"),
     _row("GET /audit", "page", "— — — all — —"),
+    _row("GET /callers", "page", "— — all all — —"),
     _row("GET /healthz", "ops", _OPEN),
     _row("GET /metrics", "ops", _OPEN),
     _row("GET /openapi.json", "docs", "all all all all all all"),
@@ -431,6 +432,11 @@ ACCESS: tuple[Access, ...] = (
     _row("GET /replay-static/{name}", "page", "all all all all — —"),
     _row("GET /api/audit/replay", "audit", "— — — all — —"),
     _row("GET /api/audit/logins", "audit", "— — — all — —"),
+    # caller flags (console.callers): set and cleared by supervisors, each change audited
+    _row("GET /api/caller-flags", "caller flag", "— — all all — —"),
+    _row("PUT /api/caller-flags/{caller}", "caller flag", "— — all all — —"),
+    _row("POST /api/caller-flags/{caller}/clear", "caller flag", "— — all all — —"),
+    _row("GET /api/audit/caller-flags", "audit", "— — all all — —"),
     # call control
     _row("POST /api/control/hold", "call control", _CONTROL),
     _row("POST /api/control/unhold", "call control", _CONTROL),

@@ -62,6 +62,11 @@ MOVE_BACKOFF_S = 0.5
 TRUNK_HOLD_OFF_S = 5.0
 
 
+# The kinds of caller flag supervisors set (console.callers), and the one routing puts ahead.
+PRIORITY_FLAG = "priority"
+FLAG_KINDS = (PRIORITY_FLAG, "abusive", "frequent")
+
+
 class CallerCache:
     """What routing needs to know about a caller, kept in memory: open ticket and its agent
     (from the ticket store, refreshed on ticket events), supervisor flags, enterprises."""
@@ -69,6 +74,9 @@ class CallerCache:
     def __init__(self, enterprise: set[str], flagged: set[str]) -> None:
         self.enterprise = set(enterprise)
         self.flagged = set(flagged)
+        # Supervisors' flags from the database (console.callers): caller -> kind. Only the
+        # priority kind (VIP, vulnerable citizen) moves a caller ahead in the line.
+        self.flags: dict[str, str] = {}
         self.open_ticket: dict[str, str | None] = {}  # caller -> last agent id
 
     def info(self, caller: str) -> CallerInfo:
@@ -76,7 +84,7 @@ class CallerCache:
         return CallerInfo(
             caller=caller,
             enterprise=caller in self.enterprise,
-            flagged=caller in self.flagged,
+            flagged=caller in self.flagged or self.flags.get(caller) == PRIORITY_FLAG,
             open_ticket=has_open,
             last_agent_id=self.open_ticket.get(caller) if has_open else None,
         )
@@ -87,6 +95,13 @@ class CallerCache:
 
     def set_closed(self, caller: str) -> None:
         self.open_ticket.pop(caller, None)
+
+    def set_flag(self, caller: str, kind: str | None) -> None:
+        """A supervisor's flag on ``caller`` (None: cleared)."""
+        if kind:
+            self.flags[caller] = kind
+        else:
+            self.flags.pop(caller, None)
 
 
 class Acd:

@@ -43,7 +43,7 @@ from cti.events import (
     TicketOpened,
 )
 from cti.leader import FencedNode, Leadership, Lease, process_id
-from cti.models import AgentRow, CallRow, SeatRow
+from cti.models import AgentRow, CallerFlagRow, CallRow, SeatRow
 from cti.persist import Persistence
 from cti.seats.registry import Seat, SeatRegistry
 from cti.single import SingleCti
@@ -755,8 +755,9 @@ class Hotline:
             log.info("agent %s restored at seat %s (%s)", agent_id, seat, state)
 
     def _warm_caller_cache(self) -> None:
-        """Callers with an open ticket and the agent who took it (sticky routing), read once;
-        ticket events keep it current afterwards."""
+        """Callers with an open ticket and the agent who took it (sticky routing), and the
+        supervisors' caller flags, read once when this process starts to lead; ticket events
+        and the console's flag routes (console.callers) keep it current afterwards."""
         with self.sessions() as session:
             rows = session.execute(
                 select(Ticket.caller, Ticket.agent_id)
@@ -765,6 +766,10 @@ class Hotline:
             )
             for caller, agent_id in rows:
                 self.callers.set_open(caller, agent_id or None)
+            for caller, kind in session.execute(
+                select(CallerFlagRow.caller, CallerFlagRow.kind).where(CallerFlagRow.kind != "")
+            ):
+                self.callers.set_flag(caller, kind)
 
     # --- health -------------------------------------------------------------------------
 

@@ -149,9 +149,25 @@ class CallerFlagRow(Base):
     caller: Mapped[str] = mapped_column(String(32), primary_key=True)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     enterprise: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A supervisor's flag (console.callers): priority (VIP, vulnerable), abusive, frequent.
+    kind: Mapped[str] = mapped_column(String(16), default="", server_default="")
     note: Mapped[str] = mapped_column(Text, default="")
     updated_by: Mapped[str] = mapped_column(String(32), default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CallerFlagEvent(Base):
+    """The audit trail of caller flags: who set or cleared which flag on a number, and why."""
+
+    __tablename__ = "caller_flag_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    caller: Mapped[str] = mapped_column(String(32), index=True)
+    action: Mapped[str] = mapped_column(String(8))  # set | clear
+    kind: Mapped[str] = mapped_column(String(16), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(64), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True, default=utcnow)
 
 
 class JobClaim(Base):

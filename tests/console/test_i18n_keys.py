@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from console import i18n
+from console.callers import FLAG_ACTIONS
+from cti.acd import FLAG_KINDS
 from cti.agents.board import AGENT_TRANSITIONS, PHONE_GONE, RING_NO_ANSWER
 from cti.calls.model import CALL_TRANSITIONS
 from cti.config import default_data, parse
@@ -115,6 +117,8 @@ DYNAMIC: dict[str, Callable[[], set[str]]] = {
     "recording.status.": lambda: set(RECORDING_STATUSES),
     "spy.": lambda: set(SPY_MODES),
     "phone.": _phone_classes,
+    "callers.kind.": lambda: set(FLAG_KINDS),
+    "callers.action.": lambda: set(FLAG_ACTIONS),
 }
 # Prefixes whose key the scripts look up with H.has() first, showing other text without it.
 OPTIONAL = {"alarm.kind.", "error.id."}
