@@ -7,7 +7,9 @@ and is dropped (it reconnects and gets a fresh snapshot), and the bus never wait
 Supervisors and administrators see every event. Agents and leaders see their own calls,
 tickets and state, the callback list, and a floor summary pushed at most once a second while
 something changes. Window staff see the events of their window's phone and of the tickets of
-its calls. Recording paths in events and calls reach administrators only
+its calls. The live transcript of a call (``LiveTranscript`` lines relayed by
+``console.transcripts``) reaches the agent on the call and the supervisors, not the windows.
+Recording paths in events and calls reach administrators only
 (``console.scopes.live_event``, ``public_call``); department users get their snapshot only.
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 
 from console import scopes
 from console.security import User
+from console.transcripts import LiveTranscripts
 from cti.db import utcnow
 from cti.events import Alarm, AmiDisconnected, Event, SeatAlarm
 
@@ -79,6 +82,12 @@ class LiveHub:
         self._floor_dirty = False
         self._window_tickets: dict[str, deque[tuple[str, str]]] = {}
         self._summary_task: asyncio.Task[None] | None = None
+        sessions = getattr(hotline, "sessions", None)
+        self.transcripts = (
+            LiveTranscripts(sessions, self.relay, self._transcripts_wanted)
+            if sessions is not None
+            else None
+        )
         hotline.bus.subscribe_all(self.on_event)
 
     @property
@@ -94,6 +103,8 @@ class LiveHub:
             self._summary_task = asyncio.get_running_loop().create_task(
                 self._summaries(), name="console-floor-summary"
             )
+        if self.transcripts is not None:
+            self.transcripts.wake()
         return client
 
     async def disconnect(self, client: Client) -> None:
@@ -113,6 +124,8 @@ class LiveHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._summary_task
             self._summary_task = None
+        if self.transcripts is not None:
+            await self.transcripts.close()
         self.hotline.bus.unsubscribe_all(self.on_event)
 
     # --- bus -----------------------------------------------------------------------
@@ -122,6 +135,9 @@ class LiveHub:
         kind = type(event).__name__
         if kind in FLOOR_EVENTS:
             self._floor_dirty = True
+        if kind in ("RecordingStarted", "RecordingStopped") and self.transcripts is not None:
+            with contextlib.suppress(RuntimeError):  # no loop: nobody connected either
+                self.transcripts.wake()
         alarm = isinstance(event, Alarm | SeatAlarm | AmiDisconnected)
         if not alarm and not self.clients:
             return  # nobody to tell: no dict made for every event of a busy floor
@@ -131,6 +147,19 @@ class LiveHub:
         for client in list(self.clients):
             if not client.dropped and self.visible(client, data):
                 self._put(client, scopes.live_event(client.user, data))
+
+    def relay(self, data: dict[str, Any]) -> None:
+        """An event made outside the bus (a live transcript line) to the clients it is for."""
+        for client in list(self.clients):
+            if not client.dropped and self.visible(client, data):
+                self._put(client, data)
+
+    def _transcripts_wanted(self) -> bool:
+        """Someone to tell, and a call being recorded that a follower may be decoding."""
+        transcription = getattr(self.hotline.settings, "transcription", None)
+        if not self.clients or transcription is None or not transcription.live:
+            return False
+        return any(c.recording for c in self.hotline.tracker.active_calls())
 
     def _put(self, client: Client, data: dict[str, Any]) -> None:
         try:
@@ -170,7 +199,7 @@ class LiveHub:
                     client.calls.add(ev["call_id"])
                     return True
                 return False
-            if kind in ("CallTransferred", "CallEnded", "RecordingStopped"):
+            if kind in ("CallTransferred", "CallEnded", "RecordingStopped", "LiveTranscript"):
                 return ev.get("call_id") in client.calls
             if kind in ("TicketChanged", "TicketUpdated", "TranscriptReady"):
                 return ev.get("ticket_id") in client.tickets
@@ -251,6 +280,12 @@ class LiveHub:
                 # Which CTI leads (cti.leader): a wallboard reconnecting after a takeover
                 # names the new one.
                 snap["cti"] = leadership.info()
+            if self.transcripts is not None:
+                snap["transcripts"] = {
+                    c.call_id: lines
+                    for c in hotline.tracker.active_calls()
+                    if (lines := self.transcripts.lines(c.call_id))
+                }
         if user.agent_id:
             agent = hotline.agents.find(user.agent_id)
             snap["me"] = agent.to_dict(now) if agent is not None else None
@@ -260,6 +295,8 @@ class LiveHub:
                 if call.ticket_id:
                     client.tickets.add(call.ticket_id)
             snap["call"] = scopes.public_call(user, call.to_dict(now)) if call is not None else None
+            if call is not None and self.transcripts is not None:
+                snap["transcript"] = self.transcripts.lines(call.call_id)
         return snap
 
     def current_call(self, agent_id: str) -> Any:

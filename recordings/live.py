@@ -26,8 +26,10 @@ from typing import BinaryIO, Protocol
 
 from sqlalchemy import select
 
+from cti.db import utcnow
 from recordings import models as m
 from recordings.layout import leg_paths, local_path
+from recordings.livetext import LiveText, LiveUpdate, prune, write_updates
 from recordings.settings import RecordingSettings, TranscriptionSettings
 from recordings.transcribe import AGENT, CITIZEN, MIXED, Segment, Transcript
 
@@ -128,6 +130,7 @@ class StreamingEngine(Protocol):
 class _Leg:
     tail: WavTail
     stream: StreamLike
+    text: LiveText
 
 
 @dataclass(slots=True)
@@ -135,6 +138,7 @@ class _Followed:
     claim: object  # recordings.worker.Claim
     recording_id: int
     local: str
+    call_id: str = ""
     legs: list[_Leg] = field(default_factory=list)
     renewed: float = field(default_factory=time.monotonic)
 
@@ -197,6 +201,7 @@ class LiveFollower:
             status = statuses.get(rid, m.LOST)
             try:
                 self._pump(f)
+                self._publish(f)
                 if status == m.REGISTERED:
                     self._finish(f)
                 elif status != m.RECORDING and status != m.PENDING:
@@ -218,8 +223,9 @@ class LiveFollower:
             with self.sf() as s:  # type: ignore[attr-defined]
                 rec = s.get(m.Recording, claim.recording_id)
                 path = rec.path if rec is not None else ""
+                call_id = rec.call_id if rec is not None else ""
             self.followed[claim.recording_id] = _Followed(
-                claim, claim.recording_id, local_path(self.recordings, path)
+                claim, claim.recording_id, local_path(self.recordings, path), call_id
             )
             log.info("recording %s followed live by %s", claim.recording_id, self.worker_id)
 
@@ -269,7 +275,7 @@ class LiveFollower:
                 raise UnsupportedLiveFormat(
                     f"{t.path}: {t.rate} Hz, the model takes {self.engine.sample_rate} Hz"
                 )
-        f.legs = [_Leg(t, self.engine.stream(spk)) for spk, t in tails]
+        f.legs = [_Leg(t, self.engine.stream(spk), LiveText(spk)) for spk, t in tails]
         for leg, pcm in zip(f.legs, first, strict=True):
             if pcm:
                 leg.stream.feed(pcm)
@@ -282,6 +288,21 @@ class LiveFollower:
             while pcm := leg.tail.read_new():
                 leg.stream.feed(pcm)
 
+    def _publish(self, f: _Followed) -> None:
+        """Write what changed in the call's live view (``recordings.livetext``) for the
+        desktops: partial results as the recogniser goes, finals at its endpoints."""
+        updates: list[LiveUpdate] = []
+        for leg in f.legs:
+            progress = getattr(leg.stream, "progress", None)
+            if progress is not None:  # an engine that cannot tell partials shows nothing
+                closed, partial = progress()
+                updates += leg.text.update(closed, partial, leg.stream.audio_s)
+        if not updates:
+            return
+        with self.sf() as s:  # type: ignore[attr-defined]
+            write_updates(s, f.recording_id, f.call_id, updates, utcnow())
+            s.commit()
+
     def _finish(self, f: _Followed) -> None:
         """The recording is registered: the files are closed. Decode the rest and store."""
         if not f.legs:  # never saw the files while the call went on
@@ -290,9 +311,15 @@ class LiveFollower:
             return
         self._pump(f)
         segments: list[Segment] = []
+        late: list[LiveUpdate] = []
         busy = audio = duration = 0.0
         for leg in f.legs:
             segments += leg.stream.finish()
+            if hasattr(leg.stream, "progress"):
+                # The last words, decoded at the hangup, reach the desktops as finals too.
+                closed, _ = leg.stream.progress()  # type: ignore[attr-defined]
+                for u in leg.text.update(closed, "", leg.stream.audio_s):
+                    late.append(u)
             busy += leg.stream.busy_s
             audio += leg.stream.audio_s
             duration = max(duration, leg.stream.audio_s)
@@ -307,6 +334,10 @@ class LiveFollower:
             speakers=tuple(leg.stream.speaker for leg in f.legs),
         )
         del self.followed[f.recording_id]
+        with self.sf() as s:  # type: ignore[attr-defined]
+            write_updates(s, f.recording_id, f.call_id, late, utcnow())
+            prune(s, utcnow())
+            s.commit()
         if self.queue.complete(  # type: ignore[attr-defined]
             f.claim, transcript, mask=self.transcription.mask_numbers
         ):

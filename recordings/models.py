@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -127,6 +128,28 @@ class TranscriptSegment(Base):
     conf: Mapped[float] = mapped_column(Float)
 
 
+class LiveSegment(Base):
+    """A piece of a call's transcript while the call goes on, written by a live follower for
+    the CTI's console to relay (``console.transcripts``): a partial result, replaced by the
+    next partial of the same ``seq`` and then by its final. Insert only; rows older than a
+    few minutes are deleted by the followers. The text is always masked."""
+
+    __tablename__ = "live_segments"
+    __table_args__ = (Index("ix_live_segments_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recording_id: Mapped[int] = mapped_column(Integer)
+    call_id: Mapped[str] = mapped_column(String(64))
+    speaker: Mapped[str] = mapped_column(String(8))
+    seq: Mapped[int] = mapped_column(Integer)
+    final: Mapped[bool] = mapped_column(Boolean, default=False)
+    text: Mapped[str] = mapped_column(Text)
+    start: Mapped[float] = mapped_column("start_s", Float)
+    end: Mapped[float] = mapped_column("end_s", Float)
+    # When the audio it decodes was read from the file (the follower's clock, UTC).
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ReplayAudit(Base):
     """Who played or downloaded which recording, when and from where. Never deleted with
     the recording (no foreign key)."""
@@ -151,6 +174,7 @@ TABLES = (
     RecordingMute.__table__,
     TranscriptionJob.__table__,
     TranscriptSegment.__table__,
+    LiveSegment.__table__,
     ReplayAudit.__table__,
 )
 

@@ -374,6 +374,7 @@ class LegStream:
         self._step = int(transcriber.sample_rate * CHUNK_S) * 2
         self._pending = bytearray()
         self._results: list[dict[str, Any]] = []
+        self._shown = 0  # results already given out by ``progress``
         self.samples = 0
         self.busy_s = 0.0  # time spent decoding
 
@@ -403,6 +404,25 @@ class LegStream:
         view.release()
         del self._pending[:whole]
         self.busy_s += time.monotonic() - started
+
+    def progress(self) -> tuple[list[tuple[str, float, float]], str]:
+        """What a live view needs since the last call: the utterances the recogniser closed
+        at an endpoint, as (text, start, end) in seconds of this leg ("" for one that held
+        only noise), and the words of the utterance it is in (its partial result)."""
+        closed: list[tuple[str, float, float]] = []
+        for result in self._results[self._shown :]:
+            words = [w for w in result.get("result", []) if w.get("word") and w["word"] != "[unk]"]
+            if words:
+                start = max(0.0, float(words[0]["start"]) - self._base)
+                end = max(0.0, float(words[-1]["end"]) - self._base)
+                closed.append((" ".join(str(w["word"]) for w in words), start, end))
+            else:
+                closed.append(("", self.audio_s, self.audio_s))
+        self._shown = len(self._results)
+        if self._pooled is None:
+            return closed, ""
+        partial = json.loads(self._pooled.rec.PartialResult()).get("partial", "")
+        return closed, " ".join(w for w in str(partial).split() if w != "[unk]")
 
     def finish(self) -> list[Segment]:
         """Decode what is left and give the recogniser back; the leg's segments."""

@@ -304,3 +304,23 @@ class TicketCounter(Base):
 
     day: Mapped[str] = mapped_column(String(8), primary_key=True)
     last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SuggestionOutcome(Base):
+    """What the agent did with a suggestion drafted from the call (``tickets.suggest``): the
+    site measures how good the suggestions are by how often they are taken as they were.
+
+    One row per ticket and field, updated as the agent acts: ``accepted`` (taken as it was),
+    ``edited`` (taken, then changed before saving) or ``ignored``."""
+
+    __tablename__ = "ticket_suggestions"
+    __table_args__ = (UniqueConstraint("ticket_id", "field", name="uq_ticket_suggestions_field"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(String(20), index=True)
+    field: Mapped[str] = mapped_column(String(16))  # description | category | location | repeat
+    suggested: Mapped[str] = mapped_column(Text, default="")
+    final: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True, default=utcnow)
