@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.websockets import WebSocketDisconnect
 
-from console import api, auth, callers, intake, ops, pages
+from console import api, assist, auth, callers, intake, ops, pages
 from console.i18n import Translator
 from console.kb import KnowledgeBase
 from console.live import DROP, LiveHub
@@ -117,6 +117,7 @@ def create_app(hotline: Any) -> FastAPI:
     _include_slices(app, hotline)
     if getattr(hotline, "tickets", None) is not None:
         app.include_router(intake.router(hotline, renderer, clients.limiter_address))
+        app.include_router(assist.router(hotline, hub))
 
     @app.websocket("/ws")
     async def live(websocket: WebSocket, user: Annotated[User, Depends(ws_user)]) -> None:

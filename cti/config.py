@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Iterator
 from datetime import time as dtime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -47,6 +47,23 @@ class SiteSettings(Section):
     name: str = "12345政务服务便民热线"
     timezone: str = "Asia/Shanghai"
     language: str = "zh-CN"
+    # The site's place names (districts, streets, estates, landmarks): a ticket's location is
+    # suggested from those the citizen names during the call (tickets.suggest).
+    places: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(
+        default_factory=list, max_length=20000
+    )
+
+    @field_validator("places")
+    @classmethod
+    def _places(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for place in value:
+            if not place.strip():
+                raise ValueError("a place name is blank")
+            if place in seen:
+                raise ValueError(f"the place {place!r} is listed twice")
+            seen.add(place)
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -134,6 +134,19 @@ class TicketSettings(_Model):
         default_factory=lambda: ["咨询", "求助", "投诉", "举报", "建议", "表扬"]
     )
 
+    # Words that make a category likely when the citizen says them (tickets.suggest): the
+    # category's own name counts too. Keys are categories the ticket may take.
+    category_keywords: dict[str, list[Annotated[str, Field(min_length=1, max_length=30)]]] = Field(
+        default_factory=lambda: {
+            "咨询": ["请问", "怎么办理", "如何", "政策", "需要什么材料"],
+            "求助": ["帮忙", "坏了", "停水", "停电", "漏水", "故障", "堵了"],
+            "投诉": ["噪音", "扰民", "乱收费", "不作为", "态度差", "拖欠"],
+            "举报": ["违法", "违规", "偷排", "无证", "违建"],
+            "建议": ["建议", "能不能", "最好"],
+            "表扬": ["感谢", "表扬", "锦旗"],
+        }
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _no_channels(cls, data: object) -> object:
@@ -162,6 +175,15 @@ class TicketSettings(_Model):
             if rule.category in seen:
                 raise ValueError(f"two deadline rules for category {rule.category!r}")
             seen.add(rule.category)
+        allowed = set(self.allowed_categories())
+        # The built-in words are for the built-in categories; a site's own must name its own.
+        for category in (
+            self.category_keywords if "category_keywords" in self.model_fields_set else ()
+        ):
+            if category not in allowed:
+                raise ValueError(
+                    f"category_keywords names {category!r}, which is not one of the categories"
+                )
         return self
 
     def allowed_categories(self, topic: str = "") -> list[str]:

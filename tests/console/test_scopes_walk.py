@@ -228,6 +228,8 @@ def _walk_ticket_route(walk: Walk, row: Any, role: str, browser: TestClient) -> 
         body = {"json": {"into": "{}"}}  # into itself: refused after the scope check
     elif path.endswith("/calls"):
         body = {"json": {"call_id": "walk-1"}}
+    elif path.endswith("/suggestions") and method == "POST":
+        body = {"json": {"field": "category", "suggested": "投诉", "outcome": "ignored"}}
     elif "window-outcome" in path:
         body = {"json": {"window_id": "shebao", "text": "带身份证原件办理"}}
 
