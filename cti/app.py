@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agi_scripts import route as route_script
 from cti.acd import Acd, CallerCache
@@ -78,7 +79,12 @@ class Hotline:
         self.engine = make_engine(settings.database.url)
         self.sessions = session_factory(self.engine)
         self.bus = Bus()
-        self.store = Store(self.sessions, buffer_max=settings.database.buffer_max)
+        self.store = Store(
+            self.sessions,
+            buffer_max=settings.database.buffer_max,
+            # SQLite: one CTI per file (cti.single), nobody to be fenced from.
+            fence=None if self.engine.dialect.name == "sqlite" else self._holds_lease,
+        )
         self.seats = SeatRegistry(
             [
                 Seat(
@@ -318,6 +324,10 @@ class Hotline:
         # the loop each, the tail of the route's times.
         gc.collect()
         gc.freeze()
+
+    def _holds_lease(self, session: Session) -> bool:
+        """The store's fence: its writes commit only while this process holds the lease."""
+        return self.leadership.lease.holds(session.connection())
 
     def _lost_lead(self, reason: str) -> None:
         """The lease may have run out (``cti.leader``): stop acting now. The FastAGI port is

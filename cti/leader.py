@@ -144,6 +144,17 @@ class Lease:
             row = conn.execute(query).first()
         return Holder(*row) if row is not None else None
 
+    def holds(self, conn: Any) -> bool:
+        """Whether this process holds the lease, as ``conn``'s transaction sees it. On
+        PostgreSQL the row stays share-locked until that transaction ends, so a standby's
+        take waits for it: what the transaction writes lands before the next leader's term,
+        or, once that term began, is refused (``cti.store``'s fence)."""
+        c = LEASES.c
+        query = select(c.term).where(c.name == self.name, c.holder == self.holder)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(read=True)
+        return conn.execute(query).first() is not None
+
     def release(self) -> None:
         """A clean stop: the lease ends now, so the standby takes over at its next try."""
         c = LEASES.c

@@ -7,6 +7,12 @@ database is unreachable (PostgreSQL restarting, a locked SQLite file), the batch
 retried with backoff, and new writes keep queuing in memory up to ``buffer_max``: nothing is
 lost by a short outage. A write that fails for another reason (a bug, a constraint) is
 retried alone, then logged and set aside in ``dead`` so the rest goes on.
+
+Fencing (``fence``): a CTI that lost the lead must not write after the next leader has
+begun, or its late flush would overwrite what the new leader rebuilt and wrote. Each batch
+asks ``fence`` in its own transaction, just before the commit, whether this process still
+leads; a task asks before it runs. Once the answer is no, the store is ``deposed``: what it
+holds is dropped, and it writes nothing more.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ class _Row:
 Item = tuple[str, "Callable[..., object] | _Row", bool]
 
 
+class Deposed(Exception):
+    """Another process leads now: this store's writes are refused."""
+
+
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError):
         return True
@@ -59,8 +69,12 @@ class Store:
         buffer_max: int = 100_000,
         batch_max: int = 200,
         backoff_max_s: float = 5.0,
+        fence: Callable[[Session], bool] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._fence = fence
+        self.deposed = False
+        self.dropped = 0
         self.buffer_max = buffer_max
         self.batch_max = batch_max
         self.backoff_max_s = backoff_max_s
@@ -98,6 +112,9 @@ class Store:
 
     def _put(self, item: Item) -> None:
         with self._cond:
+            if self.deposed:
+                self.dropped += 1
+                return
             if len(self._queue) >= self.buffer_max:
                 # Memory is finite: keep the newest facts, count what we had to drop.
                 self._queue.popleft()
@@ -180,6 +197,9 @@ class Store:
                             log.info("database reachable again; buffered writes flushed")
                         self.healthy = True
                         break
+                    except Deposed:
+                        self._depose(len(batch))
+                        break
                     except Exception as exc:
                         if _transient(exc):
                             log.debug("transient write error", exc_info=True)
@@ -224,11 +244,17 @@ class Store:
             first = batch[0][1]
             if batch[0][2]:
                 assert not isinstance(first, _Row)
+                if self._fence is not None:
+                    with self._sessions() as session:
+                        if not self._fence(session):
+                            raise Deposed
                 first()
             else:
                 with self._sessions() as session:
                     try:
                         self._write_batch(session, batch)
+                        if self._fence is not None and not self._fence(session):
+                            raise Deposed
                         session.commit()
                     except BaseException:
                         session.rollback()
@@ -277,6 +303,9 @@ class Store:
         for item in batch:
             try:
                 self._write([item])
+            except Deposed:
+                self._depose(len(batch) - batch.index(item))
+                return
             except Exception as exc:
                 if _transient(exc):
                     # The database went away in between: put the rest back in front, in order.
@@ -286,3 +315,11 @@ class Store:
                     return
                 log.exception("write %r failed; set aside", item[0])
                 self.dead.append((item[0], repr(exc)[:300]))
+
+    def _depose(self, unwritten: int) -> None:
+        with self._cond:
+            lost = unwritten + len(self._queue)
+            self._queue.clear()
+            self.deposed = True
+            self.dropped += lost
+        log.error("store: another process leads; %d writes of this one dropped", lost)
