@@ -290,6 +290,7 @@ def router(
                 {"caller": r.caller, "category": r.category, "count": r.count}
                 for r in report.repeat_callers
             ],
+            "occupancy": report.occupancy.to_dict() if report.occupancy is not None else None,
         }
 
     @api.get("/api/reports/hotspots")

@@ -1,4 +1,5 @@
-"""The periodic report: KPIs per department, the bottom three, repeat callers and hotspots.
+"""The periodic report: KPIs per department, the bottom three, repeat callers, hotspots and
+the agents' occupancy (``tickets.occupancy``).
 
 ``build_report`` reads the database once; ``format_text``, ``to_json`` and ``write_csv``
 render it. Periods: ``2026-10`` (month), ``2026-Q4`` (quarter: the service index is
@@ -22,6 +23,7 @@ from console.validation import MAX_YEAR, MIN_YEAR
 from tickets import hotspots, kpi
 from tickets.kpi import KPI_NAMES, DepartmentKpis, Period
 from tickets.models import Ticket
+from tickets.occupancy import FloorOccupancy, floor_occupancy, period_occupancy
 from tickets.settings import TicketSettings
 
 KPI_LABELS = {
@@ -80,12 +82,19 @@ def day_period(at: datetime, timezone: str = "Asia/Shanghai") -> Period:
     )
 
 
+# The wallboard's occupancy: the floor over the last half hour, long enough to smooth single
+# calls out, short enough to show a shift's rush as it comes.
+RECENT_OCCUPANCY_S = 30 * 60
+
+
 def today_counters(conn: Connection, now: datetime, timezone: str) -> dict[str, Any]:
     """Today's call counters (the local day of ``now``) for the console: the same calls and
     formulas as the period table (``kpi.call_counters``), with the counts behind each rate.
-    A call still waiting is not counted until it has an outcome."""
+    A call still waiting is not counted until it has an outcome. ``occupancy`` is the floor's
+    and each agent's over the last ``RECENT_OCCUPANCY_S``, ``occupancy_today`` since midnight."""
     period = day_period(now, timezone)
     c = kpi.call_counters(kpi.load_calls(conn, period) or [], period, ZoneInfo(timezone))
+    recent = floor_occupancy(conn, now - timedelta(seconds=RECENT_OCCUPANCY_S), now)
     return {
         "day": period.label,
         "since": period.start.isoformat(),
@@ -105,6 +114,8 @@ def today_counters(conn: Connection, now: datetime, timezone: str) -> dict[str, 
         "longest_answer_s": None if c.longest_answer_s is None else round(c.longest_answer_s, 1),
         "hours": c.hours,
         "window_s": kpi.SERVICE_LEVEL_S,
+        "occupancy": {"window_s": RECENT_OCCUPANCY_S, **recent.to_dict()},
+        "occupancy_today": period_occupancy(conn, period, now).floor.to_dict(),
     }
 
 
@@ -147,6 +158,7 @@ class Report:
     bottom_three: list[DepartmentKpis]
     repeat_callers: list[RepeatCaller] = field(default_factory=list)
     hotspots: list[hotspots.WeekHotspots] = field(default_factory=list)
+    occupancy: FloorOccupancy | None = None
 
 
 def build_report(
@@ -177,16 +189,20 @@ def build_report(
         if with_hotspots
         else []
     )
-    return Report(period, rows, kpi.bottom_three(rows), repeat, weeks)
+    occupancy = period_occupancy(conn, period, as_of)
+    return Report(period, rows, kpi.bottom_three(rows), repeat, weeks, occupancy)
 
 
 def to_json(report: Report) -> list[dict[str, Any]]:
-    """One object per department (the hotline as a whole first, ``department_id == "all"``)."""
+    """One object per department (the hotline as a whole first, ``department_id == "all"``,
+    which also carries the floor's occupancy: agents belong to the hotline, not a unit)."""
     bottom = {r.department_id for r in report.bottom_three}
     result = []
     for row in report.rows:
         data = row.to_dict(report.period)
         data["bottom_three"] = row.department_id in bottom
+        if row.department_id == "all" and report.occupancy is not None:
+            data["occupancy"] = report.occupancy.floor.to_dict()["occupancy"]
         result.append(data)
     return result
 
@@ -220,6 +236,12 @@ def format_text(report: Report) -> str:
         lines.append(f"后三位 bottom three (service index): {names}")
     else:
         lines.append("后三位 bottom three: no department has data")
+    if report.occupancy is not None:
+        occ = report.occupancy
+        agents = ", ".join(f"{a} {_pct(o.value)}" for a, o in occ.agents.items())
+        lines.append(
+            f"坐席占用率 occupancy: {_pct(occ.floor.value)}" + (f" ({agents})" if agents else "")
+        )
     lines.append(f"重复来电 repeat callers: {len(report.repeat_callers)}")
     for rc in report.repeat_callers[:20]:
         lines.append(f"  {rc.caller}  {rc.category}  {rc.count}")
@@ -275,4 +297,20 @@ def write_csv(report: Report, directory: Path) -> list[Path]:
             ):
                 for rank, (name, value) in enumerate(items, 1):
                     writer.writerow([week.week, kind, rank, name, value])
-    return [kpi_path, repeat_path, hot_path]
+    occupancy_path = directory / f"occupancy-{label}.csv"
+    with occupancy_path.open("w", newline="", encoding="utf-8-sig") as f:
+        writer = csv.writer(f)
+        writer.writerow(["period", "agent_id", "occupancy", "handling_s", "available_s"])
+        occ = report.occupancy
+        for agent_id, o in [("all", occ.floor), *occ.agents.items()] if occ else []:
+            ratio = o.value
+            writer.writerow(
+                [
+                    label,
+                    agent_id,
+                    "" if ratio is None else f"{ratio:.6f}",
+                    f"{o.handling_s:.1f}",
+                    f"{o.available_s:.1f}",
+                ]
+            )
+    return [kpi_path, repeat_path, hot_path, occupancy_path]

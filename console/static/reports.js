@@ -23,7 +23,8 @@
       var box = H.clear($("today-kpis"));
       [["kpi.offered", k.offered], ["kpi.answered", k.answered], ["kpi.connection_rate", H.percent(k.connection_rate)],
         ["kpi.service_level", H.percent(k.service_level_15s)], ["kpi.abandoned", k.abandoned],
-        ["kpi.asa", k.asa_s === null ? "—" : t("unit.seconds", { n: k.asa_s })]].forEach(function (pair) {
+        ["kpi.asa", k.asa_s === null ? "—" : t("unit.seconds", { n: k.asa_s })],
+        ["kpi.occupancy", H.percent(k.occupancy_today.occupancy)]].forEach(function (pair) {
         box.appendChild(el("div", { class: "kpi", "data-kpi": pair[0].slice(4) }, [
           el("span", { class: "k", text: t(pair[0]) }), el("span", { class: "v", text: pair[1] })]));
       });
@@ -55,7 +56,22 @@
       });
       if (!rows.length) H.setText("report-msg", t("reports.empty"));
       drawDepartments();
+      showOccupancy(data.occupancy, t("kpi.period.report", { period: data.period, tz: H.boot.tz }));
     }, function (e) { H.setText("report-msg", H.errorText(e)); });
+  }
+
+  // The agents' occupancy in the period: the floor first, then each agent.
+  function showOccupancy(occ, period) {
+    H.explainKpis(document.querySelectorAll("#main h3[data-kpi]"), period);
+    var body = H.clear($("occupancy-body"));
+    if (!occ) return;
+    [{ agent_id: "", name: t("reports.occupancy_floor"), occupancy: occ.occupancy, handling_s: occ.handling_s, available_s: occ.available_s }]
+      .concat(occ.agents).forEach(function (a) {
+        body.appendChild(el("tr", {}, [el("td", { text: a.name || a.agent_id }),
+          el("td", { class: "num", text: H.percent(a.occupancy) }),
+          el("td", { class: "num", text: H.duration(a.handling_s) }),
+          el("td", { class: "num", text: H.duration(a.available_s) })]));
+      });
   }
 
   function drawDepartments() {

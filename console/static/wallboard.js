@@ -288,6 +288,13 @@
       H.setText("k-abandoned", k.abandoned);
       H.setText("k-asa", k.asa_s === null ? "—" : t("unit.seconds", { n: k.asa_s }));
       H.explainKpis(document.querySelectorAll("#kpis [data-period=today]"), t("kpi.period.today", { day: k.day, tz: H.boot.tz }));
+      // The floor's occupancy over the last half hour, and each agent's beside it.
+      var occ = k.occupancy;
+      H.setText("k-occupancy", H.percent(occ.occupancy));
+      H.setText("k-occupancy-agents", occ.agents.map(function (a) {
+        return ((agents[a.agent_id] && agents[a.agent_id].name) || a.agent_id) + " " + H.percent(a.occupancy);
+      }).join(" · "));
+      H.explainKpis(document.querySelectorAll("#kpis [data-period=recent]"), t("kpi.period.recent", { minutes: Math.round(occ.window_s / 60) }));
     }, function () {});
   });
 
