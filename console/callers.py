@@ -65,7 +65,7 @@ class CallerFlags:
     def __init__(self, sessions: Any) -> None:
         self.sessions = sessions
 
-    def list(self) -> list[dict[str, Any]]:
+    def current(self) -> list[dict[str, Any]]:
         with self.sessions() as session:
             rows = session.scalars(
                 select(CallerFlagRow)
@@ -135,7 +135,7 @@ def router(hotline: Any, renderer: Any) -> APIRouter:
 
     @api.get("/api/caller-flags")
     def list_flags(user: Supervisor) -> list[dict[str, Any]]:
-        return flags.list()
+        return flags.current()
 
     @api.put("/api/caller-flags/{caller}")
     async def set_flag(caller: Number, body: FlagBody, user: Supervisor) -> dict[str, Any]:
