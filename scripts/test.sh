@@ -56,19 +56,32 @@ log "starting PostgreSQL on 127.0.0.1:$PGPORT"
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/log" -w \
   -o "-p $PGPORT -k $PGDATA -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
 "${AS[@]}" "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U hotline hotline_test
-export HOTLINE_TEST_PG_CTL="${AS[*]} $PGBIN/pg_ctl -D $PGDATA"
+PG_CTL="${AS[*]} $PGBIN/pg_ctl -D $PGDATA"
 PG_URL="postgresql+psycopg://hotline@127.0.0.1:$PGPORT/hotline_test"
 
 # --- the suite -------------------------------------------------------------------------
+# Test files run side by side, one worker per core (at least two: most of a test's time is
+# spent waiting for the simulator's and the CTI's processes); a file stays on one worker, so
+# its module fixtures are made once.
+WORKERS=${HOTLINE_TEST_WORKERS:-$(nproc)}
+[ "$WORKERS" -ge 2 ] || WORKERS=2
+PARALLEL=(-n "$WORKERS" --dist loadfile)
+# pytest's status 5 is "no test selected" (extra arguments such as -k can select none in a run)
+tests() { "$PY" -m pytest -q "$@" || [ $? -eq 5 ]; }
 mkdir -p artifacts
-log "pytest on SQLite"
-"$PY" -m pytest -q "$@"
+log "pytest on SQLite ($WORKERS workers)"
+tests "${PARALLEL[@]}" --durations=15 "$@"
 log "pytest on PostgreSQL (database-facing tests)"
 # Pure code (routing, the simulator's protocol) does not touch the database: not run twice.
 # Nor do the headless-Chromium walks: they check pages, whose database side the API tests
 # cover on both databases (this keeps the whole run under 20 minutes).
-HOTLINE_TEST_PG_URL="$PG_URL" "$PY" -m pytest -q -m "not vosk and not browser" \
+# The tests that stop the server itself (HOTLINE_TEST_PG_CTL) run alone afterwards: a stopped
+# server would fail whatever the other workers were doing at that moment.
+HOTLINE_TEST_PG_URL="$PG_URL" tests "${PARALLEL[@]}" -m "not vosk and not browser" \
   --ignore=tests/routing --ignore=tests/testing "$@"
+log "pytest on PostgreSQL: the server stopped and started under load"
+HOTLINE_TEST_PG_URL="$PG_URL" HOTLINE_TEST_PG_CTL="$PG_CTL" tests \
+  tests/reliability/test_db_outage.py tests/reliability/test_sole_leader.py "$@"
 
 log "demo smoke test: 20 calls"
 demo_dir=$(mktemp -d)
