@@ -274,6 +274,59 @@ async def poll_console(console: dict[str, str], out: list[tuple[float, float]], 
             await asyncio.sleep(0.25)
 
 
+class SlowCallbacks:
+    """Times every callback of the event loop (``asyncio.Handle._run``) and keeps, per callback
+    (a task's coroutine name, or the function's), how many ran longer than ``threshold_s``, and
+    their total and longest time: what a FastAGI request waiting for the loop waited behind."""
+
+    def __init__(self, threshold_s: float) -> None:
+        self.threshold_s = threshold_s
+        self.seen: dict[str, list[float]] = {}
+        self.count = 0
+        run = asyncio.events.Handle._run
+        clock = time.perf_counter
+
+        def timed(handle: asyncio.Handle) -> None:
+            began = clock()
+            run(handle)
+            took = clock() - began
+            self.count += 1
+            if took >= threshold_s:
+                entry = self.seen.setdefault(self.name(handle), [0, 0.0, 0.0])
+                entry[0] += 1
+                entry[1] += took
+                entry[2] = max(entry[2], took)
+
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+
+    @staticmethod
+    def name(handle: asyncio.Handle) -> str:
+        cb = getattr(handle, "_callback", None)
+        owner = getattr(cb, "__self__", None)
+        if isinstance(owner, asyncio.Task):
+            coro = owner.get_coro()
+            frame = getattr(coro, "cr_frame", None)
+            where = f" at line {frame.f_lineno}" if frame is not None else ""
+            return f"task {getattr(coro, '__qualname__', coro)}{where}"
+        return getattr(cb, "__qualname__", repr(cb))
+
+    def report(self) -> dict[str, Any]:
+        rows = sorted(self.seen.items(), key=lambda kv: -kv[1][1])
+        return {
+            "threshold_ms": self.threshold_s * 1000,
+            "callbacks": self.count,
+            "slow": [
+                {
+                    "what": k,
+                    "n": int(v[0]),
+                    "total_ms": round(v[1] * 1000, 1),
+                    "max_ms": round(v[2] * 1000, 2),
+                }
+                for k, v in rows[:25]
+            ],
+        }
+
+
 # --- the CTI's process --------------------------------------------------------------------------
 
 
@@ -563,6 +616,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--db", help="database URL (default: SQLite in a temporary directory)")
     ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument(
+        "--slow-ms",
+        type=float,
+        default=0.0,
+        help="report the event loop's callbacks that ran longer than this (where the tail is)",
+    )
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
     ap.add_argument("--talk-min", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--talk-max", type=float, help=argparse.SUPPRESS)
@@ -587,9 +646,12 @@ def main() -> int:
         f"--talk-max={args.talk_max}",
         *(["--poisson"] if args.poisson else []),
     ]
+    slow = SlowCallbacks(args.slow_ms / 1000) if args.slow_ms else None
     with tempfile.TemporaryDirectory(prefix="hotline-load-") as tmp:
         args.tmp = tmp
         result = asyncio.run(cti_main(args))
+    if slow is not None:
+        result["slow_callbacks"] = slow.report()
     text = json.dumps(result, ensure_ascii=False)
     print(text)
     if args.out:
