@@ -120,7 +120,11 @@ class PageRenderer:
 
 
 def _scripts(page: str) -> list[str]:
-    extra = {"reports": ["chart.js"]}
+    extra = {
+        "reports": ["chart.js"],
+        "agent": ["transcript.js", "assist.js"],
+        "wallboard": ["transcript.js"],
+    }
     return [*extra.get(page, []), f"{page}.js"]
 
 

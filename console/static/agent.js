@@ -102,6 +102,7 @@
 
   function pop(c) {
     // The caller's earlier tickets and open callbacks, shown as soon as the call is known.
+    H.assist.call(c);
     renderHistory([]);
     H.clear($("caller-callbacks"));
     if (!c.caller) return;
@@ -149,6 +150,7 @@
     var state = $("ticket-state");
     state.textContent = data.state_code + " " + data.state_label;
     state.setAttribute("data-state", data.state);
+    H.assist.ticket(data, fresh);
     if (fresh) {
       FIELDS.forEach(function (name) { $("f-" + name).value = data[name] || ""; });
       $("answer-text").value = data.reply_text || "";
@@ -193,6 +195,7 @@
     if (!Object.keys(fields).length) return Promise.resolve(ticket);
     return H.api("PATCH", "/api/tickets/" + encodeURIComponent(ticket.id), fields).then(function (data) {
       showTicket(data);
+      H.assist.saved(data);
       H.setText("ticket-saved", t("ticket.saved_at", { time: H.clock(new Date().toISOString()) }));
       return data;
     });
@@ -341,6 +344,7 @@
   function refreshMe() { return H.api("GET", "/api/agents/me").then(setMe, function () {}); }
 
   function onMessage(m) {
+    H.assist.onMessage(m);
     switch (m.type) {
       case "Snapshot":
         if (m.me) setMe(Object.assign({}, me || {}, m.me, { call: m.call }));

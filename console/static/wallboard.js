@@ -19,6 +19,7 @@
 
   function onMessage(m) {
     var c;
+    H.transcript.onMessage(m);  // the live transcript of the call picked (transcript.js)
     switch (m.type) {
       case "Snapshot":
         calls = {}; agents = {}; seats = {};
@@ -317,5 +318,7 @@
   });
   H.explainKpis(document.querySelectorAll("#kpis [data-period=live]"), t("kpi.period.live"));
   H.every(1000, tickTimers);
+  H.transcript.attach("wb-transcript");
+  H.transcript.pickFrom("calls");
   H.live(onMessage);
 })();

@@ -126,11 +126,14 @@ async def running_stack(
     leader_shift: bool = False,
     language: str | None = None,
     sections: dict[str, Any] | None = None,
+    write_recordings: bool = True,
 ) -> AsyncIterator[Stack]:
+    """``write_recordings=False``: the test writes the MixMonitor files itself (real speech
+    at the pace it is spoken, where the simulator's clock runs faster)."""
     from playwright.async_api import async_playwright
 
     sim = AsteriskSimulator(
-        SimConfig(scale=0.05, write_recordings=True, rec_dir=str(tmp / "sim-rec"))
+        SimConfig(scale=0.05, write_recordings=write_recordings, rec_dir=str(tmp / "sim-rec"))
     )
     port = await sim.start()
     settings = stack_settings(
