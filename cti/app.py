@@ -547,9 +547,20 @@ class Hotline:
                 resp = await node.send(
                     build("Getvar", Channel=channel.name, Variable="MIXMONITOR_FILENAME")
                 )
-                call.recording = call.recording or resp.get("Value", "")
             except (AmiError, AmiUnavailable) as exc:
                 log.info("no recording path for %s: %s", call.call_id, exc)
+                return
+            path = resp.get("Value", "")
+            if path and not call.recording:
+                call.recording = path
+                if call.state != "ended":
+                    # Known while the call goes on (a callback's, or a call the fallback
+                    # queue took): registered now, so its transcript can follow it live.
+                    self.bus.publish(
+                        RecordingStarted(
+                            node=call.node, call_id=call.call_id, path=path, at=utcnow()
+                        )
+                    )
 
         task = asyncio.get_running_loop().create_task(ask())
         self._background.add(task)

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from cti.testing.bridging import dial_app, finish_channel
 from cti.testing.confbridge import confbridge_app
-from cti.testing.dialplan_table import CTI_DELIVER, CTI_HOLD, FROM_CITIZEN, priorities
+from cti.testing.dialplan_table import (
+    CTI_CALLBACK,
+    CTI_DELIVER,
+    CTI_HOLD,
+    FROM_CITIZEN,
+    priorities,
+)
 from cti.testing.internode import from_node
 from cti.testing.local_route import cti_route, dial_route
 from cti.testing.model import RING, UP, Channel
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
 P = priorities(FROM_CITIZEN)
 H = priorities(CTI_HOLD)
 D = priorities(CTI_DELIVER)
+C = priorities(CTI_CALLBACK)
 
 
 def start_inbound_call(
@@ -131,7 +138,7 @@ async def run_context(
         sim.newexten(ch, "ConfBridge", exten, 1)
         await confbridge_app(sim, ch, exten)
     elif context == "cti-callback":
-        await _dial_then_hangup(sim, ch, f"PJSIP/{exten}@trunk", 30, "tT")
+        await _cti_callback(sim, ch, exten)
     elif context == "cti-police":
         ticket = ch.variables.get("HOTLINE_TICKET", "")
         sim.newexten(ch, "Set", f"CALLERID(name)=12345 {ticket}", 1)
@@ -142,6 +149,26 @@ async def run_context(
     elif context == "from-seat" and re.fullmatch(r"1\d{10}|110", exten):
         await _dial_then_hangup(sim, ch, f"PJSIP/{exten}@trunk", 30, "")
     # Anything else: no such extension, the channel hangs up.
+
+
+async def _cti_callback(sim: AsteriskSimulator, ch: Channel, number: str) -> None:
+    """[cti-callback]: a seat calling a citizen back records the call (its legs named as an
+    inbound call's: the citizen's voice is -in) unless the channel records already or is a
+    Local helper; then the trunk is dialled."""
+    skip = bool(ch.variables.get("MIXMONITOR_FILENAME")) or not ch.name.startswith("PJSIP/")
+    sim.newexten(ch, "GotoIf", f"{int(skip)}?dial", C["if_recording"])
+    if not skip:
+        rec = sim.config.rec_path(ch.uniqueid, time.time())
+        sim.newexten(ch, "Set", f"HOTLINE_REC={rec}", C["rec"])
+        sim.setvar(ch, "HOTLINE_REC", rec)
+        base = rec[:-4]
+        sim.newexten(ch, "MixMonitor", f"{rec},br({base}-out.wav)t({base}-in.wav)", C["mixmonitor"])
+        sim.setvar(ch, "MIXMONITOR_FILENAME", rec)
+        ch.mixmonitor = {"mixed": rec, "in": f"{base}-in.wav", "out": f"{base}-out.wav"}
+        ch.mixmonitor_started = sim.now()
+        sim.start_monitor(ch)
+        sim.channel_event("MixMonitorStart", ch)
+    await _dial_then_hangup(sim, ch, f"PJSIP/{number}@trunk", 30, "tT", C["dial"])
 
 
 async def _dial_then_hangup(

@@ -71,6 +71,12 @@ FROM_NODE: tuple[Step, ...] = (
     ("busy", "busy", "Hangup"),
 )
 DIAL_ONLY: tuple[Step, ...] = (("dial", None, "Dial"),)
+CTI_CALLBACK: tuple[Step, ...] = (
+    ("if_recording", None, "GotoIf"),
+    ("rec", None, "Set"),
+    ("mixmonitor", None, "MixMonitor"),
+    ("dial", "dial", "Dial"),
+)
 
 # (context, extension pattern) -> its priorities, for every extension of the file.
 DIALPLAN: dict[tuple[str, str], tuple[Step, ...]] = {
@@ -85,7 +91,7 @@ DIALPLAN: dict[tuple[str, str], tuple[Step, ...]] = {
     ("from-seat", "110"): DIAL_ONLY,
     ("cti-window", "_X."): DIAL_ONLY,
     ("cti-conf", "_X."): (("confbridge", None, "ConfBridge"),),
-    ("cti-callback", "_X."): DIAL_ONLY,
+    ("cti-callback", "_X."): CTI_CALLBACK,
     ("cti-police", "_X."): (("callerid", None, "Set"), ("dial", None, "Dial")),
     ("cti-spy", "s"): (("spy", None, "ChanSpy"),),
 }
