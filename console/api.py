@@ -166,10 +166,15 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
         return [scopes.public_call(user, c.to_dict(now)) for c in hotline.tracker.active_calls()]
 
     @api.get("/api/calls/waiting", tags=["calls"])
-    async def waiting(user: Floor, agents: bool = False) -> dict[str, Any]:
-        """The ACD's line (and its reserved calls); the router's agents with ``agents=1``,
-        else their number per state (the wallboard polls this)."""
-        return dict(hotline.acd.snapshot(agents=agents))
+    async def waiting(
+        user: Floor,
+        agents: bool = False,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+    ) -> dict[str, Any]:
+        """The head of the ACD's line (``limit`` calls in service order; ``waiting_total``
+        and ``waiting_by_skill`` count the whole line) and its reserved calls; the router's
+        agents with ``agents=1``, else their number per state (the wallboard polls this)."""
+        return dict(hotline.acd.snapshot(agents=agents, limit=limit))
 
     @api.get("/api/seats", tags=["seats"])
     async def seats(user: DeskOrFloor) -> list[dict[str, Any]]:

@@ -545,8 +545,8 @@ class Acd:
 
         await self.members.sync(node, wanted)
 
-    def snapshot(self, *, agents: bool = True) -> dict[str, object]:
-        snap = self.router.snapshot(agents=agents)
+    def snapshot(self, *, agents: bool = True, limit: int | None = None) -> dict[str, object]:
+        snap = self.router.snapshot(agents=agents, limit=limit)
         now = self._clock()
         for item in snap.get("waiting", []):
             item["wait_s"] = round(now - float(item.get("arrived", now)), 1)

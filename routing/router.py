@@ -303,15 +303,21 @@ class Router:
         agent = self._agents.get(agent_id)
         return agent.state if agent is not None else AgentState.LOGGED_OUT
 
-    def snapshot(self, *, agents: bool = True) -> dict[str, Any]:
+    def snapshot(self, *, agents: bool = True, limit: int | None = None) -> dict[str, Any]:
         """The waiting line in service order and the agents, as plain dicts. Without
         ``agents``, their number per state instead: on a floor of two thousand the list costs
-        milliseconds of the loop that answers FastAGI."""
-        waiting = sorted(
-            (c for c in self._calls.values() if c.state is not CallState.RESERVED),
-            key=lambda c: c.key,
-        )
+        milliseconds of the loop that answers FastAGI. With ``limit``, only the head of the
+        line is listed (``waiting_total`` and ``waiting_by_skill`` count all of it): in a
+        surge the line holds thousands of calls, and listing them all on every wallboard poll
+        cost tens of milliseconds of that loop."""
+        line = [c for c in self._calls.values() if c.state is not CallState.RESERVED]
+        if limit is not None and limit < len(line):
+            waiting = heapq.nsmallest(limit, line, key=lambda c: c.key)
+        else:
+            waiting = sorted(line, key=lambda c: c.key)
         return {
+            "waiting_total": len(line),
+            "waiting_by_skill": dict(Counter(c.skill for c in line)),
             "waiting": [
                 {
                     "call_id": c.call_id,

@@ -107,6 +107,8 @@ def test_the_waiting_line_counts_agents_and_lists_them_on_request(client: TestCl
     assert [(a["agent_id"], a["state"]) for a in listed if a["state"] != "logged_out"] == [
         ("li", "not_ready")
     ]
+    assert line["waiting_total"] == 0
+    assert client.get("/api/calls/waiting?limit=0").status_code == 422
 
 
 def test_kpis_route_is_for_supervisors_and_leaders(client: TestClient) -> None:

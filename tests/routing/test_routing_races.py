@@ -248,3 +248,16 @@ def test_random_event_orders_never_double_book(seed: int) -> None:
         else:
             take(router.tick(now))
         check_invariants(router, reserved)
+
+
+def test_the_snapshot_lists_the_head_of_a_long_line_and_counts_all_of_it() -> None:
+    router = make_router([agent("a1", general=5)])
+    for i in range(50):
+        router.new_call(f"c{i}", "12345", NOBODY, T0 + i)
+    whole = router.snapshot()
+    head = router.snapshot(limit=10)
+    assert [c["call_id"] for c in head["waiting"]] == waiting_ids(router)[:10]
+    assert head["waiting_total"] == whole["waiting_total"] == 50
+    assert head["waiting_by_skill"] == whole["waiting_by_skill"]
+    assert sum(head["waiting_by_skill"].values()) == 50
+    assert router.snapshot(limit=500)["waiting"] == whole["waiting"]
