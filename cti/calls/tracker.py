@@ -111,6 +111,9 @@ class CallTracker:
         self.on_dial_failed: list[Callable[[Call, str, str], None]] = []
         self.on_recording_unknown: list[CallHook] = []
         self.on_adopted: list[CallHook] = []  # calls found by a resync, not seen starting
+        # While a resync reads its list: the hooks of the calls found waiting, run once the
+        # whole list is known (``resync``).
+        self._held_hooks: list[tuple[CallHook, Call]] | None = None
         self.handlers: dict[str, Callable[[str, Msg], None]] = {
             "Newchannel": self._newchannel,
             "Newstate": self._newstate,
@@ -231,6 +234,23 @@ class CallTracker:
             if call.node == node and call.state == "ended":
                 ended += 1
         adopted = 0
+        # The calls found waiting are offered to seats only once the whole list is read: a
+        # seat's own channel (talking, or rung by the fallback queue) comes after the citizen
+        # legs, and until then its agent, restored as ready by a CTI taking over, looks free.
+        self._held_hooks = []
+        try:
+            adopted = self._adopt(node, items, gone)
+        finally:
+            held, self._held_hooks = self._held_hooks, None
+        for hook, call in held:
+            hook(call)
+        # Drop ended calls of this node from memory: they were persisted when they ended.
+        for key in [k for k, c in self.calls.items() if c.node == node and c.state == "ended"]:
+            del self.calls[key]
+        return ended, adopted
+
+    def _adopt(self, node: str, items: list[Msg], gone: set[str]) -> int:
+        adopted = 0
         # Newchannel-equivalents first (citizen legs, whose Uniqueid == Linkedid), then the rest.
         ordered = sorted(items, key=lambda m: m.get("Uniqueid") != m.get("Linkedid"))
         for m in ordered:
@@ -254,10 +274,7 @@ class CallTracker:
                         "Linkedid": found.linkedid,
                     },
                 )
-        # Drop ended calls of this node from memory: they were persisted when they ended.
-        for key in [k for k, c in self.calls.items() if c.node == node and c.state == "ended"]:
-            del self.calls[key]
-        return ended, adopted
+        return adopted
 
     # --- channel lifecycle -------------------------------------------------------------
 
@@ -360,7 +377,7 @@ class CallTracker:
                 # On hold or in the queue: the ACD must hear of it to move it.
                 self._enter_waiting(call, m.get("Context", ""), 0)
             for hook in self.on_adopted:
-                hook(call)
+                self._run_hook(hook, call)
 
     def _newstate(self, node: str, m: Msg) -> None:
         ch = self.channels.get((node, m["Uniqueid"]))
@@ -512,6 +529,12 @@ class CallTracker:
             )
         )
         for hook in self.on_waiting:
+            self._run_hook(hook, call)
+
+    def _run_hook(self, hook: CallHook, call: Call) -> None:
+        if self._held_hooks is not None:
+            self._held_hooks.append((hook, call))
+        else:
             hook(call)
 
     def _moh_start(self, node: str, m: Msg) -> None:

@@ -1,0 +1,90 @@
+"""A CTI that takes over offers no seat a second call. It restores the agents that were on a
+call as ready (the database cannot know which calls are still up) and learns which seats
+are busy from each node's channel list; the calls waiting in the old CTI's line, found in
+the same list, must not be offered before the whole list has been read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cti.app import Hotline
+from cti.config import parse
+from cti.events import AmiResynced, CallAnswered, CallQueued, CallRinging, CallRouted
+from tests.cti.live import Floor
+from tests.reliability.helpers import open_site, site_data, until
+
+
+async def test_a_held_call_is_not_offered_to_a_seat_on_a_call_at_the_takeover(
+    any_db_url: str, tmp_path: Path
+) -> None:
+    data = site_data(2, skills=1)
+    floor = await open_site(data, any_db_url, tmp_path, ready=False)
+    sim, first = floor.sim, floor.hotline
+    second: Hotline | None = None
+    try:
+        # a00000 at 8001 talks with the first caller; nobody else is ready, so the second
+        # caller waits on hold in the CTI's line.
+        first.agents.set_ready("a00000")
+        talking = sim.place_call("13800000031", "张三", "12300", talk_s=None)
+        await until(lambda: bool(floor.of(CallAnswered)))
+        held = sim.place_call("13800000032", "李四", "12300", talk_s=None)
+        await until(lambda: bool(floor.of(CallQueued)))
+        assert await first.store.flush(10)
+        await first.stop()
+
+        second = Hotline(parse(data), console=False)
+        after = Floor(sim, second)
+        await second.start()
+        assert await second.wait_connected(15)
+        await until(lambda: bool(after.of(AmiResynced)))
+        await until(lambda: second.agents.get("a00000").state == "on_call")
+        # The held caller goes to the first seat that frees: a00001 at 8002, once ready.
+        second.agents.set_ready("a00001")
+        await until(lambda: held.answered_by.startswith("PJSIP/8002-"))
+        assert [e.seat for e in after.of(CallRinging)] == ["8002"]
+        assert len([n for n in sim.channels if n.startswith("PJSIP/8001-")]) == 1
+        assert talking.channel.alive
+    finally:
+        if second is not None:
+            await second.stop()
+        await sim.stop()
+
+
+async def test_a_seat_the_fallback_queue_rings_at_the_takeover_gets_no_route(
+    any_db_url: str, tmp_path: Path
+) -> None:
+    # Slow enough that the queue still rings the seat when the new CTI routes (its timeout
+    # is 15 simulated seconds).
+    data = site_data(2, skills=1)
+    floor = await open_site(data, any_db_url, tmp_path, ready=False, sim_config={"scale": 4})
+    sim, first = floor.sim, floor.hotline
+    second: Hotline | None = None
+    try:
+        first.agents.set_ready("a00000")
+        await until(lambda: sim.queue.members.get("PJSIP/8001") is not None)
+        await until(lambda: not sim.queue.members["PJSIP/8001"].paused)
+        assert await first.store.flush(10)
+        await first.stop()
+
+        # No CTI: the next caller goes to the fallback queue, which rings 8001 (unanswered).
+        sim.set_phone_behaviour("8001", answer="ignore")
+        sim.astdb.pop(("cti", "heartbeat"), None)
+        sim.place_call("13800000033", "王五", "12300", talk_s=None)
+        await until(lambda: any(n.startswith("PJSIP/8001-") for n in sim.channels))
+
+        second = Hotline(parse(data), console=False)
+        after = Floor(sim, second)
+        await second.start()
+        sim.config.agi_port = second.agi.port
+        assert await second.wait_connected(15)
+        await until(lambda: bool(after.of(AmiResynced)))
+        assert second.agents.get("a00000").state == "ringing"
+        await until(lambda: not sim.heartbeat_stale())
+        sim.place_call("13800000034", "赵六", "12300", talk_s=None)
+        await until(lambda: bool(after.of(CallRouted)))
+        # Nobody free: the new caller waits in the line instead of ringing 8001 a second time.
+        assert after.of(CallRouted)[0].target == ""
+    finally:
+        if second is not None:
+            await second.stop()
+        await sim.stop()
