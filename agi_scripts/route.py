@@ -32,6 +32,9 @@ class RouteRequest:
     caller_name: str
     did: str
     peer: str = ""
+    # 110's incident number on a call 110 put through (the 5th argument, from the INVITE's
+    # X-Incident-Id header): letters and digits, else empty.
+    incident: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,14 @@ def request_from_env(env: dict[str, str], peer: str = "") -> RouteRequest:
         caller_name=name,
         did=did,
         peer=peer,
+        incident=incident_of(env.get("agi_arg_5", "")),
     )
+
+
+def incident_of(value: str) -> str:
+    """110's incident number as the route may take it (the dialplan filters it already; a
+    script run otherwise may not)."""
+    return value if 0 < len(value) <= 64 and value.isascii() and value.isalnum() else ""
 
 
 def asked_at(env: dict[str, str]) -> tuple[float, float] | None:

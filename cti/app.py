@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agi_scripts import route as route_script
+from agi_scripts.route import RouteAnswer, RouteRequest
 from cti.acd import Acd, CallerCache
 from cti.agents.board import Agent, AgentBoard
 from cti.agi.server import AgiSession, FastAgiServer
@@ -58,12 +59,16 @@ from routing import Router, RoutingPlan
 from tickets.models import Ticket
 from tickets.notify import NullNotifier
 from tickets.numbers import TicketNumbers
+from tickets.police_calls import link_call
 from tickets.service import TicketService
 from tickets.sms import SmsNotifier
 from tickets.statemachine import OPEN_STATES
 from tickets.timers import TicketTimers
 
 OPEN_STATES_NAMES = frozenset(str(s) for s in OPEN_STATES)
+# 110's incident numbers of routed calls waiting for their answer (a few at a time): at most
+# this many are kept for calls that are never answered.
+MAX_INCIDENTS = 1000
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +118,8 @@ class Hotline:
             reasons=settings.control.not_ready_reasons,
         )
         dids = settings.did_map()
+        self._dids = dids
+        self._incidents: dict[str, str] = {}  # call id -> 110's incident number
         default_skill = settings.routing.default_skill
 
         def topics(did: str) -> tuple[str, str]:
@@ -573,10 +580,19 @@ class Hotline:
             return  # closed unanswered: the caller's defaults, the fallback queue
         await route_script.serve(
             session,
-            self.acd.route_async,
+            self._route,
             give_up_s=self.settings.agi.route_timeout_s,
             pbx_time=lambda: self._pbx_time(session.peer),
         )
+
+    async def _route(self, req: RouteRequest) -> RouteAnswer:
+        hotline = self._dids.get(req.did)
+        if req.incident and hotline is not None and hotline.police110:
+            # 110's incident, linked to the call's ticket once it is open (_open_ticket).
+            self._incidents[req.uniqueid] = req.incident
+            while len(self._incidents) > MAX_INCIDENTS:  # calls never answered
+                del self._incidents[next(iter(self._incidents))]
+        return await self.acd.route_async(req)
 
     def _resynced(self, peer: str) -> bool:
         """Whether this process has read the asking node's channels yet. Before that (the
@@ -598,6 +614,7 @@ class Hotline:
         call.ticket_id = ticket_id
         snapshot = call.snapshot()
         loop = asyncio.get_running_loop()
+        incident = self._incidents.pop(call.call_id, "")
 
         def open_ticket() -> None:
             opened = self.tickets.open_id_for_call(
@@ -613,6 +630,8 @@ class Hotline:
                 answered_at=snapshot.answered_at,
                 recording_path=snapshot.recording,
             )
+            if incident:
+                link_call(self.tickets, opened, incident, utcnow())
             if opened == ticket_id:
                 return
             # The call already had a ticket (seen again after a reconnect or a CTI restart):

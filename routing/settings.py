@@ -60,6 +60,10 @@ class HotlineNumber(_Section):
     name: str
     topic: str = Field(min_length=1)
     skill: str = Field(min_length=1)
+    # 110 puts calls through on this number (110 -> 12345): the incident number its INVITE
+    # carries (X-Incident-Id) links the call's ticket to 110's record (tickets.police_calls).
+    # Not honoured on other numbers, where a caller's header would be anyone's.
+    police110: bool = False
 
 
 class AgentSettings(_Section):

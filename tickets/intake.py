@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cti.errors import ApiError, Invalid, NotFound
 from cti.events import TicketUpdated
+from tickets import police_calls
 from tickets.actions import police_handover
 from tickets.channels import Channel
 from tickets.fields import clean_text
@@ -244,9 +245,18 @@ class Intake:
                     text("SELECT pg_advisory_xact_lock(:key)"),
                     {"key": zlib.crc32(f"intake:{request.phone}".encode())},
                 )
-            ticket = self.open_ticket_of(session, request.phone, request.category)
+            # 110's record of a call 110 put through already (police_calls): that call's
+            # ticket, whatever number the record gives.
+            linked = (
+                police_calls.record_ticket(session, request.external_id)
+                if request.channel == Channel.POLICE110
+                else None
+            )
+            ticket = linked or self.open_ticket_of(session, request.phone, request.category)
             if ticket is not None:
                 session.add(_intake_row(request, ticket.id, ATTACHED, now))
+                if linked is not None:
+                    police_calls.carry(linked, _fields(request))
                 if (
                     request.channel == Channel.POLICE110
                     and ticket.state == State.INTAKE
@@ -460,6 +470,16 @@ def _intake_row(request: Request, ticket_id: str, kind: str, now: datetime) -> T
         data=dict(request.data),
         received_at=now,
     )
+
+
+def _fields(request: Request) -> dict[str, str]:
+    return {
+        "citizen_name": request.citizen_name,
+        "occurred": request.occurred,
+        "location": request.location,
+        "description": request.description,
+        "category": request.category,
+    }
 
 
 def _event_data(request: Request) -> dict[str, Any]:

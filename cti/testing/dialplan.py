@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 P = priorities(FROM_CITIZEN)
 H = priorities(CTI_HOLD)
 D = priorities(CTI_DELIVER)
+INCIDENT_HEADER = "X-Incident-Id"  # 110's incident number on a call it puts through
 C = priorities(CTI_CALLBACK)
 
 
@@ -42,12 +43,15 @@ def start_inbound_call(
     did: str,
     talk_s: float | None,
     patience_s: float | None,
+    *,
+    sip_headers: dict[str, str] | None = None,
 ) -> CallHandle:
     from cti.testing.pbx import CallHandle
 
     channel = sim.new_channel(
         "trunk", cid_num=caller, cid_name=name, context="from-citizen", exten=did, state=RING
     )
+    channel.sip_headers = dict(sip_headers or {})
     channel.has_pbx = True
     channel.role = "citizen"
     channel.dnid = did
@@ -202,6 +206,13 @@ async def _from_citizen(sim: AsteriskSimulator, ch: Channel, did: str) -> None:
     sim.set_state(ch, UP)
     sim.newexten(ch, "Set", f"HOTLINE_DID={did}", P["did"])
     sim.setvar(ch, "HOTLINE_DID", did)
+    # PJSIP_HEADER(read,...) of a header the INVITE lacks is empty; FILTER keeps letters and
+    # digits. Inherited (__) by the route helper, which passes it to the CTI.
+    incident = "".join(
+        c for c in ch.sip_headers.get(INCIDENT_HEADER, "") if c.isascii() and c.isalnum()
+    )
+    sim.newexten(ch, "Set", f"__HOTLINE_INCIDENT={incident}", P["incident"])
+    sim.setvar(ch, "__HOTLINE_INCIDENT", incident)
     rec = cfg.rec_path(ch.uniqueid, time.time())
     sim.newexten(ch, "Set", f"HOTLINE_REC={rec}", P["rec"])
     sim.setvar(ch, "HOTLINE_REC", rec)

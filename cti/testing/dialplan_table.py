@@ -21,6 +21,7 @@ FROM_CITIZEN: tuple[Step, ...] = (
     ("noop", None, "NoOp"),
     ("answer", None, "Answer"),
     ("did", None, "Set"),
+    ("incident", None, "Set"),
     ("rec", None, "Set"),
     ("target", None, "Set"),
     ("hold", None, "Set"),

@@ -128,11 +128,12 @@ async def cti_route(sim: AsteriskSimulator, ch: Channel, exten: str) -> None:
     cfg = sim.config
     uid = ch.variables.get("HOTLINE_CALLER_UID", "")
     chan = ch.variables.get("HOTLINE_CALLER_CHAN", "")
+    incident = ch.variables.get("HOTLINE_INCIDENT", "")
     # ${STRFTIME(,,%s.%3q)}: the moment of asking, to the millisecond (the PBX's clock).
     asked = f"{time.time():.3f}"
-    data = f"agi://{cfg.agi_host}:{cfg.agi_port}/route,{exten},{uid},{chan},{asked}"
+    data = f"agi://{cfg.agi_host}:{cfg.agi_port}/route,{exten},{uid},{chan},{asked},{incident}"
     sim.newexten(ch, "AGI", data, R["agi"])
-    status = await run_agi(sim, ch, "route", [exten, uid, chan, asked])
+    status = await run_agi(sim, ch, "route", [exten, uid, chan, asked, incident])
     sim.setvar(ch, "AGISTATUS", status)
     if ch.alive:
         # Refused (that CTI is down or on standby): ask CTI_AGI_2, when there is one.
@@ -141,9 +142,9 @@ async def cti_route(sim: AsteriskSimulator, ch: Channel, exten: str) -> None:
         if again:
             asked = f"{time.time():.3f}"
             second = (cfg.agi_host_2, cfg.agi_port_2)
-            data = f"agi://{second[0]}:{second[1]}/route,{exten},{uid},{chan},{asked}"
+            data = f"agi://{second[0]}:{second[1]}/route,{exten},{uid},{chan},{asked},{incident}"
             sim.newexten(ch, "AGI", data, R["agi_2"])
-            status = await run_agi(sim, ch, "route", [exten, uid, chan, asked], second)
+            status = await run_agi(sim, ch, "route", [exten, uid, chan, asked, incident], second)
             sim.setvar(ch, "AGISTATUS", status)
     if not ch.alive:
         # Hung up by the caller's Dial timeout: the dialplan does not run on.

@@ -172,6 +172,8 @@ class Channel:
     peer: Channel | None = None
     role: str = ""
     dnid: str = ""  # the number dialled to reach us (the trunk's request URI), if any
+    # Headers of the INVITE that made the channel (read by PJSIP_HEADER(read,...)).
+    sip_headers: dict[str, str] = field(default_factory=dict)
     inherit: dict[str, str] = field(default_factory=dict)  # _X / __X variables, as written
     local_peer: Channel | None = None  # the other half of a Local channel pair
     # A leg of an inter-node trunk call (cti.testing.internode): the matching channel on the

@@ -473,10 +473,15 @@ class AsteriskSimulator:
         did: str = "12345",
         talk_s: float | None = 6.0,
         patience_s: float | None = None,
+        sip_headers: dict[str, str] | None = None,
     ) -> CallHandle:
+        """A citizen's call on the trunk; ``sip_headers``: headers its INVITE carries (110's
+        incident number on a call 110 puts through, ``X-Incident-Id``)."""
         from cti.testing.dialplan import start_inbound_call
 
-        return start_inbound_call(self, caller, name, did, talk_s, patience_s)
+        return start_inbound_call(
+            self, caller, name, did, talk_s, patience_s, sip_headers=sip_headers
+        )
 
     def hangup(self, channel: Channel | str, cause: int = 16) -> None:
         """The phone behind ``channel`` hangs up (a seat putting down the handset)."""

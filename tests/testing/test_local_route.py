@@ -84,7 +84,7 @@ async def test_route_is_asked_from_a_local_channel(make_sim: MakeSim, agi: FastA
     assert order[tail:].index("DialEnd") < order[tail:].index("MusicOnHoldStop")
     assert of(client, "HangupRequest", one) and of(client, "Hangup", two)
     (mix,) = of(client, "MixMonitorStart", caller.name)
-    assert header(mix, "Priority") == "12"  # (routed)
+    assert header(mix, "Priority") == "13"  # (routed)
     await client.close()
 
 
