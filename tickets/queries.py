@@ -27,6 +27,20 @@ from tickets.views import TicketView, ticket_view
 _TICKET_ID = re.compile(r"[0-9A-Za-z_-]{1,20}")
 
 
+def _one_snapshot(session: Session) -> None:
+    """Make every statement of ``session`` (a new one) read the same snapshot, so that a
+    ticket and its parts, read in several statements, agree even while a transition commits
+    meanwhile. PostgreSQL's default READ COMMITTED gives each statement its own snapshot:
+    REPEATABLE READ takes one for the transaction. SQLite's driver opens no transaction for
+    reads, so each SELECT would see the file as it is then: a BEGIN makes them one read
+    transaction (in WAL mode it does not hold the writers back)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    elif dialect == "sqlite":
+        session.connection().exec_driver_sql("BEGIN")
+
+
 class TicketQueries:
     sessions: sessionmaker[Session]
     settings: TicketSettings
@@ -64,6 +78,7 @@ class TicketQueries:
 
     def get(self, ticket_id: str) -> TicketView:
         with self.sessions() as session:
+            _one_snapshot(session)
             ticket = self.load_ticket(session, ticket_id)
 
             def rows(model: Any, order: Any) -> list[Any]:
