@@ -23,7 +23,7 @@ from console import i18n
 from console.pages import NAV
 from console.security import ROLES
 from console.users import Users
-from cti.models import CallRow
+from cti.models import CallerFlagEvent, CallerFlagRow, CallRow
 from recordings.models import Recording, ReplayAudit
 from tests.console.browser import Stack, running_stack, shot
 from tests.console.test_console_browser import seed_history
@@ -48,6 +48,7 @@ READY = {
     "/wallboard": "#kpis [data-period=today][title]",
     "/reports": "#kpi-head th[data-kpi][title]",
     "/audit": "#replay-audit tr",
+    "/callers": "#flag-history tr",
     "/home": "#home-links li",
     "/docs": "#docs table",
 }
@@ -125,6 +126,15 @@ def seed(stack: Stack) -> None:
             )
         for action in sorted(DYNAMIC["audit.action."]()):
             s.add(ReplayAudit(user_id=1, username="supervisor", action=action, recording_id=1))
+        for n, kind in enumerate(sorted(DYNAMIC["callers.kind."]())):
+            caller = f"1370000000{n}"
+            s.add(CallerFlagRow(caller=caller, kind=kind, note="核实", updated_by="supervisor"))
+            for action in sorted(DYNAMIC["callers.action."]()):
+                s.add(
+                    CallerFlagEvent(
+                        caller=caller, action=action, kind=kind, reason="核实", actor="supervisor"
+                    )
+                )
     users = Users(h.sessions)
     for outcome in sorted(DYNAMIC["audit.outcome."]()):
         users.record_login("li", outcome, remote_addr="127.0.0.1")
@@ -141,6 +151,8 @@ async def read_page(page: Any, path: str) -> str:
         await page.wait_for_selector("#calls tr")
     if path == "/audit":
         await page.wait_for_selector("#login-audit tr")
+    if path == "/callers":
+        await page.wait_for_selector("#flags tr")
     return str(await page.evaluate(SHOWN_TEXT))
 
 
