@@ -333,7 +333,11 @@ class Hotline:
         gc.freeze()
 
     def _holds_lease(self, session: Session) -> bool:
-        """The store's fence: its writes commit only while this process holds the lease."""
+        """The store's fence: once this process has led, its writes commit only while it
+        holds the lease. (Before, only a tool or a test runs the store: a CTI starts it when
+        it begins to lead.)"""
+        if self.leadership.current is None:
+            return True
         return self.leadership.lease.holds(session.connection())
 
     def _lost_lead(self, reason: str) -> None:
