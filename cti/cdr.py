@@ -19,7 +19,9 @@ What a CDR says, for the hotline's dialplan (``Answer()`` runs before the FastAG
 citizen's channel is answered at once, so ``disposition`` is ANSWERED even when the caller
 gave up in the queue and ``answer`` is the dialplan's answer, not the seat's. A seat talked
 with the citizen when a record of the citizen's channel names a seat's channel in
-``dstchannel`` with disposition ANSWERED.
+``dstchannel`` with disposition ANSWERED. Answered at a seat of another node, it names the
+trunk leg (``PJSIP/node-b-...``): the seat is then on that node's record of the call, which
+came in on the trunk (``[from-node]``) with the citizen's number while the call lasted.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.calls.model import Call, split_channel
+from cti.calls.nodes import FROM_NODE_CONTEXT, TRUNK_PREFIX, is_node_trunk, trunk_to
 from cti.config import Settings
 from cti.db import utcnow
 from cti.models import AgentStateLogRow, CallRow
@@ -115,6 +118,7 @@ class CitizenCall:
     answered_at: datetime | None = None
     seat: str = ""
     userfield: str = ""
+    via: str = ""  # answered through the trunk to this node, at one of its seats
 
 
 @dataclass(slots=True)
@@ -228,11 +232,30 @@ def fold(
             call.ended_at, call.context = rec.end, rec.dcontext
         call.userfield = call.userfield or rec.userfield
         _d_tech, d_endpoint = split_channel(rec.dstchannel)
-        if rec.disposition == "ANSWERED" and seats.get(d_endpoint) == "seat":
+        trunk = is_node_trunk(d_endpoint)
+        if rec.disposition == "ANSWERED" and (seats.get(d_endpoint) == "seat" or trunk):
             at = rec.answer or rec.start
             if call.answered_at is None or at < call.answered_at:
-                call.answered_at, call.seat = at, d_endpoint
+                call.answered_at = at
+                call.seat, call.via = (
+                    ("", d_endpoint[len(TRUNK_PREFIX) :]) if trunk else (d_endpoint, "")
+                )
     return calls
+
+
+def seat_over_trunk(call: CitizenCall, node: str, there: list[CdrRecord]) -> str:
+    """The seat that answered ``call`` of ``node`` through the trunk, from the records of
+    the node it went to (``there``): the earliest answered by a seat of those that came in
+    from ``node`` with the citizen's number while the call lasted."""
+    found = [
+        (r.start, split_channel(r.dstchannel)[1])
+        for r in there
+        if split_channel(r.channel)[1] == trunk_to(node)
+        and r.src == call.caller
+        and r.start is not None
+        and call.started_at <= r.start <= call.ended_at
+    ]
+    return min(found)[1] if found else ""
 
 
 def _fit(value: str, *columns: Any) -> str:
@@ -289,6 +312,8 @@ class CdrImport:
     def _plan(self, result: ImportResult) -> list[_Plan]:
         plans: list[_Plan] = []
         since = self.now() - self.lookback
+        folded: dict[str, list[CitizenCall]] = {}
+        answered_here: dict[str, list[CdrRecord]] = {}
         for node in self.settings.asterisk:
             path_text = getattr(node, "cdr_path", "") or ""
             if not path_text:
@@ -299,14 +324,23 @@ class CdrImport:
                 continue
             result.files.append(str(path))
             contexts = HOLD_CONTEXTS | {node.inbound_context}
-            calls = fold(
-                read_records(path, self.tz, since, result),
-                contexts,
-                node.inbound_context,
-                self.seats,
-            )
+            records = list(read_records(path, self.tz, since, result))
+            calls = fold(iter(records), contexts, node.inbound_context, self.seats)
             result.calls += len(calls)
-            plans.extend(self._decide(node.name, list(calls.values()), result))
+            folded[node.name] = list(calls.values())
+            # Calls of the other nodes that a seat here answered through the trunk.
+            answered_here[node.name] = [
+                r
+                for r in records
+                if r.dcontext == FROM_NODE_CONTEXT
+                and r.disposition == "ANSWERED"
+                and self.seats.get(split_channel(r.dstchannel)[1]) == "seat"
+            ]
+        for name, calls_of_node in folded.items():
+            for call in calls_of_node:
+                if call.via:
+                    call.seat = seat_over_trunk(call, name, answered_here.get(call.via, []))
+            plans.extend(self._decide(name, calls_of_node, result))
         return plans
 
     def _decide(self, node: str, calls: list[CitizenCall], result: ImportResult) -> list[_Plan]:
