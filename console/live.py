@@ -157,7 +157,9 @@ class LiveHub:
     def _transcripts_wanted(self) -> bool:
         """Someone to tell, and a call being recorded that a follower may be decoding."""
         transcription = getattr(self.hotline.settings, "transcription", None)
-        if not self.clients or transcription is None or not transcription.live:
+        if not self.clients or transcription is None:
+            return False
+        if not (transcription.enabled and transcription.live):
             return False
         return any(c.recording for c in self.hotline.tracker.active_calls())
 

@@ -88,6 +88,8 @@
     if (s.repeat_caller) box.appendChild(el("span", { class: "tag alarm", text: t("pop.repeat_caller") }));
     // This call's own ticket is no earlier request.
     var open = s.open.filter(function (o) { return o.id !== ticketId; });
+    box.setAttribute("data-open", String(open.length));
+    box.setAttribute("data-last-contact", s.last_contact || "");
     if (open.length) {
       box.appendChild(el("span", { class: "tag", text: t("pop.open", { n: open.length }) }));
       open.slice(0, 5).forEach(function (o) { box.appendChild(el("span", { class: "mono small", text: " " + o.id })); });

@@ -85,6 +85,9 @@ async def test_agent_takes_a_call_while_the_supervisor_watches_then_replays(
         assert ticket_id and ticket_id != old
         await desk.wait_for_selector(f"#history li:has-text('{old}')")
         await desk.wait_for_selector("#history li:has-text('幸福路12号')")
+        # The screen pop's caller line: no open request (the earlier one was answered), and
+        # when the caller last called.
+        await desk.wait_for_selector('#caller-summary[data-open="0"]:not([data-last-contact=""])')
         await wall.wait_for_selector(f"#calls tr:has-text('{CALLER}')")
         await wall.wait_for_selector('[data-seat="A01"].s-on_call')
         await shot(desk, "03-agent-desktop-call-pop")
