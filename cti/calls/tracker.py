@@ -263,6 +263,11 @@ class CallTracker:
             found = self.channels.get((node, uid))
             if found is None:
                 continue
+            seat = self._seats.get(found.endpoint) if found.tech == "PJSIP" else None
+            if found.state == "Ringing" and seat is not None:
+                # Rung while nobody watched (by the fallback queue): as its Newstate would
+                # have, so that the seat is offered nothing else meanwhile.
+                self._agents.ringing(found.endpoint)
             bridge = m.get("BridgeId", "")
             if bridge:
                 self._bridge_enter(

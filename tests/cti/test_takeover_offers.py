@@ -82,8 +82,10 @@ async def test_a_seat_the_fallback_queue_rings_at_the_takeover_gets_no_route(
         await until(lambda: not sim.heartbeat_stale())
         sim.place_call("13800000034", "赵六", "12300", talk_s=None)
         await until(lambda: bool(after.of(CallRouted)))
-        # Nobody free: the new caller waits in the line instead of ringing 8001 a second time.
+        # Nobody free: the new caller waits in the line instead of ringing 8001 a second time,
+        # and so does the queue's caller, whom the new CTI found waiting.
         assert after.of(CallRouted)[0].target == ""
+        assert len([n for n in sim.channels if n.startswith("PJSIP/8001-")]) == 1
     finally:
         if second is not None:
             await second.stop()
