@@ -53,11 +53,18 @@ class TicketNumbers:
         self._block = block
         self._prefetch = prefetch and block > 1
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._day: date | None = None
         self._next = 1
         self._end = 0  # the last number of the reserved block
         self._spare: tuple[date, int, int] | None = None  # the next block, reserved ahead
-        self._refill: threading.Thread | None = None
+        # The reservations ahead are made by one thread that waits for the next: starting a
+        # thread for each block cost the route ~1 ms in the event loop (Thread.start waits
+        # for the new thread to run).
+        self._ask: date | None = None  # a block of this day wanted ahead
+        self._busy = False  # a reservation ahead under way
+        self._closing = False
+        self._refiller: threading.Thread | None = None
 
     def next(self) -> str:
         day = self._clock().astimezone(self._tz).date()
@@ -74,31 +81,55 @@ class TicketNumbers:
             if (
                 self._prefetch
                 and self._spare is None
-                and self._refill is None
+                and self._ask is None
+                and not self._busy
                 and self._end - self._next < self._block // 2
             ):
-                self._refill = threading.Thread(
-                    target=self._reserve_ahead, args=(day,), name="ticket-numbers", daemon=True
-                )
-                self._refill.start()
+                self._ask = day
+                if self._refiller is None:
+                    self._refiller = threading.Thread(
+                        target=self._reserve_ahead, name="ticket-numbers", daemon=True
+                    )
+                    self._refiller.start()
+                else:
+                    self._cond.notify()
             return f"{day:%Y%m%d}{number:0{SEQUENCE_DIGITS}d}"
 
-    def _reserve_ahead(self, day: date) -> None:
-        spare: tuple[date, int, int] | None = None
-        try:
-            spare = (day, *self.reserve(day, self._block))
-        except Exception as exc:  # the next draw reserves, or fails, in the caller's thread
-            log.warning("ticket numbers of %s not reserved ahead: %s", day, exc)
-        with self._lock:
-            if spare is not None and self._day == day:
-                self._spare = spare
-            self._refill = None
+    def _reserve_ahead(self) -> None:
+        """The refilling thread: reserves the block asked for, then waits for the next ask;
+        ends when :meth:`close` is called and nothing is asked."""
+        with self._cond:
+            while True:
+                while self._ask is None and not self._closing:
+                    self._cond.wait()
+                day = self._ask
+                if day is None:  # closing
+                    self._refiller = None
+                    return
+                self._ask, self._busy = None, True
+                spare: tuple[date, int, int] | None = None
+                self._cond.release()
+                try:
+                    spare = (day, *self.reserve(day, self._block))
+                except Exception as exc:  # the next draw reserves, or fails, in its thread
+                    log.warning("ticket numbers of %s not reserved ahead: %s", day, exc)
+                finally:
+                    self._cond.acquire()
+                if spare is not None and self._day == day:
+                    self._spare = spare
+                self._busy = False
 
     def close(self) -> None:
-        """Wait for a reservation ahead that is under way (before the engine is disposed)."""
-        refill = self._refill
-        if refill is not None:
-            refill.join()
+        """Wait for a reservation ahead that is asked or under way (before the engine is
+        disposed), and end the refilling thread; a later draw starts it again."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            refiller = self._refiller
+        if refiller is not None:
+            refiller.join()
+        with self._cond:
+            self._closing = False
 
     def reserve(self, day: date, count: int) -> tuple[int, int]:
         """Reserve ``count`` numbers of ``day`` (fewer at the end of the day's range);

@@ -4,6 +4,7 @@ threads and across instances (the processes are in ``test_concurrency``)."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -105,3 +106,26 @@ def test_the_end_of_the_days_range(sessions: sessionmaker[Session]) -> None:
     assert numbers.next() == "20261122999999"
     with pytest.raises(OverflowError):
         numbers.next()
+
+
+def test_one_thread_reserves_every_block_ahead(sessions: sessionmaker[Session]) -> None:
+    """Not a thread per block: starting one held the event loop that draws the numbers."""
+    threads: list[threading.Thread] = []
+
+    class Watching(TicketNumbers):
+        def reserve(self, day, count):  # type: ignore[no-untyped-def]
+            threads.append(threading.current_thread())
+            return super().reserve(day, count)
+
+    clock = Clock(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
+    numbers = Watching(sessions, "Asia/Shanghai", clock, block=4)
+    drawn = []
+    for _ in range(40):
+        drawn.append(numbers.next())
+        while numbers._ask is not None or numbers._busy:  # the reservation ahead, done
+            time.sleep(0.001)
+    numbers.close()
+    assert drawn == [f"20261122{n:06d}" for n in range(1, 41)]
+    ahead = [t for t in threads if t is not threading.main_thread()]
+    assert len(ahead) == 10  # every block after the first was reserved ahead (and the 11th)
+    assert len({id(t) for t in ahead}) == 1
