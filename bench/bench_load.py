@@ -23,7 +23,8 @@ Measured, over the load window (the drain at the end is left out of CPU and memo
   CTI's wall time when it published CallStarted for it (same machine, same clock);
 - route time: what Asterisk waits in ``AGI()``, from the simulator's AGI step to its next
   dialplan step (connect, the agi_* block, the route's commands), p50/p99/max; and the
-  route script as the CTI timed it, from the agi_* block to its end (``route_cti_ms``);
+  route script as the CTI timed it, from the agi_* block to its end (``route_cti_ms``), and
+  to the answer written (``route_answer_ms``: the CTI's own part);
 - ticket write time: the store's batch timings (every write the CTI makes, tickets included);
 - calls: placed, answered, recorded in the database, tickets, and ``lost`` (placed calls with
   no call row, answered calls without exactly one ticket): must be 0;
@@ -578,6 +579,9 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
             # the route script as the CTI timed it (from the agi_* block read to its end), last
             # 4,096: what the CTI adds, without the simulator's own scheduling
             "route_cti_ms": summary_ms(list(hotline.agi.durations)),
+            # of which the CTI's part: from the agi_* block to the answer written (the rest
+            # is the simulator's reply to it, which its own loop delays)
+            "route_answer_ms": summary_ms(list(getattr(hotline.agi, "answer_durations", []))),
             "console_waiting_ms": phase(polls, 0.0, steady_end),
             "surge": surge,
             "store": {

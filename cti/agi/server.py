@@ -108,6 +108,9 @@ class AgiSession:
         self.command_timeout = command_timeout
         self.hung_up = False
         self.started = time.monotonic()
+        # When the first command was written (perf_counter): the moment Asterisk has the
+        # answer, whatever its reply then takes to come back.
+        self.first_sent: float | None = None
         peer = writer.get_extra_info("peername")
         self.peer: str = peer[0] if peer else ""
 
@@ -141,6 +144,8 @@ class AgiSession:
         if self.hung_up:
             raise AgiHangup(511, "channel already hung up")
         self._writer.write(line.encode("utf-8") + b"\n")
+        if self.first_sent is None:
+            self.first_sent = time.perf_counter()
         if last and self._writer.can_write_eof():
             self._writer.write_eof()
         await self._writer.drain()
@@ -220,6 +225,9 @@ class FastAgiServer:
         self._slots = asyncio.Semaphore(max_sessions)
         # Seconds from the agi_* block read to the answer's last command, of recent sessions.
         self.durations: collections.deque[float] = collections.deque(maxlen=4096)
+        # Seconds from the agi_* block read to the first command written: the CTI's own part
+        # of the route (the rest is Asterisk's reply, microseconds on a real PBX).
+        self.answer_durations: collections.deque[float] = collections.deque(maxlen=4096)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = {
@@ -296,6 +304,8 @@ class FastAgiServer:
             started = time.perf_counter()
             await script(session)
             self.durations.append(time.perf_counter() - started)
+            if session.first_sent is not None:
+                self.answer_durations.append(session.first_sent - started)
             self.stats["completed"] += 1
         except AgiHangup:
             self.stats["hangups"] += 1
