@@ -95,6 +95,27 @@ class TicketNumbers:
                     self._cond.notify()
             return f"{day:%Y%m%d}{number:0{SEQUENCE_DIGITS}d}"
 
+    def prime(self) -> None:
+        """Reserve today's first block in the refilling thread, now: without it the first
+        call's route waits for that transaction in the event loop."""
+        if not self._prefetch:
+            return
+        day = self._clock().astimezone(self._tz).date()
+        with self._cond:
+            if self._spare is not None or self._ask is not None or self._busy:
+                return
+            if self._day == day and self._next <= self._end:
+                return
+            self._day = day  # so that the block reserved is kept as the spare
+            self._ask = day
+            if self._refiller is None:
+                self._refiller = threading.Thread(
+                    target=self._reserve_ahead, name="ticket-numbers", daemon=True
+                )
+                self._refiller.start()
+            else:
+                self._cond.notify()
+
     def _reserve_ahead(self) -> None:
         """The refilling thread: reserves the block asked for, then waits for the next ask;
         ends when :meth:`close` is called and nothing is asked."""

@@ -129,3 +129,23 @@ def test_one_thread_reserves_every_block_ahead(sessions: sessionmaker[Session]) 
     ahead = [t for t in threads if t is not threading.main_thread()]
     assert len(ahead) == 10  # every block after the first was reserved ahead (and the 11th)
     assert len({id(t) for t in ahead}) == 1
+
+
+def test_primed_the_first_draw_does_not_reserve(sessions: sessionmaker[Session]) -> None:
+    """The CTI primes the numbers when it starts to lead: the first route does not wait for
+    the database in the event loop."""
+    by: list[str] = []
+
+    class Watching(TicketNumbers):
+        def reserve(self, day, count):  # type: ignore[no-untyped-def]
+            by.append(threading.current_thread().name)
+            return super().reserve(day, count)
+
+    clock = Clock(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
+    numbers = Watching(sessions, "Asia/Shanghai", clock, block=10)
+    numbers.prime()
+    while numbers._ask is not None or numbers._busy:
+        time.sleep(0.001)
+    assert numbers.next() == "20261122000001"
+    numbers.close()
+    assert by == ["ticket-numbers"]
