@@ -239,6 +239,16 @@ class Acd:
     def start(self) -> None:
         self._ticker = asyncio.create_task(self._tick_loop(), name="acd-tick")
 
+    def hold_unheard_seats(self) -> None:
+        """When this process starts to lead: a seat no node has reported yet is out of the
+        router's reach until one does (``_seat_usable``). A node reports its seats after
+        its channel list has been read, so a seat busy there (its agent restored as ready)
+        is not offered a call of another node, waiting in the line, meanwhile."""
+        now = self._clock()
+        for seat in self.seats.all():
+            if seat.kind == "seat" and not seat.usable:
+                self._dispatch(self.router.seat_unreachable(seat.extension, now))
+
     async def stop(self) -> None:
         for handle in [*self._retry_handles.values(), *self._held_off.values()]:
             handle.cancel()

@@ -269,6 +269,10 @@ class CallTracker:
                 # have, so that the seat is offered nothing else meanwhile.
                 self._agents.ringing(found.endpoint)
             bridge = m.get("BridgeId", "")
+            if seat is not None and bridge and self._over_trunk(node, found):
+                # Talking with a caller of another node, who is that node's call: the seat
+                # is busy all the same.
+                self._agents.answered(found.endpoint)
             if bridge:
                 self._bridge_enter(
                     node,
@@ -404,6 +408,11 @@ class CallTracker:
                     )
             elif ch.state == "Up" and call is not None and call.direction == "callback":
                 self._agents.answered(ch.endpoint)
+
+    def _over_trunk(self, node: str, ch: Channel) -> bool:
+        """Whether ``ch`` is a leg of a call that came in from another node ([from-node])."""
+        first = self.channels.get((node, ch.linkedid))
+        return first is not None and first.context == FROM_NODE_CONTEXT
 
     def _remote_call(self, node: str, ch: Channel) -> Call | None:
         """The call of another node that this seat leg (dialled from [from-node]) is for: the

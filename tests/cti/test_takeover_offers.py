@@ -6,10 +6,14 @@ the same list, must not be offered before the whole list has been read."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cti.app import Hotline
-from cti.config import parse
+from cti.config import default_data, parse
 from cti.events import AmiResynced, CallAnswered, CallQueued, CallRinging, CallRouted
+from cti.testing.internode import link
+from cti.testing.model import SimConfig
+from cti.testing.pbx import AsteriskSimulator
 from tests.cti.live import Floor
 from tests.reliability.helpers import open_site, site_data, until
 
@@ -90,3 +94,66 @@ async def test_a_seat_the_fallback_queue_rings_at_the_takeover_gets_no_route(
         if second is not None:
             await second.stop()
         await sim.stop()
+
+
+async def test_a_seat_talking_through_the_trunk_is_busy_for_the_new_leader(
+    any_db_url: str, tmp_path: Path
+) -> None:
+    """wang's phone is on node b; he talks with a caller of node a through the trunk. The new
+    leader finds the call on a (citizen and trunk leg) and wang's seat on b (with the leg
+    that came in over the trunk): wang is on a call, and the caller held on a waits for li."""
+    seats = {"8001": "Seat 8001", "8002": "Seat 8002"}
+    a, b = (
+        AsteriskSimulator(SimConfig(scale=0.05, system_name=n, endpoints=dict(seats)))
+        for n in ("a", "b")
+    )
+    link(a, "a", b, "b")
+    data: dict[str, Any] = default_data()
+    template = data["asterisk"][0]
+    data["asterisk"] = [
+        {**template, "name": "a", "port": await a.start(), "backoff_max_s": 0.5},
+        {**template, "name": "b", "port": await b.start(), "backoff_max_s": 0.5},
+    ]
+    data["database"] = {"url": any_db_url}
+    data["agi"] = {"port": 0}
+    data["recordings"] = {"dir": str(tmp_path / "rec")}
+    data["control"] = {"wrapup_s": 0}
+    first = Hotline(parse(data), console=False)
+    second: Hotline | None = None
+    try:
+        await first.start()
+        before = Floor(a, first)
+        for sim in (a, b):
+            sim.config.agi_port = first.agi.port
+        a.register_phone("8001", ip="127.0.0.3")
+        b.register_phone("8002", ip="127.0.0.4")
+        assert await first.wait_connected(5)
+        await until(lambda: not a.heartbeat_stale(), 5)
+        await until(lambda: first.seats.get("8002").node == "b")
+        await before.ready(("wang", "8002"))
+        first.agents.login("li", "A01")
+        talking = a.place_call("13800000035", "周九", "12345", talk_s=None)
+        await until(lambda: bool(before.of(CallAnswered)))
+        assert talking.answered_by.startswith("PJSIP/node-b-")
+        held = a.place_call("13800000036", "吴十", "12345", talk_s=None)
+        await until(lambda: bool(before.of(CallQueued)))
+        assert await first.store.flush(10)
+        await first.stop()
+
+        second = Hotline(parse(data), console=False)
+        after = Floor(a, second)
+        await second.start()
+        for sim in (a, b):
+            sim.config.agi_port = second.agi.port
+        assert await second.wait_connected(15)
+        await until(lambda: len(after.of(AmiResynced)) == 2)
+        assert second.agents.get("wang").state == "on_call"
+        second.agents.set_ready("li")
+        await until(lambda: held.answered_by.startswith("PJSIP/8001-"))
+        assert [e.seat for e in after.of(CallRinging)] == ["8001"]
+        assert len([n for n in b.channels if n.startswith("PJSIP/8002-")]) == 1
+        assert talking.channel.alive
+    finally:
+        await (second or first).stop()
+        for sim in (a, b):
+            await sim.stop()
