@@ -253,6 +253,7 @@ class CallTracker:
         adopted = 0
         # Newchannel-equivalents first (citizen legs, whose Uniqueid == Linkedid), then the rest.
         ordered = sorted(items, key=lambda m: m.get("Uniqueid") != m.get("Linkedid"))
+        listed = {m.get("Uniqueid", ""): m for m in items}
         for m in ordered:
             uid = m.get("Uniqueid", "")
             if (node, uid) in self.channels or uid in gone:
@@ -268,6 +269,13 @@ class CallTracker:
                 # Rung while nobody watched (by the fallback queue): as its Newstate would
                 # have, so that the seat is offered nothing else meanwhile.
                 self._agents.ringing(found.endpoint)
+            if found.tech == "PJSIP" and is_node_trunk(found.endpoint) and not found.via_seat:
+                # A leg to a seat of another node: which seat, its caller's Dial says
+                # ("PJSIP/8002@node-b,20,tT"), as the DialBegin would have.
+                dialler = listed.get(found.linkedid, {})
+                if dialler.get("Application") == "Dial":
+                    target = dialler.get("ApplicationData", "").split(",", 1)[0]
+                    found.via_seat = dialled_seat(target.partition("/")[2])
             bridge = m.get("BridgeId", "")
             if seat is not None and bridge and self._over_trunk(node, found):
                 # Talking with a caller of another node, who is that node's call: the seat

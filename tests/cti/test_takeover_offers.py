@@ -8,9 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from cti.app import Hotline
 from cti.config import default_data, parse
 from cti.events import AmiResynced, CallAnswered, CallQueued, CallRinging, CallRouted
+from cti.models import CallbackTaskRow, CallRow
 from cti.testing.internode import link
 from cti.testing.model import SimConfig
 from cti.testing.pbx import AsteriskSimulator
@@ -153,6 +156,17 @@ async def test_a_seat_talking_through_the_trunk_is_busy_for_the_new_leader(
         assert [e.seat for e in after.of(CallRinging)] == ["8001"]
         assert len([n for n in b.channels if n.startswith("PJSIP/8002-")]) == 1
         assert talking.channel.alive
+        # The call wang talks in is the new leader's as a call answered at his seat: when
+        # it ends it is recorded as answered, and the citizen gets no callback task.
+        (call,) = [c for c in second.tracker.active_calls() if c.caller == "13800000035"]
+        assert (call.state, call.seat) == ("talking", "8002")
+        a.hangup(talking.channel)
+        await until(lambda: second.agents.get("wang").state == "ready")
+        assert await second.store.flush(10)
+        with second.sessions() as s:
+            row = s.scalars(select(CallRow).where(CallRow.caller == "13800000035")).one()
+            assert (row.answered, row.seat) == (True, "8002")
+            assert s.scalars(select(CallbackTaskRow)).all() == []
     finally:
         await (second or first).stop()
         for sim in (a, b):
