@@ -311,6 +311,7 @@ class Hotline:
         # resync (``_resync``), when the lists have shown what is still up.
         self.tickets.bind_loop(asyncio.get_running_loop())
         self.store.start()
+        self.ticket_numbers.prime()
         self.acd.hold_unheard_seats()
         self._restore_agents(logged_in)
         await self.agi.start()
