@@ -59,6 +59,10 @@ EventSink = Callable[[str, Message], None]
 StateSink = Callable[[str, str, str], None]  # node, state, detail
 LoginHook = Callable[["AmiNode"], Awaitable[None]]
 
+# How long one read of the AMI socket may deliver events before the loop takes its other work
+# (FastAGI questions, the console) and comes back to the rest.
+DISPATCH_BUDGET_S = 0.002
+
 # Login "Events:" classes: what the CTI needs, without the dialplan/AGI chatter that is most
 # of the traffic (VarSet, Newexten, AGIExec*).
 DEFAULT_EVENT_CLASSES = "system,call,agent,user"
@@ -99,15 +103,37 @@ class HotlineAMIProtocol(AMIProtocol):  # type: ignore[misc]
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.parser = AmiParser(drop=self.drop)
+        self._backlog: list[Message] = []
+        self._paused = False
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
         parser.feed(data)
         if self.version is None and parser.banner:
             self.version = parser.banner.partition("/")[2].strip()
+        if self._backlog:  # a burst still being dispatched: these wait their turn
+            self._backlog.extend(parser.take())
+            return
+        self._dispatch(parser.take())
+
+    def _dispatch(self, batch: list[Message]) -> None:
+        """Deliver messages for at most ``DISPATCH_BUDGET_S``. A burst (thousands of events
+        when a surge of calls starts, or a resync's lists) would otherwise hold the event
+        loop for tens of ms while FastAGI questions wait behind it: what is left is
+        delivered in the next turn of the loop, after what became ready meanwhile, and the
+        socket is not read until it is done (its data waits in the kernel's buffer)."""
         responses = self.responses
         factory = self.factory
-        for msg in parser.take():
+        clock = time.perf_counter
+        deadline = clock() + DISPATCH_BUDGET_S
+        for i, msg in enumerate(batch):
+            if i & 31 == 31 and clock() > deadline:
+                self._backlog = batch[i:]
+                if not self._paused:
+                    self._paused = True
+                    self.transport.pause_reading()
+                asyncio.get_running_loop().call_soon(self._resume)
+                return
             action_id = msg.get("ActionID")
             if action_id is not None and action_id in responses:
                 self.handle_message(PMessage(msg))
@@ -115,6 +141,17 @@ class HotlineAMIProtocol(AMIProtocol):  # type: ignore[misc]
                 factory.on_raw_event(msg)
             else:
                 log.debug("response to an unknown action: %r", msg)
+        self._backlog = []
+        if self._paused:
+            self._paused = False
+            if not self.closed:
+                self.transport.resume_reading()
+
+    def _resume(self) -> None:
+        if self.closed or not self._backlog:
+            return
+        batch, self._backlog = self._backlog, []
+        self._dispatch(batch)
 
     def close(self) -> None:
         # panoramisk re-queues pending actions to replay them after the reconnect; for call

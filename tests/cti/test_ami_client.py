@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -186,3 +187,40 @@ async def test_asterisk_restart_closes_socket_and_client_reconnects() -> None:
     assert states.count("connected") >= 2
     await node.stop()
     await streamer.stop()
+
+
+async def test_a_burst_of_events_is_delivered_in_turns_of_the_loop() -> None:
+    """Thousands of events in one read (a surge starting, a resync's lists) are delivered in
+    order, a few at a time between the loop's other work (FastAGI questions), not in one
+    callback that holds the loop until the last."""
+    fake = FakeAsterisk()
+    port = await fake.start()
+    events: list[dict] = []
+
+    def slow_handler(node: object, msg: dict) -> None:  # 0.2 ms of state updates an event
+        began = time.perf_counter()
+        while time.perf_counter() - began < 0.0002:
+            pass
+        events.append(msg)
+
+    node = AmiNode("pbx1", "127.0.0.1", port, "cti", "cti-secret", on_event=slow_handler)
+    await node.start()
+    for _ in range(200):
+        if fake.logins and node.connected:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # the login's own traffic delivered
+    base = len(events)
+    burst = 2000
+    frame = "Event: UserEvent\r\nPrivilege: user,all\r\nUserEvent: Burst\r\nSeq: {}\r\n\r\n"
+    fake.writers[-1].write("".join(frame.format(i) for i in range(burst)).encode())
+    seen: list[int] = []  # events delivered, as seen by other work in the loop
+    while len(events) < base + burst:
+        seen.append(len(events) - base)
+        await asyncio.sleep(0)
+    got = [int(m["Seq"]) for m in events[base:] if m.get("UserEvent") == "Burst"]
+    assert got == list(range(burst))
+    steps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    assert max(steps) <= 100, max(steps)  # one read of ~100 KB held the loop for all of it
+    await node.stop()
+    await fake.stop()
