@@ -92,6 +92,9 @@ class CallTracker:
         self.channels: dict[tuple[str, str], Channel] = {}
         self.by_name: dict[tuple[str, str], Channel] = {}
         self.calls: dict[tuple[str, str], Call] = {}
+        # The calls by id alone (the ACD's offers name no node): a scan of every call up for
+        # each offer cost the loop a few ms in a surge of thousands of calls.
+        self._by_id: dict[str, Call] = {}
         self.bridges: dict[tuple[str, str], set[str]] = {}
         self.conferences: dict[str, tuple[str, str]] = {}  # conference name -> call key
         self._pending_routes: dict[str, RouteInfo] = {}
@@ -176,10 +179,17 @@ class CallTracker:
     def find_call(self, call_id: str, node: str | None = None) -> Call | None:
         if node is not None:
             return self.calls.get((node, call_id))
+        call = self._by_id.get(call_id)
+        if call is not None and self.calls.get(call.key) is call:
+            return call
         for (_node, cid), call in self.calls.items():
             if cid == call_id:
                 return call
         return None
+
+    def _forget(self, call: Call) -> None:
+        if self._by_id.get(call.call_id) is call:
+            del self._by_id[call.call_id]
 
     def call_of_seat(self, extension: str) -> Call | None:
         for call in self.calls.values():
@@ -246,7 +256,7 @@ class CallTracker:
             hook(call)
         # Drop ended calls of this node from memory: they were persisted when they ended.
         for key in [k for k, c in self.calls.items() if c.node == node and c.state == "ended"]:
-            del self.calls[key]
+            self._forget(self.calls.pop(key))
         return ended, adopted
 
     def _adopt(self, node: str, items: list[Msg], gone: set[str]) -> int:
@@ -372,6 +382,7 @@ class CallTracker:
         if resync:
             call.routed_by = "resync"
         self.calls[(node, linkedid)] = call
+        self._by_id[linkedid] = call
         self._bus.publish(
             CallStarted(
                 node=node,
@@ -501,6 +512,7 @@ class CallTracker:
         for hook in self.on_ended:
             hook(call)
         del self.calls[call.key]
+        self._forget(call)
         if call.conference:
             self.conferences.pop(call.conference, None)
 
