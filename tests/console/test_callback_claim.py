@@ -114,7 +114,9 @@ async def test_two_desktops_calling_back_at_once_dial_the_citizen_once(
             row = s.get(CallbackTaskRow, task_id)
             assert row is not None
             winner = "li" if answers[0].status_code == 200 else "wang"
-            assert (row.status, row.attempts, row.assigned_agent) == ("calling", 1, winner)
+            # "done" once the simulated citizen answered the callback (it may, by now)
+            assert row.status in ("calling", "done"), row.status
+            assert (row.attempts, row.assigned_agent) == (1, winner)
             assert row.note == winner
     finally:
         await li.aclose()
