@@ -85,14 +85,7 @@ class TicketNumbers:
                 and not self._busy
                 and self._end - self._next < self._block // 2
             ):
-                self._ask = day
-                if self._refiller is None:
-                    self._refiller = threading.Thread(
-                        target=self._reserve_ahead, name="ticket-numbers", daemon=True
-                    )
-                    self._refiller.start()
-                else:
-                    self._cond.notify()
+                self._ask_ahead(day)
             return f"{day:%Y%m%d}{number:0{SEQUENCE_DIGITS}d}"
 
     def prime(self) -> None:
@@ -107,14 +100,18 @@ class TicketNumbers:
             if self._day == day and self._next <= self._end:
                 return
             self._day = day  # so that the block reserved is kept as the spare
-            self._ask = day
-            if self._refiller is None:
-                self._refiller = threading.Thread(
-                    target=self._reserve_ahead, name="ticket-numbers", daemon=True
-                )
-                self._refiller.start()
-            else:
-                self._cond.notify()
+            self._ask_ahead(day)
+
+    def _ask_ahead(self, day: date) -> None:
+        """Ask the refilling thread for a block of ``day`` (under the lock); started once."""
+        self._ask = day
+        if self._refiller is None:
+            self._refiller = threading.Thread(
+                target=self._reserve_ahead, name="ticket-numbers", daemon=True
+            )
+            self._refiller.start()
+        else:
+            self._cond.notify()
 
     def _reserve_ahead(self) -> None:
         """The refilling thread: reserves the block asked for, then waits for the next ask;
