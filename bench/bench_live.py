@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,8 +65,18 @@ def leg_audio(seconds: float) -> tuple[np.ndarray, np.ndarray]:
     return np.tile(turn_in, reps)[:n], np.tile(turn_out, reps)[:n]
 
 
-def record(path: Path, legs: tuple[np.ndarray, np.ndarray], speed: float) -> None:
-    """Write the three MixMonitor files as the call goes on; returns at the hangup."""
+def record(
+    path: Path,
+    legs: tuple[np.ndarray, np.ndarray],
+    speed: float = 1.0,
+    *,
+    flushed: Callable[[int], None] | None = None,
+    tail_s: float = 0.0,
+) -> None:
+    """Write the three MixMonitor files as the call goes on; returns at the hangup.
+    ``flushed(samples)``: told each time the audio up to ``samples`` reached the disk.
+    ``tail_s``: the call goes on silent that long before the hangup (so that the last
+    sentence ends, the recogniser's endpoint, before a listener stops)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mixed = np.clip(legs[0].astype(np.int32) + legs[1], -32768, 32767).astype("<i2")
     names = [path, *(Path(p) for p in leg_paths(str(path)))]
@@ -78,12 +89,23 @@ def record(path: Path, legs: tuple[np.ndarray, np.ndarray], speed: float) -> Non
     for i in range(0, mixed.size, step):
         for fh, x in zip(fhs, (mixed, legs[0], legs[1]), strict=True):
             fh.write(x[i : i + step].tobytes())
-        if (i // step) % 5 == 0:  # Asterisk's stdio buffer reaches the disk every ~100 ms
+        if (i // step) % 5 == 4:  # Asterisk's stdio buffer reaches the disk every ~100 ms
             for fh in fhs:
                 fh.flush()
+            if flushed is not None:
+                flushed(min(i + step, mixed.size))
         ahead = started + (i + step) / RATE / speed - time.monotonic()
         if ahead > 0:
             time.sleep(ahead)
+    for fh in fhs:
+        fh.flush()
+    if flushed is not None:
+        flushed(mixed.size)
+    if tail_s:
+        for fh in fhs:
+            fh.write(np.zeros(int(RATE * tail_s), "<i2").tobytes())
+            fh.flush()
+        time.sleep(tail_s + 0.5)
     for fh in fhs:
         size = fh.tell() - 44
         fh.seek(0)

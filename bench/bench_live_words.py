@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_live import FRAME_S, RATE, leg_audio  # noqa: E402
+import bench_live  # noqa: E402
+from bench_live import RATE, leg_audio  # noqa: E402
 
 from console.app import create_app  # noqa: E402
 from console.users import Users  # noqa: E402
@@ -58,8 +59,6 @@ from cti.calls.model import Call  # noqa: E402
 from cti.config import default_data, parse  # noqa: E402
 from cti.db import create_schema  # noqa: E402
 from cti.events import CallAnswered, RecordingStarted  # noqa: E402
-from recordings.audio import wav_header  # noqa: E402
-from recordings.layout import leg_paths  # noqa: E402
 from recordings.service import RecordingService  # noqa: E402
 from recordings.settings import korean_test_model  # noqa: E402
 
@@ -81,38 +80,7 @@ class Flushes:
 
 
 def record(path: Path, legs: tuple[np.ndarray, np.ndarray], flushes: Flushes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mixed = np.clip(legs[0].astype(np.int32) + legs[1], -32768, 32767).astype("<i2")
-    fhs = [open(p, "wb") for p in (path, *leg_paths(str(path)))]  # noqa: SIM115
-    for fh in fhs:
-        fh.write(wav_header(0, RATE))
-        fh.flush()
-    step = int(RATE * FRAME_S)
-    started = time.monotonic()
-    for i in range(0, mixed.size, step):
-        for fh, x in zip(fhs, (mixed, legs[0], legs[1]), strict=True):
-            fh.write(x[i : i + step].tobytes())
-        if (i // step) % 5 == 4:  # Asterisk's stdio buffer reaches the disk every ~100 ms
-            for fh in fhs:
-                fh.flush()
-            flushes.add(min(i + step, mixed.size))
-        ahead = started + (i + step) / RATE - time.monotonic()
-        if ahead > 0:
-            time.sleep(ahead)
-    for fh in fhs:
-        fh.flush()
-    flushes.add(mixed.size)
-    # The call goes on silent a moment, so that the last sentence ends (the recogniser's
-    # endpoint) before the bench stops listening.
-    for fh in fhs:
-        fh.write(np.zeros(RATE * 2, "<i2").tobytes())
-        fh.flush()
-    time.sleep(2.5)
-    for fh in fhs:
-        size = fh.tell() - 44
-        fh.seek(0)
-        fh.write(wav_header(size, RATE))
-        fh.close()
+    bench_live.record(path, legs, flushed=flushes.add, tail_s=2.0)
 
 
 def free_port() -> int:
