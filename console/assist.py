@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from console.security import User, require_roles
 from console.validation import CallerPath, TicketId
 from cti.errors import Invalid
+from cti.models import CallerFlagRow
 from recordings import models as rec
 from tickets import suggest
 from tickets.models import Ticket
@@ -112,7 +113,8 @@ def router(hotline: Any, hub: Any) -> APIRouter:
 
     @api.get("/api/callers/{caller}/summary")
     def caller_summary(caller: CallerPath, user: DeskUser) -> dict[str, Any]:
-        """The screen pop's line on the caller: open requests, last contact, repeat flag."""
+        """The screen pop's line on the caller: open requests, last contact, repeat flag, and
+        a supervisor's flag on the number."""
         has_open, last_agent, flagged = service.caller_summary(caller)
         with service.sessions() as session:
             open_rows = session.execute(
@@ -122,6 +124,7 @@ def router(hotline: Any, hub: Any) -> APIRouter:
                 .limit(20)
             ).all()
             last = session.scalar(select(func.max(Ticket.opened_at)).where(Ticket.caller == caller))
+            flag = session.get(CallerFlagRow, caller)
         return {
             "caller": caller,
             "has_open": has_open,
@@ -132,6 +135,11 @@ def router(hotline: Any, hub: Any) -> APIRouter:
             "last_contact": last.isoformat() if last else None,
             "last_agent": last_agent,
             "repeat_caller": flagged,
+            # A supervisor's flag on the number (console.callers): the agent is told before
+            # speaking whether the citizen is a VIP or vulnerable, abusive, or a frequent caller.
+            "flag": {"kind": flag.kind, "note": flag.note}
+            if flag is not None and flag.kind
+            else None,
         }
 
     @api.get("/api/reports/suggestions")

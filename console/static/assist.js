@@ -85,6 +85,11 @@
     caller = s;
     var box = H.clear($("caller-summary"));
     box.hidden = false;
+    if (s.flag) {
+      box.setAttribute("data-flag", s.flag.kind);
+      box.appendChild(el("span", { class: "tag alarm", text: t("callers.kind." + s.flag.kind), title: s.flag.note }));
+      if (s.flag.note) box.appendChild(el("span", { class: "small", text: " " + s.flag.note + " " }));
+    }
     if (s.repeat_caller) box.appendChild(el("span", { class: "tag alarm", text: t("pop.repeat_caller") }));
     // This call's own ticket is no earlier request.
     var open = s.open.filter(function (o) { return o.id !== ticketId; });

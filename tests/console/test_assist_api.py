@@ -80,6 +80,7 @@ def test_the_screen_pop_names_the_callers_open_requests_and_last_contact(
         "last_contact": None,
         "last_agent": None,
         "repeat_caller": False,
+        "flag": None,
     }
     first = open_call_ticket(hotline, 1)
     hotline.tickets.transition(first, "dispatch", AGENT, department="rsj")
@@ -90,6 +91,20 @@ def test_the_screen_pop_names_the_callers_open_requests_and_last_contact(
     assert data["last_contact"] is not None
     login(client, "clerk")
     assert client.get(f"/api/callers/{CALLER}/summary").status_code == 403
+
+
+def test_the_screen_pop_tells_the_agent_of_a_supervisors_flag(client: TestClient) -> None:
+    login(client, "boss")
+    r = client.put(f"/api/caller-flags/{CALLER}", json={"kind": "abusive", "reason": "辱骂坐席"})
+    assert r.status_code == 200, r.text
+    login(client, "li")
+    flag = client.get(f"/api/callers/{CALLER}/summary").json()["flag"]
+    assert flag == {"kind": "abusive", "note": "辱骂坐席"}
+    login(client, "boss")
+    r = client.post(f"/api/caller-flags/{CALLER}/clear", json={"reason": "误标"})
+    assert r.status_code == 204, r.text
+    login(client, "li")
+    assert client.get(f"/api/callers/{CALLER}/summary").json()["flag"] is None
 
 
 def test_the_draft_comes_from_the_citizens_words_and_outcomes_are_recorded(
