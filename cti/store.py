@@ -70,8 +70,14 @@ class Store:
         batch_max: int = 200,
         backoff_max_s: float = 5.0,
         fence: Callable[[Session], bool] | None = None,
+        linger_s: float = 0.02,
     ) -> None:
         self._sessions = sessions
+        # Woken by a first write after a quiet moment, the writer waits this long for the
+        # writes that come with it (a call's events come in bursts): fewer, fuller
+        # transactions, and a row changed several times in the window is written once. With
+        # writes already waiting it does not wait.
+        self.linger_s = linger_s
         self._fence = fence
         self.deposed = False
         self.dropped = 0
@@ -182,10 +188,15 @@ class Store:
         backoff = 0.05
         while True:
             with self._cond:
+                idle = not self._queue
                 while not self._queue and not self._stopping:
                     self._cond.wait(0.5)
                 if self._stopping and not self._queue:
                     return
+                linger = idle and not self._stopping and len(self._queue) < self.batch_max
+            if linger and self.linger_s > 0:
+                time.sleep(self.linger_s)  # not on the condition: each write would wake it
+            with self._cond:
                 batch = self._take_batch()
                 self._busy = True
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
@@ -285,4 +286,23 @@ def test_missed_calls_count_on_one_open_task_until_the_caller_is_reached(any_db_
         ("done", 3, T0, T0 + timedelta(minutes=2) + end),
         ("open", 1, T0 + timedelta(minutes=9), T0 + timedelta(minutes=9) + end),
     ]
+    engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_writes_that_come_together_after_a_quiet_moment_are_one_transaction(
+    any_db_url: str,
+) -> None:
+    """The writer woken by a call's first event waits ``linger_s`` for the rest of the burst:
+    one transaction for both, not one each."""
+    engine = make_engine(any_db_url)
+    load_models().create_all(engine)
+    store = Store(session_factory(engine), backoff_max_s=0.05, linger_s=1.0)
+    store.start()
+    store.submit_row(CALL, _call("c7"))
+    time.sleep(0.05)  # the writer is awake, lingering
+    store.submit_row(CALL, _call("c8"))
+    assert store.flush_sync(10)
+    store.stop()
+    assert store.written == 2
+    assert len(store.write_seconds) == 1
     engine.dispose()  # type: ignore[attr-defined]
