@@ -28,9 +28,11 @@ Measured, over the load window (the drain at the end is left out of CPU and memo
 - ticket write time: the store's batch timings (every write the CTI makes, tickets included);
 - calls: placed, answered, recorded in the database, tickets, and ``lost`` (placed calls with
   no call row, answered calls without exactly one ticket): must be 0;
-- the console: a supervisor's browser, in the simulator's process, asks
+- the console: a supervisor's browser, a third process (``--role console``), asks
   ``/api/calls/waiting`` four times a second; its response times, p50/p99/max, before and
-  during the surge.
+  during the surge;
+- the simulator's own event-loop lag (``sim.loop_lag_ms``): its route and AMI figures include
+  its own delays, which Asterisk (a thread per channel) does not have.
 
 With ``--surge-rate``, the steady ``--seconds`` are followed by ``--surge-seconds`` at that rate
 (the 5x surge after a typhoon): calls beyond the floor's capacity wait for a seat, and the
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -53,6 +56,7 @@ import sys
 import tempfile
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +195,36 @@ async def sim_main(args: argparse.Namespace) -> None:
     while sim.heartbeat_stale():
         await asyncio.sleep(0.1)
     polls: list[tuple[float, float]] = []  # (time since start, response seconds)
-    poller = asyncio.create_task(poll_console(go["console"], polls, time.time()))
+    # The supervisor's browser is a process of its own, as a browser is: timed in this one, the
+    # console's answers would wait for the simulator's loop too.
+    poller = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--role",
+        "console",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert poller.stdin is not None and poller.stdout is not None
+    poller.stdin.write(json.dumps({"console": go["console"], "t0": time.time()}).encode() + b"\n")
+    await poller.stdin.drain()
+
+    async def hear_polls() -> None:
+        assert poller.stdout is not None
+        while line := await poller.stdout.readline():
+            t, dt = json.loads(line)
+            polls.append((t, dt))
+
+    hearing = asyncio.create_task(hear_polls())
+    sim_lag: list[float] = []  # how late a 100 ms timer fires in this process (its own loop)
+
+    async def sim_lag_sampler() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.1)
+            sim_lag.append(loop.time() - before - 0.1)
+
+    lagging = asyncio.create_task(sim_lag_sampler())
     rng = random.Random(args.seed)
     talk = (args.talk_min, args.talk_max)
     dids = [str(12300 + k) for k in range(args.skills)]
@@ -230,8 +263,10 @@ async def sim_main(args: argparse.Namespace) -> None:
     drain = args.talk_max + 60 + backlog * (args.talk_min + args.talk_max) / 2 / args.seats
     done, pending = await asyncio.wait([asyncio.ensure_future(h.done.wait()) for h in handles],
                                        timeout=drain)  # fmt: skip
-    poller.cancel()
-    await asyncio.gather(poller, return_exceptions=True)
+    poller.terminate()
+    await poller.wait()
+    lagging.cancel()
+    await asyncio.gather(hearing, lagging, return_exceptions=True)
     for fut in pending:
         fut.cancel()
     outcomes: dict[str, int] = {}
@@ -246,13 +281,29 @@ async def sim_main(args: argparse.Namespace) -> None:
             "answered": [h.uniqueid for h in handles if h.outcome == "answered"],
             "route_s": sim.route_s,
             "polls": polls,
+            "loop_lag_s": sim_lag,
         }
     )
     await loop.run_in_executor(None, sys.stdin.readline)  # until the CTI has looked
     await sim.stop()
 
 
-async def poll_console(console: dict[str, str], out: list[tuple[float, float]], t0: float) -> None:
+def console_main() -> None:
+    """``--role console``: the supervisor's browser (its console and start time on stdin), one
+    line ``[time since start, seconds]`` per answer on stdout, until terminated."""
+    asked = json.loads(sys.stdin.readline())
+
+    def record(t: float, dt: float) -> None:
+        sys.stdout.write(json.dumps([t, dt]) + "\n")
+        sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(poll_console(asked["console"], record, asked["t0"]))
+
+
+async def poll_console(
+    console: dict[str, str], record: Callable[[float, float], None], t0: float
+) -> None:
     """A supervisor's wallboard: logged in, then ``/api/calls/waiting`` every 250 ms."""
     import httpx
 
@@ -271,7 +322,7 @@ async def poll_console(console: dict[str, str], out: list[tuple[float, float]], 
             began = time.perf_counter()
             response = await client.get("/api/calls/waiting")
             response.raise_for_status()
-            out.append((time.time() - t0, time.perf_counter() - began))
+            record(time.time() - t0, time.perf_counter() - began)
             await asyncio.sleep(0.25)
 
 
@@ -572,7 +623,9 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
             "sim": {
                 "cpu_pct_mean": round(statistics.fmean(x["sim_cpu"] for x in window), 1)
                 if window
-                else 0.0
+                else 0.0,
+                # the simulator's own loop: what its route and AMI figures include of its own
+                "loop_lag_ms": summary_ms(final.get("loop_lag_s", [])),
             },
             "ami_event_lag_ms": summary_ms(list(event_lag)),
             "route_ms": phase(routes, 0.0, steady_end),
@@ -607,7 +660,7 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--role", choices=["cti", "sim"], default="cti")
+    ap.add_argument("--role", choices=["cti", "sim", "console"], default="cti")
     ap.add_argument("--seconds", type=float, default=600)
     ap.add_argument("--seats", type=int, default=2000)
     ap.add_argument("--skills", type=int, default=40)
@@ -637,6 +690,9 @@ def main() -> int:
         args.talk_min, args.talk_max = round(mean / 2, 1), round(mean * 1.5, 1)
     if args.role == "sim":
         asyncio.run(sim_main(args))
+        return 0
+    if args.role == "console":
+        console_main()
         return 0
     args.forward = [
         f"--seconds={args.seconds}",
