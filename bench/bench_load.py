@@ -51,6 +51,7 @@ import gc
 import json
 import os
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -169,6 +170,14 @@ async def sim_main(args: argparse.Namespace) -> None:
         out.write(json.dumps(obj) + "\n")
         out.flush()
 
+    # MixMonitor holds three files a call: a 5x surge has 7,000 calls up, past the usual
+    # 20,000 open files (Asterisk's own ``maxfiles`` in asterisk.conf must allow as much).
+    want = 65536
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):  # not allowed to raise the hard limit: as far as it goes
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     exts = [str(FIRST_EXTENSION + i) for i in range(args.seats)]
     sim = Measured(
         SimConfig(
