@@ -1,6 +1,7 @@
-"""Words spoken to words on the desktop: how long after the audio of a word is appended to the
-MixMonitor file the agent's desktop receives it, with ``--calls`` calls followed by one
-transcription worker on one core.
+"""Words spoken to words on the desktop, with calls followed by one worker on one core.
+
+How long after the audio of a word is appended to the MixMonitor file the agent's desktop
+receives it, with ``--calls`` calls followed by one transcription worker on one core.
 
     python bench/bench_live_words.py [--calls 4] [--seconds 30] [--model DIR] [--phrases]
 
