@@ -89,6 +89,7 @@ class Hotline:
             buffer_max=settings.database.buffer_max,
             # SQLite: one CTI per file (cti.single), nobody to be fenced from.
             fence=None if self.engine.dialect.name == "sqlite" else self._holds_lease,
+            task_fence=None if self.engine.dialect.name == "sqlite" else self._leads_now,
         )
         self.seats = SeatRegistry(
             [
@@ -341,6 +342,11 @@ class Hotline:
         if self.leadership.current is None:
             return True
         return self.leadership.lease.holds(session.connection())
+
+    def _leads_now(self) -> bool:
+        """The fence of the store's tasks: the lease's deadline as this process knows it
+        from its last renewal (no round trip to the database)."""
+        return self.leadership.current is None or self.leadership.leading
 
     def _lost_lead(self, reason: str) -> None:
         """The lease may have run out (``cti.leader``): stop acting now. The FastAGI port is

@@ -11,8 +11,8 @@ retried alone, then logged and set aside in ``dead`` so the rest goes on.
 Fencing (``fence``): a CTI that lost the lead must not write after the next leader has
 begun, or its late flush would overwrite what the new leader rebuilt and wrote. Each batch
 asks ``fence`` in its own transaction, just before the commit, whether this process still
-leads; a task asks before it runs. Once the answer is no, the store is ``deposed``: what it
-holds is dropped, and it writes nothing more.
+leads; a task asks ``task_fence`` (or ``fence``) before it runs. Once the answer is no, the
+store is ``deposed``: what it holds is dropped, and it writes nothing more.
 """
 
 from __future__ import annotations
@@ -70,9 +70,14 @@ class Store:
         batch_max: int = 200,
         backoff_max_s: float = 5.0,
         fence: Callable[[Session], bool] | None = None,
+        task_fence: Callable[[], bool] | None = None,
         linger_s: float = 0.02,
     ) -> None:
         self._sessions = sessions
+        # A task's check, without a transaction of its own (the lease's deadline as this
+        # process knows it): ``fence`` in a separate transaction was one more round trip for
+        # each task, two a call, and no stronger (a task checked before it runs either way).
+        self._task_fence = task_fence
         # Woken by a first write after a quiet moment, the writer waits this long for the
         # writes that come with it (a call's events come in bursts): fewer, fuller
         # transactions, and a row changed several times in the window is written once. With
@@ -255,7 +260,10 @@ class Store:
             first = batch[0][1]
             if batch[0][2]:
                 assert not isinstance(first, _Row)
-                if self._fence is not None:
+                if self._task_fence is not None:
+                    if not self._task_fence():
+                        raise Deposed
+                elif self._fence is not None:
                     with self._sessions() as session:
                         if not self._fence(session):
                             raise Deposed

@@ -86,3 +86,39 @@ def test_a_bad_write_is_set_aside_and_the_rest_goes_on(any_db_url: str) -> None:
     with engine.connect() as c:
         assert c.execute(text("select count(*) from calls")).scalar() == 2
     engine.dispose()
+
+
+def test_tasks_ask_the_task_fence_and_batches_the_fence(any_db_url: str) -> None:
+    """A task is checked against the lease as the process knows it (no transaction of its
+    own); a batch, in its own transaction. A task refused deposes the store: nothing after it
+    is written."""
+    engine = make_engine(any_db_url)
+    load_models().create_all(engine)
+    asked: list[str] = []
+    leads = [True]
+
+    def fence(session) -> bool:  # noqa: ANN001
+        asked.append("batch")
+        return True
+
+    def task_fence() -> bool:
+        asked.append("task")
+        return leads[0]
+
+    store = Store(session_factory(engine), fence=fence, task_fence=task_fence, linger_s=0)
+    store.start()
+    ran: list[int] = []
+    store.submit(_add(1))
+    assert store.flush_sync(10)
+    store.submit_task(lambda: ran.append(1))
+    assert store.flush_sync(10)
+    assert asked == ["batch", "task"] and ran == [1]
+    leads[0] = False
+    store.submit_task(lambda: ran.append(2))
+    store.submit(_add(2))
+    assert store.flush_sync(10)
+    store.stop()
+    assert ran == [1] and store.deposed
+    with engine.connect() as c:
+        assert c.execute(text("select count(*) from calls")).scalar() == 1
+    engine.dispose()
