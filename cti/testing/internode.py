@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cti.calls.nodes import trunk_to
 from cti.testing.model import RING, RINGING, Channel, dial_fields
@@ -49,6 +49,24 @@ def link(a: AsteriskSimulator, a_name: str, b: AsteriskSimulator, b_name: str) -
     """Wire two simulators as nodes ``a_name`` and ``b_name`` with a trunk both ways."""
     a.peers[trunk_to(b_name)] = PeerLink(b, trunk_to(a_name))
     b.peers[trunk_to(a_name)] = PeerLink(a, trunk_to(b_name))
+
+
+async def site_of(sims: dict[str, AsteriskSimulator], db_url: str, rec_dir: str) -> dict[str, Any]:
+    """The demo's site on the started simulators, one ``[[asterisk]]`` node each (named as in
+    ``sims``): the configuration a two-node floor's tests start a ``Hotline`` with."""
+    from cti.config import default_data
+
+    data: dict[str, Any] = default_data()
+    template = data["asterisk"][0]
+    data["asterisk"] = [
+        {**template, "name": name, "port": await sim.start(), "backoff_max_s": 0.5}
+        for name, sim in sims.items()
+    ]
+    data["database"] = {"url": db_url}
+    data["agi"] = {"port": 0}
+    data["recordings"] = {"dir": rec_dir}
+    data["control"] = {"wrapup_s": 0}
+    return data
 
 
 def reachable(sim: AsteriskSimulator, endpoint: str) -> bool:

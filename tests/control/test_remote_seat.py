@@ -13,10 +13,10 @@ import pytest
 
 import cti.testing.ami_actions as sim_actions
 from cti.app import Hotline
-from cti.config import default_data, parse
+from cti.config import parse
 from cti.events import CallAnswered, CallTransferred
 from cti.testing.frames import Pairs, header, headers_all
-from cti.testing.internode import link
+from cti.testing.internode import link, site_of
 from cti.testing.model import SimConfig
 from cti.testing.pbx import AsteriskSimulator, CallHandle
 from tests.cti.live import Floor
@@ -71,16 +71,7 @@ async def pair(any_db_url: str, tmp_path: Path) -> AsyncIterator[Pair]:
         await original(sim, session, request)
 
     sim_actions.dispatch = recording  # type: ignore[assignment]
-    data: dict[str, Any] = default_data()
-    template = data["asterisk"][0]
-    data["asterisk"] = [
-        {**template, "name": name, "port": await sim.start(), "backoff_max_s": 0.5}
-        for name, sim in sims.items()
-    ]
-    data["database"] = {"url": any_db_url}
-    data["agi"] = {"port": 0}
-    data["recordings"] = {"dir": str(tmp_path / "rec")}
-    data["control"] = {"wrapup_s": 0}
+    data = await site_of(sims, any_db_url, str(tmp_path / "rec"))
     data["seats"].append({"id": "S01", "extension": "8009", "kind": "supervisor"})
     data["windows"][0]["hours"] = []  # open at any hour
     hotline = Hotline(parse(data), console=False)

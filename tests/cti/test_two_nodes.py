@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cti.app import Hotline
-from cti.config import default_data, parse
+from cti.config import parse
 from cti.events import (
     AgentStateChanged,
     AmiResynced,
@@ -22,7 +21,7 @@ from cti.events import (
     CallRinging,
     CallRouted,
 )
-from cti.testing.internode import link, set_qualify
+from cti.testing.internode import link, set_qualify, site_of
 from cti.testing.model import SimConfig
 from cti.testing.pbx import AsteriskSimulator
 from tests.cti.live import Floor
@@ -57,16 +56,7 @@ async def nodes(any_db_url: str, tmp_path: Path) -> AsyncIterator[TwoNodes]:
         )
     a, b = sims["a"], sims["b"]
     link(a, "a", b, "b")
-    data: dict[str, Any] = default_data()
-    template = data["asterisk"][0]
-    data["asterisk"] = [
-        {**template, "name": name, "port": await sim.start(), "backoff_max_s": 0.5}
-        for name, sim in sims.items()
-    ]
-    data["database"] = {"url": any_db_url}
-    data["agi"] = {"port": 0}
-    data["recordings"] = {"dir": str(tmp_path / "rec")}
-    data["control"] = {"wrapup_s": 0}
+    data = await site_of(sims, any_db_url, str(tmp_path / "rec"))
     hotline = Hotline(parse(data), console=False)
     floor = TwoNodes(a, b, hotline)
     await hotline.start()
