@@ -57,7 +57,25 @@
       if (!rows.length) H.setText("report-msg", t("reports.empty"));
       drawDepartments();
       showOccupancy(data.occupancy, t("kpi.period.report", { period: data.period, tz: H.boot.tz }));
+      H.api("GET", "/api/reports/suggestions?period=" + encodeURIComponent($("period").value.trim())).then(showSuggestions, function () {
+        H.clear($("suggest-body"));
+      });
     }, function (e) { H.setText("report-msg", H.errorText(e)); });
+  }
+
+  // What the agents did with the ticket suggestions in the period, per field: how good they are.
+  function showSuggestions(data) {
+    var body = H.clear($("suggest-body"));
+    ["description", "category", "location", "repeat"].forEach(function (name) {
+      var f = data.fields[name];
+      if (!f) return;
+      body.appendChild(el("tr", { "data-field": name }, [el("td", { text: t("suggest." + name) }),
+        el("td", { class: "num", text: String(f.accepted) }),
+        el("td", { class: "num", text: String(f.edited) }),
+        el("td", { class: "num", text: String(f.ignored) }),
+        el("td", { class: "num", text: H.percent(f.taken_rate) })]));
+    });
+    if (!body.childNodes.length) body.appendChild(el("tr", {}, [el("td", { colspan: 5, class: "muted", text: t("suggest.none") })]));
   }
 
   // The agents' occupancy in the period: the floor first, then each agent.

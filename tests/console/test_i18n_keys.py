@@ -24,6 +24,7 @@ from cti.config import default_data, parse
 from cti.control import SPY_MODES
 from recordings.models import STATUSES as RECORDING_STATUSES
 from tickets.kpi import KPI_NAMES
+from tickets.suggest import FIELDS as SUGGESTION_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE = ROOT / "console"
@@ -119,6 +120,7 @@ DYNAMIC: dict[str, Callable[[], set[str]]] = {
     "phone.": _phone_classes,
     "callers.kind.": lambda: set(FLAG_KINDS),
     "callers.action.": lambda: set(FLAG_ACTIONS),
+    "suggest.": lambda: set(SUGGESTION_FIELDS),
 }
 # Prefixes whose key the scripts look up with H.has() first, showing other text without it.
 OPTIONAL = {"alarm.kind.", "error.id."}

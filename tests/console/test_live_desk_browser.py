@@ -179,3 +179,13 @@ async def walk(stack: Stack, earlier: str) -> None:
     assert got["repeat"][0] == "ignored" and got["description"][0] == "ignored"
     view = await asyncio.to_thread(h.tickets.get, ticket_id)
     assert (view.category, view.location) == ("求助", "우리 집 앞")
+
+    # The supervisor reads on the reports page what became of the suggestions this month.
+    await wall.goto(stack.url + "/reports")
+    row = wall.locator('#suggest-body tr[data-field="category"]')
+    await row.wait_for()
+    cells = [c.strip() for c in await row.locator("td").all_text_contents()]
+    assert cells[1:4] == ["1", "0", "0"], cells  # accepted, edited, ignored
+    edited = wall.locator('#suggest-body tr[data-field="location"] td')
+    assert [c.strip() for c in await edited.all_text_contents()][1:4] == ["0", "1", "0"]
+    await shot(wall, "22-reports-suggestions", full_page=True)
