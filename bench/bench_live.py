@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,6 +114,32 @@ def record(
         fh.close()
 
 
+def start_worker(
+    config: Path, url: str, rec_dir: str, trans: Any, core: int | None = None
+) -> subprocess.Popen[bytes]:
+    """``hotline transcribe-worker`` on a configuration written for it (the database, the
+    recordings, the transcription settings), pinned to ``core`` if given."""
+    config.write_text(
+        f"[database]\nurl = {json.dumps(url)}\n"
+        f"[recordings]\ndir = {json.dumps(rec_dir)}\n"
+        "[transcription]\n"
+        + "".join(
+            f"{k} = {json.dumps(v)}\n" for k, v in trans.model_dump().items() if v is not None
+        ),
+        encoding="utf-8",
+    )
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "hotline"),
+            "transcribe-worker",
+            "--config",
+            str(config),
+        ],
+        stdout=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {core})) if core is not None else None,
+    )
+
+
 def run(args: argparse.Namespace, live: bool, model: str) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="hotline-live-"))
     worker: subprocess.Popen[bytes] | None = None
@@ -138,27 +165,7 @@ def run(args: argparse.Namespace, live: bool, model: str) -> dict[str, object]:
         sf = session_factory(engine)
         svc = RecordingService(sf, recs, transcription=trans)
         legs = leg_audio(args.seconds)
-        config = tmp / "hotline.toml"
-        config.write_text(
-            "[database]\n"
-            f"url = {json.dumps(url)}\n"
-            "[recordings]\n"
-            f"dir = {json.dumps(recs.dir)}\n"
-            "[transcription]\n"
-            + "".join(
-                f"{k} = {json.dumps(v)}\n" for k, v in trans.model_dump().items() if v is not None
-            ),
-            encoding="utf-8",
-        )
-        worker = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "hotline"),
-                "transcribe-worker",
-                "--config",
-                str(config),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        worker = start_worker(tmp / "hotline.toml", url, recs.dir, trans)
         time.sleep(args.warmup)  # the workers load the model
         now = datetime.now(UTC)
         hung_up: dict[int, float] = {}

@@ -161,28 +161,12 @@ async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
         while not server.started:
             await asyncio.sleep(0.05)
 
-        config = tmp / "hotline.toml"
-        config.write_text(
-            f"[database]\nurl = {json.dumps(url)}\n"
-            f"[recordings]\ndir = {json.dumps(str(tmp / 'rec'))}\n"
-            "[transcription]\n"
-            + "".join(
-                f"{k} = {json.dumps(v)}\n"
-                for k, v in settings.transcription.model_dump().items()
-                if v is not None
-            ),
-            encoding="utf-8",
-        )
-        core = min(os.sched_getaffinity(0))
-        worker = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "hotline"),
-                "transcribe-worker",
-                "--config",
-                str(config),
-            ],
-            stdout=subprocess.DEVNULL,
-            preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+        worker = bench_live.start_worker(
+            tmp / "hotline.toml",
+            url,
+            str(tmp / "rec"),
+            settings.transcription,
+            core=min(os.sched_getaffinity(0)),
         )
         await asyncio.sleep(args.warmup)  # the worker loads the model
 
