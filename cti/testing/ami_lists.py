@@ -142,7 +142,7 @@ async def _endpoints(sim: AsteriskSimulator, session: AmiSession, request: Pairs
         else:
             contacts = f"{ext}/{phone.uri}," if phone is not None else ""
         state = sim.devices.get(f"PJSIP/{ext}", "UNAVAILABLE")
-        active = sum(1 for c in sim.channels.values() if c.device == f"PJSIP/{ext}")
+        active = len(sim.device_legs.get(f"PJSIP/{ext}", ()))
         items.append([
             ("Event", "EndpointList"), *aid(request), ("ObjectType", "endpoint"),
             ("ObjectName", ext), ("Transport", ""), ("Aor", ext),

@@ -97,7 +97,7 @@ async def restart(sim: AsteriskSimulator, *, announce: bool = True) -> None:
     await sim.cancel_tasks()
     for channel in list(sim.channels.values()):
         channel.hungup = True
-    sim.channels.clear()
+    sim.forget_all()
     sim.recorders.close_all()
     sim.bridges.clear()
     sim.conferences.clear()

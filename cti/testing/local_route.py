@@ -155,7 +155,7 @@ async def cti_route(sim: AsteriskSimulator, ch: Channel, exten: str) -> None:
     sim.newexten(ch, "GotoIf", f"{int(route == '')}?end", R["if_route"])
     if route:
         # MASTER_CHANNEL(): the channel whose uniqueid is this one's Linkedid, the citizen.
-        master = next((c for c in sim.channels.values() if c.uniqueid == ch.linkedid), None)
+        master = sim.by_uniqueid.get(ch.linkedid)
         parts = route.split("|")
         for var, field in COPIED:
             # CUT(HOTLINE_ROUTE,|,n): the n-th field, empty when there are fewer.

@@ -62,6 +62,15 @@ class AsteriskSimulator:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
         self.channels: dict[str, Channel] = {}
+        # The same channels by device and by uniqueid: a device's state and a channel's
+        # master are looked up on every step of every call (thousands of channels up).
+        self.device_legs: dict[str, dict[str, Channel]] = {}
+        self.by_uniqueid: dict[str, Channel] = {}
+        # Of those, the ringing side of Dial()s (a role set when the channel is made) and
+        # the legs an attended transfer holds: a device's state without a pass over its
+        # legs (the carrier's trunk has a leg per citizen).
+        self.device_callees: dict[str, dict[str, Channel]] = {}
+        self.on_hold: dict[str, Channel] = {}
         self.bridges: dict[str, Bridge] = {}
         self.devices: dict[str, str] = {}
         self.astdb: dict[tuple[str, str], str] = {}
@@ -237,22 +246,34 @@ class AsteriskSimulator:
             phone = self.phones.get(resource)
             if phone is None or not phone.reachable:
                 return "UNAVAILABLE"
-        legs = [c for c in self.channels.values() if c.device == device and not c.hungup]
-        if not legs:
+        legs = self.device_legs.get(device, {})
+        if not any(not c.hungup for c in legs.values()):
             # An unqualified trunk is in use during a call, unavailable after it.
             if peer:
                 up = internode_reachable(self, resource)
                 return "NOT_INUSE" if up else "UNAVAILABLE"
             return "NOT_INUSE" if resource != "trunk" or self.trunk_reachable else "UNAVAILABLE"
-        if any(c.variables.get("__ONHOLD") for c in legs):
+        if any(c.device == device and not c.hungup for c in self.on_hold.values()):
             return "ONHOLD"
-        up = any(c.state == UP for c in legs)
-        ringing = any(c.state != UP for c in legs if c.role == "callee")
+        up = any(c.state == UP and not c.hungup for c in legs.values())
+        callees = self.device_callees.get(device, {})
+        ringing = any(c.state != UP and not c.hungup for c in callees.values())
         if up and ringing:
             return "RINGINUSE"
         if up:
             return "INUSE"
         return "RINGING" if ringing else "INUSE"
+
+    def set_on_hold(self, channel: Channel, held: bool) -> None:
+        """An attended transfer puts ``channel`` on hold (or takes it off): its device shows
+        ONHOLD meanwhile."""
+        if held:
+            channel.variables["__ONHOLD"] = "1"
+            self.on_hold[channel.name] = channel
+        else:
+            channel.variables.pop("__ONHOLD", None)
+            self.on_hold.pop(channel.name, None)
+        self.update_device(channel.device)
 
     def update_device(self, device: str) -> None:
         self.set_device(device, self.endpoint_state(device))
@@ -288,6 +309,10 @@ class AsteriskSimulator:
             role=role,
         )
         self.channels[channel.name] = channel
+        self.device_legs.setdefault(channel.device, {})[channel.name] = channel
+        if role == "callee":
+            self.device_callees.setdefault(channel.device, {})[channel.name] = channel
+        self.by_uniqueid[uniqueid] = channel
         self.channel_event("Newchannel", channel)
         return channel
 
@@ -369,7 +394,7 @@ class AsteriskSimulator:
             "call,all",
             hangup_fields(channel, channel.hangup_cause if cause is None else cause),
         )
-        self.channels.pop(channel.name, None)
+        self.forget(channel)
         handle = self.handles.pop(channel.uniqueid, None)
         if channel.role == "citizen" and self.config.cdr_path:
             write_cdr(self, channel, handle)
@@ -491,4 +516,26 @@ class AsteriskSimulator:
         self.request_hangup(target, cause)
 
     def channels_of(self, ext: str) -> list[Channel]:
-        return [c for c in self.channels.values() if c.device == f"PJSIP/{ext}"]
+        return list(self.device_legs.get(f"PJSIP/{ext}", {}).values())
+
+    def forget(self, channel: Channel) -> None:
+        """Take ``channel`` out of the channel list and its indexes."""
+        if self.channels.get(channel.name) is channel:
+            del self.channels[channel.name]
+        for index in (self.device_legs, self.device_callees):
+            legs = index.get(channel.device)
+            if legs is not None and legs.get(channel.name) is channel:
+                del legs[channel.name]
+                if not legs:
+                    del index[channel.device]
+        if self.on_hold.get(channel.name) is channel:
+            del self.on_hold[channel.name]
+        if self.by_uniqueid.get(channel.uniqueid) is channel:
+            del self.by_uniqueid[channel.uniqueid]
+
+    def forget_all(self) -> None:
+        self.channels.clear()
+        self.device_legs.clear()
+        self.device_callees.clear()
+        self.on_hold.clear()
+        self.by_uniqueid.clear()

@@ -53,6 +53,7 @@ class QueueModel:
         self.sim = sim
         self.name = name
         self.members: dict[str, Member] = {}
+        self._by_device: dict[str, list[Member]] | None = None  # see device_changed
         self.callers: list[QueueCaller] = []
         self.completed = 0
         self.abandoned = 0
@@ -64,6 +65,7 @@ class QueueModel:
 
     def reset(self) -> None:
         self.members.clear()
+        self._by_device = None
         self.callers.clear()
 
     # -- fields --------------------------------------------------------------------------
@@ -169,6 +171,7 @@ class QueueModel:
         if paused:
             member.last_pause = member.login_time
         self.members[interface] = member
+        self._by_device = None
         self.sim.set_device(self._pause_device(member), "INUSE" if paused else "NOT_INUSE")
         self.sim.emit("QueueMemberAdded", "agent,all", self.member_fields(member))
         self._update_avail()
@@ -179,6 +182,7 @@ class QueueModel:
         member = self.members.pop(interface, None)
         if member is None:
             return False
+        self._by_device = None
         self.sim.emit("QueueMemberRemoved", "agent,all", self.member_fields(member))
         self._update_avail()
         return True
@@ -198,11 +202,16 @@ class QueueModel:
         return True
 
     def device_changed(self, device: str) -> None:
+        # Members by state interface, rebuilt when the membership changed (a device change
+        # is far more frequent than a QueueAdd, and a floor has thousands of members).
+        if self._by_device is None:
+            self._by_device = {}
+            for m in self.members.values():
+                self._by_device.setdefault(m.state_interface, []).append(m)
         touched = False
-        for member in self.members.values():
-            if member.state_interface == device:
-                self.sim.emit("QueueMemberStatus", "agent,all", self.member_fields(member))
-                touched = True
+        for member in self._by_device.get(device, ()):
+            self.sim.emit("QueueMemberStatus", "agent,all", self.member_fields(member))
+            touched = True
         if touched:
             self._update_avail()
             self.kick()

@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import logging
 import math
+import threading
 import wave
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -105,32 +107,54 @@ class MonitorWriter:
     def __init__(self, files: dict[str, str], max_s: float) -> None:
         self.max_frames = max(1, int(max_s * RATE))
         self.frames = 0
+        # advance() runs on the writing thread, close() on the loop: one at a time.
+        self._lock = threading.Lock()
         self._fhs: list[tuple[str, BinaryIO]] = []
         for kind in ("mixed", "in", "out"):
             if files.get(kind):
                 path = Path(files[kind])
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fh = open(path, "wb")  # noqa: SIM115 (open for the whole call)
+                try:  # the day's directory is there but for the day's first call
+                    fh = open(path, "wb")  # noqa: SIM115 (open for the whole call)
+                except FileNotFoundError:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    fh = open(path, "wb")  # noqa: SIM115
                 fh.write(wav_header(0, RATE))
                 fh.flush()
                 self._fhs.append((kind, fh))
 
     def advance(self, elapsed_s: float) -> None:
+        with self._lock:
+            self._advance(elapsed_s)
+
+    def _advance(self, elapsed_s: float) -> None:
         due = min(self.max_frames, int(max(elapsed_s, 0.0) * RATE))
         if due <= self.frames or not self._fhs:
             return
         for kind, fh in self._fhs:
-            fh.write(_track(kind, self.max_frames)[self.frames * 2 : due * 2])
+            fh.write(memoryview(_track(kind, self.max_frames))[self.frames * 2 : due * 2])
             fh.flush()
         self.frames = due
 
     def close(self, elapsed_s: float) -> None:
-        self.advance(max(elapsed_s, 0.1))
-        for _, fh in self._fhs:
-            fh.seek(0)
-            fh.write(wav_header(self.frames * 2, RATE))
-            fh.close()
-        self._fhs = []
+        with self._lock:
+            self._advance(max(elapsed_s, 0.1))
+            for _, fh in self._fhs:
+                fh.seek(0)
+                fh.write(wav_header(self.frames * 2, RATE))
+                fh.close()
+            self._fhs = []
+
+
+def _advance_all(due: list[tuple[str, MonitorWriter, float]], now: float) -> list[str]:
+    """Grow the files of ``due`` to ``now``; returns the calls whose files failed."""
+    failed = []
+    for uid, writer, started in due:
+        try:
+            writer.advance(now - started)
+        except OSError:
+            log.exception("cannot write the recording of %s", uid)
+            failed.append(uid)
+    return failed
 
 
 class Recorders:
@@ -141,6 +165,9 @@ class Recorders:
         # uniqueid -> (writer, simulated start)
         self.active: dict[str, tuple[MonitorWriter, float]] = {}
         self._task: asyncio.Task[Any] | None = None
+        # Asterisk writes from its own threads, so the dialplan never waits on a file: the
+        # files grow on a thread here too, off the simulator's loop.
+        self._pool: ThreadPoolExecutor | None = None
 
     def start(self, channel: Channel) -> None:
         sim = self.sim
@@ -157,28 +184,23 @@ class Recorders:
 
     # Writers advanced per tick of 0.1 s: up to this many calls, every file grows every
     # tick; beyond, in turns (a floor of a thousand calls grows each file every 4 s).
-    # Asterisk writes from its own threads, so the dialplan never waits on a file; here the
-    # writes share the simulator's loop with the dialplan, and must not stall it.
     PER_TICK = 25
 
     async def _write(self) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="sim-mixmonitor")
+        loop = asyncio.get_running_loop()
         turn: list[str] = []
         while self.active:
             await asyncio.sleep(0.1)
             if not turn:
                 turn = list(self.active)
             now = self.sim.now()
-            for uid in turn[: self.PER_TICK]:
-                entry = self.active.get(uid)
-                if entry is None:
-                    continue  # stopped meanwhile: closed by stop() or finish()
-                writer, started = entry
-                try:
-                    writer.advance(now - started)
-                except OSError:
-                    log.exception("cannot write the recording of %s", uid)
-                    self.active.pop(uid, None)
+            due = [(uid, *self.active[uid]) for uid in turn[: self.PER_TICK] if uid in self.active]
             del turn[: self.PER_TICK]
+            # (one stopped meanwhile was closed by stop() or finish(): advancing it is a no-op)
+            for uid in await loop.run_in_executor(self._pool, _advance_all, due, now):
+                self.active.pop(uid, None)
 
     def stop(self, channel: Channel) -> None:
         entry = self.active.pop(channel.uniqueid, None)
@@ -209,3 +231,6 @@ class Recorders:
             with contextlib.suppress(OSError):
                 writer.close(max(0.0, now - started))
         self.active.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None

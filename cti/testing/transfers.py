@@ -135,8 +135,7 @@ async def atxfer(sim: AsteriskSimulator, seat: Channel, context: str, exten: str
     for digit in sim.config.atxfer_code or "":
         _dtmf(sim, seat, digit)
     sim.channel_event("Hold", seat)
-    trunk.variables["__ONHOLD"] = "1"
-    sim.update_device(trunk.device)
+    sim.set_on_hold(trunk, True)
     for digit in exten:
         _dtmf(sim, seat, digit)
     # ast_app_dtget: digits until "#" (which ends it at once), else until no extension of the
@@ -203,8 +202,7 @@ async def atxfer(sim: AsteriskSimulator, seat: Channel, context: str, exten: str
     await wait_any(seat.hangup_requested)
     # The transferer hung up: complete the transfer by merging the consultation bridge.
     sim.bridge_leave(seat)
-    trunk.variables.pop("__ONHOLD", None)
-    sim.update_device(trunk.device)
+    sim.set_on_hold(trunk, False)
     sim.emit("BridgeMerge", "call,all", [*b1.fields("To"), *b2.fields("From")])
     sim.bridge_leave(l1)
     sim.bridge_enter(b1, l1)
@@ -282,8 +280,7 @@ async def _abort(
     if seat.bridge is b2:
         sim.bridge_leave(seat)
     sim.bridge_destroy(b2)
-    trunk.variables.pop("__ONHOLD", None)
-    sim.update_device(trunk.device)
+    sim.set_on_hold(trunk, False)
     if seat.alive:
         sim.bridge_enter(b1, seat)
         sim.channel_event("Unhold", seat)
