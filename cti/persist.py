@@ -54,6 +54,12 @@ CALLBACKS_DONE = RowKind(
     where=CallbackTaskRow.__table__.c.status != "done",
 )
 
+# A seat's device state as the seats table records it: whether the phone can be dialled (see
+# Persistence.seat_changed); every other state is "up".
+_DEVICE_CLASS = {"UNAVAILABLE": "down", "INVALID": "down", "UNKNOWN": "unknown"}
+# A round trip that moved less than this (or a quarter) is not written again.
+RTT_WRITE_STEP_US = 5_000
+
 
 def _call_values(call: Call, *, ended: bool = False) -> Values:
     values: Values = {
@@ -109,6 +115,8 @@ class Persistence:
         self._open_ticket = open_ticket
         self._register_recording = register_recording
         self._ending: dict[tuple[str, str], Call] = {}
+        # What the seats table last got of each seat's phone (see seat_changed).
+        self._seat_written: dict[str, tuple[object, ...]] = {}
         tracker.on_answered.append(self.call_answered)
         tracker.on_ended.append(self.call_ended)
         bus.subscribe(CallStarted, self._started)
@@ -196,9 +204,28 @@ class Persistence:
         self.store.submit_row(AGENT_LOG, entry)
 
     def seat_changed(self, ev: SeatStatusChanged) -> None:
+        """The seats table keeps each seat's phone: registered where, reachable or not since
+        when, its round trip. A phone's device state also follows each of its calls
+        (ringing, in use, free: three changes a call, more than any other row); those are in
+        the calls and agents tables already, so a change of only that, or a small change of
+        the round trip, is not written."""
         seat = self.seats.get(ev.seat)
         if seat is None:
             return
+        facts = (
+            seat.contact,
+            _DEVICE_CLASS.get(seat.device, "up"),
+            seat.user_agent,
+            seat.uri,
+            seat.unreachable_since,
+        )
+        written = self._seat_written.get(seat.id)
+        if written is not None and written[:-1] == facts:
+            last_rtt = written[-1]
+            assert isinstance(last_rtt, int)
+            if abs(seat.rtt_us - last_rtt) <= max(RTT_WRITE_STEP_US, last_rtt // 4):
+                return
+        self._seat_written[seat.id] = (*facts, seat.rtt_us)
         values: Values = {
             "id": seat.id,
             "contact": seat.contact,

@@ -306,3 +306,51 @@ def test_writes_that_come_together_after_a_quiet_moment_are_one_transaction(
     assert store.written == 2
     assert len(store.write_seconds) == 1
     engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_a_seat_row_follows_its_phone_not_its_calls(any_db_url: str) -> None:
+    """The seats table keeps a seat's phone (registration, reachability, round trip): the
+    device states of each call (ringing, in use, free) and a round trip that barely moved do
+    not write the row again; a phone that stops answering does."""
+    from cti.agents.board import AgentBoard
+    from cti.bus import Bus
+    from cti.calls.tracker import CallTracker
+    from cti.persist import Persistence
+    from cti.seats.registry import Seat, SeatRegistry
+
+    store, engine = _store(any_db_url)
+    with session_factory(engine)() as s:  # type: ignore[arg-type]
+        s.add(SeatRow(id="S1", extension="1001"))
+        s.commit()
+    bus = Bus()
+    seats = SeatRegistry([Seat(id="S1", extension="1001")], bus, lambda: T0)
+    agents = AgentBoard([], seats, bus, lambda: T0, wrapup_s=0, reasons=())
+    tracker = CallTracker(bus, seats, agents, lambda: T0)
+    Persistence(
+        store,
+        bus,
+        tracker,
+        seats,
+        open_ticket=lambda call: None,
+        register_recording=lambda ev, call: None,
+    )
+    contact = {"AOR": "1001", "ContactStatus": "Reachable", "URI": "sip:1001@10.0.0.5"}
+    seats.on_contact_status("pbx1", {**contact, "RoundtripUsec": "20000"})
+    seats.on_device_state("pbx1", {"Device": "PJSIP/1001", "State": "NOT_INUSE"})
+    queued = store.pending
+    for _ in range(3):  # three calls
+        for state in ("RINGING", "INUSE", "NOT_INUSE"):
+            seats.on_device_state("pbx1", {"Device": "PJSIP/1001", "State": state})
+    seats.on_contact_status("pbx1", {**contact, "RoundtripUsec": "21000"})
+    assert store.pending == queued  # nine device states and a round trip 1 ms longer
+    seats.on_contact_status("pbx1", {**contact, "RoundtripUsec": "90000"})
+    seats.on_contact_status("pbx1", {**contact, "ContactStatus": "Unreachable"})
+    assert store.pending == queued + 2
+    store.start()
+    assert store.flush_sync(10)
+    store.stop()
+    with engine.connect() as c:  # type: ignore[attr-defined]
+        assert c.execute(text("select contact, rtt_us from seats")).all() == [
+            ("Unreachable", 0)
+        ]
+    engine.dispose()  # type: ignore[attr-defined]
