@@ -21,18 +21,21 @@ REC: Table = m.Recording.__table__  # type: ignore[assignment]
 JOB: Table = m.TranscriptionJob.__table__  # type: ignore[assignment]
 MUTE: Table = m.RecordingMute.__table__  # type: ignore[assignment]
 
-_FIND = select(REC.c.id, REC.c.status, REC.c.ticket_id, REC.c.agent_id).where(
-    REC.c.call_id == bindparam("call_id"), REC.c.path == bindparam("path")
-)
-_BY_ID = select(
+# A recording as its registration reads it, with its transcription job's status (None: no
+# job): one statement, by the call and the file or by the id.
+_ROW = select(
     REC.c.id,
     REC.c.status,
     REC.c.call_id,
     REC.c.ticket_id,
+    REC.c.agent_id,
     REC.c.path,
     REC.c.started_at,
     REC.c.ended_at,
-).where(REC.c.id == bindparam("rid"))
+    JOB.c.status.label("job"),
+).select_from(REC.outerjoin(JOB, JOB.c.recording_id == REC.c.id))
+_FIND = _ROW.where(REC.c.call_id == bindparam("call_id"), REC.c.path == bindparam("path"))
+_BY_ID = _ROW.where(REC.c.id == bindparam("rid"))
 _ADD = insert(REC)
 _UPDATE = update(REC).where(REC.c.id == bindparam("rid"))
 _MUTES = (
@@ -42,7 +45,12 @@ _MUTES = (
 )
 _JOB_STATUS = select(JOB.c.status).where(JOB.c.recording_id == bindparam("rid"))
 _ADD_JOB = insert(JOB)
-_UPDATE_JOB = update(JOB).where(JOB.c.recording_id == bindparam("rid"))
+# A live job no follower took goes to the queue; one a follower took meanwhile is left to it.
+_QUEUE_LIVE_JOB = (
+    update(JOB)
+    .where(JOB.c.recording_id == bindparam("rid"), JOB.c.status == m.LIVE)
+    .values(status=m.QUEUED, lease_until=None)
+)
 _FAIL_LIVE_JOB = (
     update(JOB)
     .where(JOB.c.recording_id == bindparam("rid"), JOB.c.status.in_((m.LIVE, m.FOLLOWING)))
@@ -85,7 +93,9 @@ def add(conn: Connection, values: dict[str, Any]) -> int:
 
 
 def change(conn: Connection, rid: int, **values: Any) -> None:
-    conn.execute(_UPDATE.values(**values), {"rid": rid})
+    # The SET clause comes from the parameters' keys: one statement object, compiled once
+    # per set of columns.
+    conn.execute(_UPDATE, {"rid": rid, **values})
 
 
 def muted_spans(conn: Any, call_id: str, started_at: datetime) -> list[Any] | None:
@@ -111,9 +121,7 @@ def add_job(conn: Connection, rid: int, status: str, now: datetime) -> None:
 
 
 def queue_job(conn: Connection, rid: int, now: datetime) -> None:
-    conn.execute(
-        _UPDATE_JOB.values(status=m.QUEUED, lease_until=None, updated_at=now), {"rid": rid}
-    )
+    conn.execute(_QUEUE_LIVE_JOB, {"rid": rid, "updated_at": now})
 
 
 def fail_live_job(conn: Connection, rid: int, error: str, now: datetime) -> None:

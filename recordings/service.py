@@ -114,20 +114,20 @@ class TicketTranscript:
         }
 
 
-def file_facts(path: str, *, chunk: int = 1 << 20) -> FileFacts:
-    digest = hashlib.sha256()
-    size = 0
+def file_facts(path: str, *, wav: bool = True) -> FileFacts:
+    """Size and SHA-256 of the file at ``path`` and, with ``wav``, its audio format (a WAV
+    file's header; None for a file that is not one)."""
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-            size += len(block)
+        size = os.fstat(fh.fileno()).st_size
+        # file_digest hashes through one buffer of its own: no new bytes object per block.
+        sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+    if not wav:
+        return FileFacts(size, sha256, None, None, None)
     try:
         info = wav_info(path)
     except ValueError:  # not a WAV file: still registered, without duration
-        return FileFacts(size, digest.hexdigest(), None, None, None)
-    return FileFacts(
-        size, digest.hexdigest(), round(info.duration_s, 3), info.sample_rate, info.channels
-    )
+        return FileFacts(size, sha256, None, None, None)
+    return FileFacts(size, sha256, round(info.duration_s, 3), info.sample_rate, info.channels)
 
 
 class RecordingService:
@@ -199,20 +199,19 @@ class RecordingService:
         with self.sf() as s:
             rid, found = self._find_or_add(s, values, None)
             status = m.PENDING
+            stop: dict[str, Any] = {}
             if found is not None:
                 status = found.status
                 if status == m.RECORDING:
                     status = m.PENDING
-                    rows.change(
-                        s.connection(),
-                        rid,
-                        status=status,
-                        ended_at=ended_at,
-                        ticket_id=ticket_id or found.ticket_id,
-                        agent_id=agent_id or found.agent_id,
-                    )
+                    stop = {
+                        "status": status,
+                        "ended_at": ended_at,
+                        "ticket_id": ticket_id or found.ticket_id,
+                        "agent_id": agent_id or found.agent_id,
+                    }
             if status == m.PENDING:
-                status = self._register_in(s, rid)
+                status = self._register_in(s, rid, found, stop)
             try:
                 s.commit()
             except IntegrityError:  # registered concurrently by the sweeper
@@ -276,51 +275,62 @@ class RecordingService:
                 return m.REGISTERED
             return status
 
-    def _register_in(self, s: Session, rid: int) -> str:
-        """:meth:`_try_register` inside the caller's transaction (not committed)."""
+    def _register_in(
+        self, s: Session, rid: int, rec: Any = None, stop: dict[str, Any] | None = None
+    ) -> str:
+        """:meth:`_try_register` inside the caller's transaction (not committed). ``rec``:
+        the recording's row as read in it already (``rows.find``); ``stop``: what the stop
+        changes, written in the same statement as the registration."""
         conn = s.connection()
-        rec = rows.by_id(conn, rid)
-        if rec is None or rec.status != m.PENDING:
-            return str(rec.status) if rec else m.LOST
+        if rec is None:
+            rec = rows.by_id(conn, rid)
+        stop = stop or {}
+        status = stop.get("status", rec.status if rec is not None else m.LOST)
+        if rec is None or status != m.PENDING:
+            return str(status)
         local = local_path(self.settings, rec.path)
         facts = self._settled_facts(local)
         now = self.clock()
         if facts is None:
-            waited = (now - rec.ended_at).total_seconds()
+            waited = (now - stop.get("ended_at", rec.ended_at)).total_seconds()
             if waited > self.settings.missing_grace_s:
                 error = f"file not found after {waited:.0f} s: {local}"
-                rows.change(conn, rid, status=m.LOST, error=error)
+                rows.change(conn, rid, **{**stop, "status": m.LOST, "error": error})
                 rows.fail_live_job(conn, rid, error, now)
                 log.error("recording %s of call %s lost: %s", rid, rec.call_id, error)
                 return m.LOST
+            if stop:
+                rows.change(conn, rid, **stop)
             log.info("recording %s not ready yet (%s): left pending", rid, local)
             return m.PENDING
         rows.change(
             conn,
             rid,
-            size=facts.size,
-            sha256=facts.sha256,
-            duration_s=facts.duration_s,
-            sample_rate=facts.sample_rate,
-            channels=facts.channels,
-            legs=self._legs(local) if self.settings.legs else None,
-            muted_spans=rows.muted_spans(conn, rec.call_id, rec.started_at),
-            status=m.REGISTERED,
-            registered_at=now,
-            error=None,
+            **{
+                **stop,
+                "size": facts.size,
+                "sha256": facts.sha256,
+                "duration_s": facts.duration_s,
+                "sample_rate": facts.sample_rate,
+                "channels": facts.channels,
+                "legs": self._legs(local) if self.settings.legs else None,
+                "muted_spans": rows.muted_spans(conn, rec.call_id, rec.started_at),
+                "status": m.REGISTERED,
+                "registered_at": now,
+                "error": None,
+            },
         )
         if self.transcription.enabled:
-            job = rows.job_status(conn, rid)
-            if job is None:
+            if rec.job is None:
                 rows.add_job(conn, rid, m.QUEUED, now)
-            elif job == m.LIVE:  # no live follower took it: the queue's now
+            elif rec.job == m.LIVE:  # no live follower took it: the queue's now
                 rows.queue_job(conn, rid, now)
             # FOLLOWING: the follower sees the recording registered and finishes it
         log.info(
             "recording %s registered: call %s ticket %s %s (%d bytes, %.1f s)",
             rid,
             rec.call_id,
-            rec.ticket_id,
+            stop.get("ticket_id", rec.ticket_id),
             local,
             facts.size,
             facts.duration_s or 0.0,
@@ -342,7 +352,7 @@ class RecordingService:
         legs: dict[str, Any] = {}
         for name, leg in zip(("in", "out"), leg_paths(local), strict=True):
             if os.path.isfile(leg):
-                facts = file_facts(leg)
+                facts = file_facts(leg, wav=False)
                 legs[name] = {"path": leg, "size": facts.size, "sha256": facts.sha256}
         return legs or None
 
