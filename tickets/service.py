@@ -77,7 +77,7 @@ WINDOW_CALL = "window_call"
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # Rounds of ``open_id_for_call``: a number found taken by another caller, or a race lost.
-_OPEN_ATTEMPTS = 4
+_OPEN_ATTEMPTS = 5
 
 
 class TicketService(TicketQueries):
@@ -216,32 +216,38 @@ class TicketService(TicketQueries):
         # From the phone network, not a person: bounded to the columns, no control characters.
         caller = _CONTROL_CHARS.sub("", caller)[:32]
         caller_name = _CONTROL_CHARS.sub("", caller_name)[:50]
+        # The usual case first: a call not seen before and a fresh number, three inserts in
+        # one transaction. A call seen before or a number taken fails a unique key, and the
+        # next rounds look at what is there.
+        look = False
         for _ in range(_OPEN_ATTEMPTS):
-            with self.sessions() as session:
-                existing = self._ticket_of_call(session, node, call_id)
-                if existing is not None:
-                    return existing
-                holder = session.scalar(select(Ticket.caller).where(Ticket.id == ticket_id))
-                if holder is not None:
-                    if _same_caller(holder, caller):
-                        self.attach_call(
+            if look:
+                with self.sessions() as session:
+                    existing = self._ticket_of_call(session, node, call_id)
+                    if existing is not None:
+                        return existing
+                    holder = session.scalar(select(Ticket.caller).where(Ticket.id == ticket_id))
+                    if holder is not None:
+                        if _same_caller(holder, caller):
+                            self.attach_call(
+                                ticket_id,
+                                call_id,
+                                node=node,
+                                caller=caller,
+                                agent_id=agent_id,
+                                answered_at=answered_at,
+                                recording_path=recording_path,
+                            )
+                            return ticket_id
+                        log.warning(
+                            "ticket %s is another caller's: call %s/%s gets a new number",
                             ticket_id,
+                            node,
                             call_id,
-                            node=node,
-                            caller=caller,
-                            agent_id=agent_id,
-                            answered_at=answered_at,
-                            recording_path=recording_path,
                         )
-                        return ticket_id
-                    log.warning(
-                        "ticket %s is another caller's: call %s/%s gets a new number",
-                        ticket_id,
-                        node,
-                        call_id,
-                    )
-                    ticket_id = self.numbers.next()
-                    continue
+                        ticket_id = self.numbers.next()
+                        continue
+            look = True
             try:
                 self._insert_draft(
                     ticket_id,
