@@ -170,8 +170,9 @@ async def sim_main(args: argparse.Namespace) -> None:
         out.write(json.dumps(obj) + "\n")
         out.flush()
 
-    # MixMonitor holds three files a call: a 5x surge has 7,000 calls up, past the usual
-    # 20,000 open files (Asterisk's own ``maxfiles`` in asterisk.conf must allow as much).
+    # A 5x surge has ten thousand calls up. Asterisk holds three MixMonitor files open for
+    # each (its ``maxfiles`` in asterisk.conf must allow as much); the simulator opens a file
+    # for each write (cti.testing.recording), and raises its limit for its sockets.
     want = 65536
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
@@ -291,6 +292,7 @@ async def sim_main(args: argparse.Namespace) -> None:
             "route_s": sim.route_s,
             "polls": polls,
             "loop_lag_s": sim_lag,
+            **({"slow_callbacks": args.slow.report()} if args.slow is not None else {}),
         }
     )
     await loop.run_in_executor(None, sys.stdin.readline)  # until the CTI has looked
@@ -635,6 +637,9 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
                 else 0.0,
                 # the simulator's own loop: what its route and AMI figures include of its own
                 "loop_lag_ms": summary_ms(final.get("loop_lag_s", [])),
+                **(
+                    {"slow_callbacks": final["slow_callbacks"]} if "slow_callbacks" in final else {}
+                ),
             },
             "ami_event_lag_ms": summary_ms(list(event_lag)),
             "route_ms": phase(routes, 0.0, steady_end),
@@ -698,6 +703,7 @@ def main() -> int:
         mean = 0.6 * args.seats / args.rate
         args.talk_min, args.talk_max = round(mean / 2, 1), round(mean * 1.5, 1)
     if args.role == "sim":
+        args.slow = SlowCallbacks(args.slow_ms / 1000) if args.slow_ms else None
         asyncio.run(sim_main(args))
         return 0
     if args.role == "console":
@@ -714,6 +720,7 @@ def main() -> int:
         f"--talk-min={args.talk_min}",
         f"--talk-max={args.talk_max}",
         *(["--poisson"] if args.poisson else []),
+        *([f"--slow-ms={args.slow_ms}"] if args.slow_ms else []),
     ]
     slow = SlowCallbacks(args.slow_ms / 1000) if args.slow_ms else None
     with tempfile.TemporaryDirectory(prefix="hotline-load-") as tmp:

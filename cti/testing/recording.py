@@ -19,7 +19,7 @@ from array import array
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from cti.testing.transcript import fixture_path
 from recordings.audio import wav_header
@@ -79,20 +79,15 @@ def _write(path: Path, samples: array[int]) -> None:
 
 def write_recordings(files: dict[str, str], duration_s: float, max_s: float) -> list[Path]:
     """Write ``files["mixed"]``, ``files["in"]``, ``files["out"]`` (those present)."""
+    max_frames = max(1, int(max_s * RATE))
     frames = max(1, int(min(max(duration_s, 0.1), max_s) * RATE))
-    leg_in = _fit(_source("citizen_utterance_cmn.wav", 440.0), frames)
-    leg_out = _fit(_source("agent_utterance_cmn.wav", 660.0), frames)
     written: list[Path] = []
-    for kind, samples in (("in", leg_in), ("out", leg_out)):
+    for kind in ("in", "out", "mixed"):
         if files.get(kind):
+            samples = array("h")
+            samples.frombytes(_track(kind, max_frames)[: frames * 2])
             _write(Path(files[kind]), samples)
             written.append(Path(files[kind]))
-    if files.get("mixed"):
-        mixed = array(
-            "h", (max(-32768, min(32767, a + b)) for a, b in zip(leg_in, leg_out, strict=True))
-        )
-        _write(Path(files["mixed"]), mixed)
-        written.append(Path(files["mixed"]))
     return written
 
 
@@ -109,18 +104,20 @@ class MonitorWriter:
         self.frames = 0
         # advance() runs on the writing thread, close() on the loop: one at a time.
         self._lock = threading.Lock()
-        self._fhs: list[tuple[str, BinaryIO]] = []
+        # Each file is opened for each write, not held open for the call: a surge has ten
+        # thousand calls up, past the open files this process may have (Asterisk holds them
+        # open, with its own maxfiles raised to match). What the CTI sees is the same: the
+        # file there from the start, growing, its header's sizes written at the end.
+        self._files: list[tuple[str, Path]] = []
         for kind in ("mixed", "in", "out"):
             if files.get(kind):
                 path = Path(files[kind])
                 try:  # the day's directory is there but for the day's first call
-                    fh = open(path, "wb")  # noqa: SIM115 (open for the whole call)
+                    path.write_bytes(wav_header(0, RATE))
                 except FileNotFoundError:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    fh = open(path, "wb")  # noqa: SIM115
-                fh.write(wav_header(0, RATE))
-                fh.flush()
-                self._fhs.append((kind, fh))
+                    path.write_bytes(wav_header(0, RATE))
+                self._files.append((kind, path))
 
     def advance(self, elapsed_s: float) -> None:
         with self._lock:
@@ -128,21 +125,20 @@ class MonitorWriter:
 
     def _advance(self, elapsed_s: float) -> None:
         due = min(self.max_frames, int(max(elapsed_s, 0.0) * RATE))
-        if due <= self.frames or not self._fhs:
+        if due <= self.frames or not self._files:
             return
-        for kind, fh in self._fhs:
-            fh.write(memoryview(_track(kind, self.max_frames))[self.frames * 2 : due * 2])
-            fh.flush()
+        for kind, path in self._files:
+            with open(path, "ab") as fh:
+                fh.write(memoryview(_track(kind, self.max_frames))[self.frames * 2 : due * 2])
         self.frames = due
 
     def close(self, elapsed_s: float) -> None:
         with self._lock:
             self._advance(max(elapsed_s, 0.1))
-            for _, fh in self._fhs:
-                fh.seek(0)
-                fh.write(wav_header(self.frames * 2, RATE))
-                fh.close()
-            self._fhs = []
+            for _, path in self._files:
+                with open(path, "r+b") as fh:
+                    fh.write(wav_header(self.frames * 2, RATE))
+            self._files = []
 
 
 def _advance_all(due: list[tuple[str, MonitorWriter, float]], now: float) -> list[str]:
@@ -151,8 +147,8 @@ def _advance_all(due: list[tuple[str, MonitorWriter, float]], now: float) -> lis
     for uid, writer, started in due:
         try:
             writer.advance(now - started)
-        except OSError:
-            log.exception("cannot write the recording of %s", uid)
+        except OSError as exc:
+            log.warning("cannot write the recording of %s: %s", uid, exc)
             failed.append(uid)
     return failed
 
@@ -168,6 +164,7 @@ class Recorders:
         # Asterisk writes from its own threads, so the dialplan never waits on a file: the
         # files grow on a thread here too, off the simulator's loop.
         self._pool: ThreadPoolExecutor | None = None
+        self.failed: set[str] = set()  # calls whose files could not be made
 
     def start(self, channel: Channel) -> None:
         sim = self.sim
@@ -175,8 +172,9 @@ class Recorders:
             return
         try:
             writer = MonitorWriter(channel.mixmonitor, sim.config.max_recording_s)
-        except OSError:
-            log.exception("cannot open the recording of %s", channel.name)
+        except OSError as exc:  # as MixMonitor: the call goes on without its recording
+            log.warning("cannot open the recording of %s: %s", channel.name, exc)
+            self.failed.add(channel.uniqueid)
             return
         self.active[channel.uniqueid] = (writer, sim.now())
         if self._task is None or self._task.done():
@@ -217,6 +215,9 @@ class Recorders:
             return
         duration = sim.now() - channel.mixmonitor_started
         entry = self.active.pop(channel.uniqueid, None)
+        if channel.uniqueid in self.failed:
+            self.failed.discard(channel.uniqueid)
+            return
         try:
             if entry is not None:
                 entry[0].close(duration)
