@@ -204,6 +204,8 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
         with hotline.sessions() as session:
             return [_callback_dict(r) for r in session.scalars(query)]
 
+    claiming: set[int] = set()  # callback tasks a request is claiming and dialling now
+
     @api.post("/api/callbacks/{task_id}/call", tags=["callbacks"])
     async def callback_call(task_id: RowId, body: CallbackCall, user: Desk) -> dict[str, Any]:
         """Ring the agent's seat and dial the citizen back (control.callback)."""
@@ -213,26 +215,41 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
         agent = hotline.agents.get(_agent_id(user))
         if not agent.seat:
             raise ApiError(409, "not-at-seat", "log in at a seat first")
-        task = await asyncio.to_thread(_callback_task, hotline.sessions, task_id)
-        owner = task["assigned_agent"]
-        # A task another agent is calling back right now is theirs; one whose last attempt
-        # is over (the citizen did not answer) may be taken by anyone.
-        owner_calling = bool(owner) and owner != agent.id and _on_a_call(hotline.agents, owner)
-        claimed = await asyncio.to_thread(
-            _claim_callback, hotline.sessions, task, agent.id, owner_calling
+        taken = ApiError(
+            409,
+            "callback-taken",
+            "another agent is calling this citizen back",
+            {"task_id": task_id},
         )
-        if not claimed:
-            raise ApiError(
-                409,
-                "callback-taken",
-                "another agent is calling this citizen back",
-                {"task_id": task_id},
-            )
+        # A second click while the first is still between its claim and its Originate is
+        # refused here: the agent it is for is not ringing yet, so the check below cannot
+        # see it.
+        if task_id in claiming:
+            raise taken
+        claiming.add(task_id)
         try:
-            result = await control.callback(agent.id, task["caller"])
-        except BaseException:
-            await asyncio.to_thread(_release_callback, hotline.sessions, task, agent.id)
-            raise
+            task = await asyncio.to_thread(_callback_task, hotline.sessions, task_id)
+            owner = task["assigned_agent"]
+            # A task another agent is calling back right now (their seat ringing for it, or
+            # on the call) is theirs; one whose last attempt is over (the citizen did not
+            # answer) may be taken by anyone.
+            owner_calling = (
+                bool(owner)
+                and owner != agent.id
+                and (_on_a_call(hotline.agents, owner) or control.calling_back(owner))
+            )
+            claimed = await asyncio.to_thread(
+                _claim_callback, hotline.sessions, task, agent.id, owner_calling
+            )
+            if not claimed:
+                raise taken
+            try:
+                result = await control.callback(agent.id, task["caller"])
+            except BaseException:
+                await asyncio.to_thread(_release_callback, hotline.sessions, task, agent.id)
+                raise
+        finally:
+            claiming.discard(task_id)
         if body.note:
             await asyncio.to_thread(_callback_note, hotline.sessions, task_id, body.note)
         hotline.bus.publish(

@@ -236,6 +236,7 @@ def conference_name(call_id: str) -> str:
 class _Pending:
     purpose: str
     future: asyncio.Future[dict[str, str]]
+    agent_id: str = ""
 
 
 def _utcnow() -> datetime:
@@ -549,12 +550,20 @@ class CallControl:
             Timeout=self.settings.ring_timeout_s * 1000,
             Variable=f"HOTLINE_TICKET={ticket}" if ticket else None,
         )
-        action_id, future = await self._originate(node, action, "callback")
+        action_id, future = await self._originate(node, action, "callback", agent.id)
         self._spawn(
             self._watch_callback(action_id, future, agent, number, ticket),
             name=f"callback-{action_id}",
         )
         return {"action_id": action_id, "seat": agent.seat, "number": number, "ticket_id": ticket}
+
+    def calling_back(self, agent_id: str) -> bool:
+        """A callback Originate of this agent's is out: the seat is being rung, and the
+        citizen will be dialled when it answers."""
+        return any(
+            p.purpose == "callback" and p.agent_id == agent_id and not p.future.done()
+            for p in self._pending.values()
+        )
 
     async def hangup(self, agent_id: str) -> dict[str, Any]:
         """Hang up whatever the agent's phone is in (talking, ringing, consulting): every
@@ -828,14 +837,14 @@ class CallControl:
             log.info("control: hangup of %s: %s", channel, exc)
 
     async def _originate(
-        self, node: AmiNode, action: dict[str, Any], purpose: str
+        self, node: AmiNode, action: dict[str, Any], purpose: str, agent_id: str = ""
     ) -> tuple[str, asyncio.Future[dict[str, str]]]:
         """Send an async Originate under an ActionID of ours; the future gets its
         OriginateResponse event."""
         action_id = f"{self._prefix}-{purpose}-{next(self._ids)}"
         action = {**action, "ActionID": action_id}
         future: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
-        self._pending[action_id] = _Pending(purpose, future)
+        self._pending[action_id] = _Pending(purpose, future, agent_id)
         try:
             await self._send(node, action)
         except BaseException:

@@ -23,6 +23,8 @@ from cti.testing.frames import Pairs, header
 from cti.testing.model import SimConfig
 from cti.testing.pbx import AsteriskSimulator
 
+SLOW_ORIGINATE_S = [0.0]
+
 
 @pytest.fixture
 async def floor(any_db_url: str, tmp_path: Path) -> AsyncIterator[tuple[Hotline, list[Pairs]]]:
@@ -31,6 +33,8 @@ async def floor(any_db_url: str, tmp_path: Path) -> AsyncIterator[tuple[Hotline,
 
     async def recording(sim: AsteriskSimulator, session: Any, request: Pairs) -> None:
         received.append(request)
+        if header(request, "Action") == "Originate" and SLOW_ORIGINATE_S[0]:
+            await asyncio.sleep(SLOW_ORIGINATE_S[0])  # a PBX slow to take the Originate
         await original(sim, session, request)
 
     sim_actions.dispatch = recording  # type: ignore[assignment]
@@ -57,6 +61,7 @@ async def floor(any_db_url: str, tmp_path: Path) -> AsyncIterator[tuple[Hotline,
         await hotline.stop()
         await sim.stop()
         sim_actions.dispatch = original  # type: ignore[assignment]
+        SLOW_ORIGINATE_S[0] = 0.0
 
 
 async def desk(hotline: Hotline, agent: str, seat: str) -> httpx.AsyncClient:
@@ -118,6 +123,36 @@ async def test_two_desktops_calling_back_at_once_dial_the_citizen_once(
             assert row.status in ("calling", "done"), row.status
             assert (row.attempts, row.assigned_agent) == (1, winner)
             assert row.note == winner
+    finally:
+        await li.aclose()
+        await wang.aclose()
+
+
+async def test_a_click_while_anothers_dial_is_on_its_way_is_refused(
+    floor: tuple[Hotline, list[Pairs]],
+) -> None:
+    """The first agent's claim is in the database, its Originate not yet answered, their seat
+    not ringing: a second agent's click is refused, and so is one after the first returned."""
+    hotline, received = floor
+    li, wang = await desk(hotline, "li", "A01"), await desk(hotline, "wang", "A02")
+    SLOW_ORIGINATE_S[0] = 0.5
+    try:
+        task_id = open_task(hotline)
+        first = asyncio.create_task(li.post(f"/api/callbacks/{task_id}/call", json={}))
+        for _ in range(200):
+            with hotline.sessions() as s:
+                row = s.get(CallbackTaskRow, task_id)
+                if row is not None and row.status == "calling":
+                    break
+            await asyncio.sleep(0.01)
+        assert hotline.agents.get("li").state not in ("ringing", "on_call")
+        second = await wang.post(f"/api/callbacks/{task_id}/call", json={})
+        assert second.status_code == 409, second.text
+        assert second.json()["error"] == "callback-taken"
+        assert (await first).status_code == 200
+        third = await wang.post(f"/api/callbacks/{task_id}/call", json={})
+        assert third.status_code == 409, third.text
+        assert originates(received) == ["13800000011"]
     finally:
         await li.aclose()
         await wang.aclose()
