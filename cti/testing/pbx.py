@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sys
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +114,10 @@ class AsteriskSimulator:
 
     async def start(self) -> int:
         self.running = True
+        # The MixMonitor files grow on a thread (cti.testing.recording): with CPython's 5 ms
+        # switch interval the dialplan's loop could wait that long for the GIL each time
+        # an AGI answer or an AMI action wakes it. Asterisk's threads share no such lock.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         port = await self.ami.start(self.config.host, self.config.ami_port)
         self.config.ami_port = port
         return port
