@@ -16,7 +16,7 @@ import math
 import threading
 import wave
 from array import array
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,6 +153,14 @@ def _advance_all(due: list[tuple[str, MonitorWriter, float]], now: float) -> lis
     return failed
 
 
+def _log_close(name: str, done: Future[None]) -> None:
+    exc = done.exception()
+    if isinstance(exc, OSError):
+        log.warning("cannot close the recording of %s: %s", name, exc)
+    elif exc is not None:
+        log.error("closing the recording of %s failed: %r", name, exc)
+
+
 class Recorders:
     """The simulator's MixMonitors writing their files while their calls go on."""
 
@@ -203,10 +211,20 @@ class Recorders:
     def stop(self, channel: Channel) -> None:
         entry = self.active.pop(channel.uniqueid, None)
         if entry is not None:
+            self._close(channel.name, entry[0], self.sim.now() - entry[1])
+
+    def _close(self, name: str, writer: MonitorWriter, elapsed_s: float) -> None:
+        """The rest of the audio and the final header, on the writing thread when there is one
+        (after what it has queued for this writer): as MixMonitor's own thread, the dialplan
+        does not wait for it."""
+        if self._pool is None:
             try:
-                entry[0].close(self.sim.now() - entry[1])
+                writer.close(elapsed_s)
             except OSError:
-                log.exception("cannot close the recording of %s", channel.name)
+                log.exception("cannot close the recording of %s", name)
+            return
+        done = self._pool.submit(writer.close, elapsed_s)
+        done.add_done_callback(lambda f: _log_close(name, f))
 
     def finish(self, channel: Channel) -> None:
         """The channel hung up: its files are closed (written at once if not yet started)."""
@@ -218,11 +236,11 @@ class Recorders:
         if channel.uniqueid in self.failed:
             self.failed.discard(channel.uniqueid)
             return
+        if entry is not None:
+            self._close(channel.name, entry[0], duration)
+            return
         try:
-            if entry is not None:
-                entry[0].close(duration)
-            else:
-                write_recordings(channel.mixmonitor, duration, sim.config.max_recording_s)
+            write_recordings(channel.mixmonitor, duration, sim.config.max_recording_s)
         except OSError:
             log.exception("cannot write recording for %s", channel.name)
 
@@ -233,5 +251,5 @@ class Recorders:
                 writer.close(max(0.0, now - started))
         self.active.clear()
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
+            self._pool.shutdown(wait=True)  # the closes it has queued: headers final
             self._pool = None
