@@ -45,6 +45,7 @@ from cti.events import (
     TicketOpened,
 )
 from cti.leader import FencedNode, Leadership, Lease, process_id
+from cti.memory import AfterPeak, release_free_memory
 from cti.models import AgentRow, CallerFlagRow, CallRow, SeatRow
 from cti.persist import Persistence
 from cti.seats.registry import Seat, SeatRegistry
@@ -512,12 +513,16 @@ class Hotline:
         """Transcripts the workers finished become events (the desktop shows them within a
         second); recordings past their retention are deleted or moved once an hour."""
         last_retention = 0.0
+        after_peak = AfterPeak()
         while not self._stopping.is_set():
             # Stopped by the event, not by cancellation: a database call running in a thread
             # cannot be cancelled, and the engine must not be disposed under it.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), 1.0)
                 return
+            if after_peak.passed(len(self.tracker.calls)):
+                # A surge has passed: its calls' memory goes back to the system.
+                await asyncio.to_thread(release_free_memory)
             try:
                 await asyncio.to_thread(self.recordings.deliver_transcript_events)
                 if time.monotonic() - last_retention > 3600:
