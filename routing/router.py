@@ -28,12 +28,15 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from itertools import count
+from operator import attrgetter
 from typing import Any
 
 from routing.heap import IndexedHeap, Key
 from routing.plan import CallerInfo, RoutingPlan
 from routing.state import AGENT_TRANSITIONS, AgentRecord, CallRecord
 from routing.types import AgentState, CallState, Decision, Offer
+
+_BY_KEY = attrgetter("key")  # a call's place in the line
 
 
 class Router:
@@ -310,14 +313,24 @@ class Router:
         line is listed (``waiting_total`` and ``waiting_by_skill`` count all of it): in a
         surge the line holds thousands of calls, and listing them all on every wallboard poll
         cost tens of milliseconds of that loop."""
-        line = [c for c in self._calls.values() if c.state is not CallState.RESERVED]
+        # One pass over the calls (a surge has thousands in line, and this runs on the loop).
+        line: list[CallRecord] = []
+        held: list[CallRecord] = []
+        by_skill: dict[str, int] = {}
+        reserved = CallState.RESERVED
+        for c in self._calls.values():
+            if c.state is reserved:
+                held.append(c)
+            else:
+                line.append(c)
+                by_skill[c.skill] = by_skill.get(c.skill, 0) + 1
         if limit is not None and limit < len(line):
-            waiting = heapq.nsmallest(limit, line, key=lambda c: c.key)
+            waiting = heapq.nsmallest(limit, line, key=_BY_KEY)
         else:
-            waiting = sorted(line, key=lambda c: c.key)
+            waiting = sorted(line, key=_BY_KEY)
         return {
             "waiting_total": len(line),
-            "waiting_by_skill": dict(Counter(c.skill for c in line)),
+            "waiting_by_skill": by_skill,
             "waiting": [
                 {
                     "call_id": c.call_id,
@@ -332,9 +345,7 @@ class Router:
                 for c in waiting
             ],
             "reserved": [
-                {"call_id": c.call_id, "agent_id": c.agent_id, "arrived": c.arrived}
-                for c in self._calls.values()
-                if c.state is CallState.RESERVED
+                {"call_id": c.call_id, "agent_id": c.agent_id, "arrived": c.arrived} for c in held
             ],
             "agents": [
                 {
