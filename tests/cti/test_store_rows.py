@@ -350,7 +350,5 @@ def test_a_seat_row_follows_its_phone_not_its_calls(any_db_url: str) -> None:
     assert store.flush_sync(10)
     store.stop()
     with engine.connect() as c:  # type: ignore[attr-defined]
-        assert c.execute(text("select contact, rtt_us from seats")).all() == [
-            ("Unreachable", 0)
-        ]
+        assert c.execute(text("select contact, rtt_us from seats")).all() == [("Unreachable", 0)]
     engine.dispose()  # type: ignore[attr-defined]
