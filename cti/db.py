@@ -6,16 +6,13 @@ imports them all so that ``Base.metadata`` (and Alembic) sees the whole schema.
 
 from __future__ import annotations
 
-import functools
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import URL, Dialect, Engine
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -94,40 +91,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(
-        url, echo=echo, json_serializer=_json_dumps, pool_size=10, pool_use_lifo=True
+    return create_engine(
+        url, echo=echo, json_serializer=_json_dumps, pool_pre_ping=True, pool_size=10
     )
-    event.listen(engine, "checkout", functools.partial(_ping_if_idle, engine.dialect))
-    event.listen(engine, "checkin", _checked_in)
-    return engine
-
-
-# A connection back from the pool after this long idle is pinged before use (the server may
-# have restarted or cut it meanwhile). Not each checkout: under load the store's writer takes
-# one a few times a second per call, and each ping was a round trip of its own (7 % of the
-# writer's profile samples on PostgreSQL, most of it waiting for the server). A connection
-# that dies while in use fails its statement; the pool then drops all of its connections,
-# and the store retries the write.
-PING_IDLE_S = 1.0
-
-
-def _checked_in(dbapi_connection: Any, record: Any) -> None:
-    record.info["idle_since"] = time.monotonic()
-
-
-def _ping_if_idle(dialect: Dialect, dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    idle_since = record.info.get("idle_since")
-    if idle_since is None or time.monotonic() - idle_since < PING_IDLE_S:
-        return  # new, or in use a moment ago
-    try:
-        alive = dialect.do_ping(dbapi_connection)  # outside any transaction, as pre-ping
-    except Exception as exc:
-        alive, why = False, str(exc)
-    else:
-        why = "no answer"
-    if not alive:
-        # The pool drops this connection and checks out another (a new one if need be).
-        raise DisconnectionError(f"idle connection found dead: {why}")
 
 
 # How long a check waits for a database server that does not answer.
