@@ -453,7 +453,17 @@ class Hotline:
         of this node from Asterisk's lists."""
         started = time.monotonic()
         self.tracker.mark(node.name)
-        channels = await node.send_list(build("CoreShowChannels"), timeout=30)
+
+        # The channels are reconciled as the list's last message is read, before the events
+        # that follow it: those are about channels of the list (a seat the fallback queue
+        # rang answers), and delivered to a tracker that did not know them yet they were
+        # dropped (the answer never counted).
+        def reconcile(items: list[dict[str, str]]) -> None:
+            self.tracker.resync(node.name, items)
+
+        channels = await node.send_list(
+            build("CoreShowChannels"), timeout=30, on_complete=reconcile
+        )
         # A phone may register while the lists are on their way: its live event is newer
         # than the snapshot, which must not undo it.
         mark = self.seats.mark()
@@ -461,7 +471,6 @@ class Hotline:
             node.send_list(build("PJSIPShowContacts"), timeout=30),
             node.send_list(build("DeviceStateList"), timeout=30),
         )
-        self.tracker.resync(node.name, channels)
         self.seats.resync_contacts(node.name, contacts, mark)
         self.seats.resync_devices(node.name, devices, mark)
         await self.acd.sync_queue(node)

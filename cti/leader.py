@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from cti.ami.actions import AmiUnavailable
-from cti.ami.client import AmiNode
+from cti.ami.client import AmiNode, ListHook
 from cti.ami.parser import Message
 from cti.db import first_line
 from cti.models import LeaseRow
@@ -355,7 +355,11 @@ class FencedNode(AmiNode):
         return await super().send(action, timeout=timeout)
 
     async def send_list(
-        self, action: dict[str, Any], *, timeout: float | None = None
+        self,
+        action: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        on_complete: ListHook | None = None,
     ) -> list[Message]:
         self._fence(action)
-        return await super().send_list(action, timeout=timeout)
+        return await super().send_list(action, timeout=timeout, on_complete=on_complete)

@@ -75,8 +75,26 @@ class _DebugOnly(logging.LoggerAdapter[logging.Logger]):
         super().log(logging.DEBUG, msg, *args, **kwargs)
 
 
+ListHook = Callable[[list[Message]], None]
+
+
+def _plain(msgs: list[Any]) -> list[Message]:
+    return [{k: v for k, v in m.items() if k != "content"} for m in msgs]
+
+
+def _items(responses: list[Message]) -> list[Message]:
+    """A list's events, without the opening response and the closing ``...Complete``."""
+    return [r for r in responses[1:] if not r.get("Event", "").endswith("Complete")]
+
+
 class _ListAction(pactions.Action):  # type: ignore[misc]
-    """An action whose answer is a list; an error answer (no ``EventList``) ends it too."""
+    """An action whose answer is a list; an error answer (no ``EventList``) ends it too.
+
+    ``on_complete`` (see ``AmiNode.send_list``) gets the list's items as the message that
+    ends it is read, before any message after it; what it raises is kept in ``hook_error``."""
+
+    on_complete: ListHook | None = None
+    hook_error: BaseException | None = None
 
     def add_message(self, message: Any) -> bool | None:
         if (
@@ -87,9 +105,22 @@ class _ListAction(pactions.Action):  # type: ignore[misc]
             self.responses.append(message)
             if not self.future.done():
                 self.future.set_result([message])
+                if is_empty_list(message.get("Message", "")):
+                    self._complete([])
             return True
         result: bool | None = super().add_message(message)
+        if result and self.future.done() and not self.future.cancelled():
+            self._complete(_items(_plain(self.responses)))
         return result
+
+    def _complete(self, items: list[Message]) -> None:
+        hook, self.on_complete = self.on_complete, None
+        if hook is None:
+            return
+        try:
+            hook(items)
+        except Exception as exc:  # raised by send_list, not into the protocol
+            self.hook_error = exc
 
 
 class HotlineAMIProtocol(AMIProtocol):  # type: ignore[misc]
@@ -361,20 +392,36 @@ class AmiNode:
         return responses[0]
 
     async def send_list(
-        self, action: dict[str, Any], *, timeout: float | None = None
+        self,
+        action: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        on_complete: ListHook | None = None,
     ) -> list[Message]:
         """A list action (``EventList: start`` ... ``...Complete``): the events, in order,
-        without the opening response and the closing ``...Complete`` event."""
+        without the opening response and the closing ``...Complete`` event.
+
+        ``on_complete`` is called with those events when the list ends, in the stream's
+        order: before any event read after the list is delivered. (The caller of an
+        ``await`` resumes a loop turn later, when the events that followed the list in the
+        same read have been delivered already.) What it raises is raised here."""
         try:
-            responses = await self._send(action, as_list=True, timeout=timeout)
+            responses = await self._send(
+                action, as_list=True, timeout=timeout, on_complete=on_complete
+            )
         except AmiError as exc:
             if is_empty_list(exc.message):
                 return []
             raise
-        return [r for r in responses[1:] if not r.get("Event", "").endswith("Complete")]
+        return _items(responses)
 
     async def _send(
-        self, action: dict[str, Any], *, as_list: bool, timeout: float | None
+        self,
+        action: dict[str, Any],
+        *,
+        as_list: bool,
+        timeout: float | None,
+        on_complete: ListHook | None = None,
     ) -> list[Message]:
         name = str(action.get("Action", "?"))
         manager = self._manager
@@ -382,6 +429,7 @@ class AmiNode:
             raise AmiUnavailable(self.name, f"not connected ({self.state})")
         if as_list:
             paction = _ListAction(dict(action), as_list=True)
+            paction.on_complete = on_complete
         else:
             paction = pactions.Action(dict(action), as_list=False)
         future = manager.send_action(paction, as_list=as_list)
@@ -390,8 +438,10 @@ class AmiNode:
         except TimeoutError:
             manager.protocol.responses.pop(paction.id, None)
             raise AmiUnavailable(self.name, f"{name} timed out") from None
+        if isinstance(paction, _ListAction) and paction.hook_error is not None:
+            raise paction.hook_error
         msgs = result if isinstance(result, list) else [result]
-        plain = [{k: v for k, v in m.items() if k != "content"} for m in msgs]
+        plain = _plain(msgs)
         first = plain[0]
         if first.get("Response") in ("Error", "Fail", "Failure"):
             raise error_for(name, first)

@@ -123,9 +123,15 @@ async def ring(
         phone = sim.phones[resource]
         decision, delay = phone.decide(callee), phone.answer_delay
     wait_s = timeout_s if decision == "ignore" else min(delay, timeout_s)
+    if decision == "ignore":
+        # Nobody answers by themselves; the agent may still lift the handset (pick_up).
+        callee.picked_up = asyncio.Event()
+        if await wait_any(abort, callee.picked_up, timeout=wait_s * sim.config.scale):
+            return "CANCEL" if abort.is_set() else "ANSWER"
+        return "NOANSWER"
     if await wait_any(abort, timeout=wait_s * sim.config.scale):
         return "CANCEL"
-    if decision == "ignore" or delay > timeout_s:
+    if delay > timeout_s:
         return "NOANSWER"
     return "ANSWER" if decision == "answer" else "BUSY"
 

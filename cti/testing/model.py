@@ -182,6 +182,8 @@ class Channel:
     twin_sim: object | None = None
     remote: str = ""
     remote_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Ringing at a phone that does not answer by itself: set when its agent picks up.
+    picked_up: asyncio.Event | None = None
 
     def snapshot(self, prefix: str = "") -> Fields:
         p = prefix

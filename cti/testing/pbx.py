@@ -496,6 +496,15 @@ class AsteriskSimulator:
             setattr(phone, key, value)
         return phone
 
+    def pick_up(self, ext: str) -> bool:
+        """The agent at ``ext`` lifts the handset of their ringing phone (one set to let it
+        ring, ``answer="ignore"``). False when it does not ring so."""
+        for channel in self.channels_of(ext):
+            if channel.picked_up is not None and not channel.picked_up.is_set():
+                channel.picked_up.set()
+                return True
+        return False
+
     def place_call(
         self,
         caller: str = "13800000001",

@@ -224,3 +224,66 @@ async def test_a_burst_of_events_is_delivered_in_turns_of_the_loop() -> None:
     assert max(steps) <= 100, max(steps)  # one read of ~100 KB held the loop for all of it
     await node.stop()
     await fake.stop()
+
+
+# A list and, in the same read, an event about one of its channels (the seat answers).
+LIST_THEN_EVENT = (
+    b"Response: Success\r\nActionID: {aid}\r\nEventList: start\r\n"
+    b"Message: Channels will follow\r\n\r\n"
+    b"Event: CoreShowChannel\r\nActionID: {aid}\r\nChannel: PJSIP/8001-00000001\r\n"
+    b"Uniqueid: 1796658156.180\r\nChannelStateDesc: Ringing\r\n\r\n"
+    b"Event: CoreShowChannelsComplete\r\nActionID: {aid}\r\nEventList: Complete\r\n"
+    b"ListItems: 1\r\n\r\n"
+    b"Event: BridgeEnter\r\nPrivilege: call,all\r\nUniqueid: 1796658156.180\r\n"
+    b"BridgeUniqueid: b-1\r\n\r\n"
+)
+
+
+async def test_a_lists_hook_runs_before_the_events_read_after_it() -> None:
+    """The caller of send_list resumes a turn of the loop later, when the event that came
+    in the same read as the list's end has been delivered already; on_complete runs before
+    it, with the list's items."""
+    fake = FakeAsterisk()
+    fake.extra["coreshowchannels"] = LIST_THEN_EVENT
+    port = await fake.start()
+    events: list[dict] = []
+    node = node_for(port, events)
+    await node.start()
+    assert await node.wait_ready(2)
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def hook(items: list[dict[str, str]]) -> None:
+        seen.append(([i["Uniqueid"] for i in items], [e["Event"] for e in events]))
+
+    before = len(events)
+    items = await node.send_list(build("CoreShowChannels"), timeout=2, on_complete=hook)
+    assert [i["Channel"] for i in items] == ["PJSIP/8001-00000001"]
+    assert seen == [(["1796658156.180"], [e["Event"] for e in events[:before]])]
+    assert [e["Event"] for e in events[before:]] == ["BridgeEnter"]
+    await node.stop()
+    await fake.stop()
+
+
+async def test_a_lists_hook_gets_an_empty_list_and_its_error_is_raised() -> None:
+    fake = FakeAsterisk()
+    fake.extra["pjsipshowcontacts"] = (
+        b"Response: Error\r\nActionID: {aid}\r\nMessage: No Contacts found\r\n\r\n"
+    )
+    port = await fake.start()
+    node = node_for(port)
+    await node.start()
+    assert await node.wait_ready(2)
+    got: list[list[dict[str, str]]] = []
+    contacts = await node.send_list(build("PJSIPShowContacts"), timeout=2, on_complete=got.append)
+    assert contacts == [] and got == [[]]
+
+    def broken(items: list[dict[str, str]]) -> None:
+        raise ValueError("the hook failed")
+
+    fake.extra["coreshowchannels"] = LIST_THEN_EVENT
+    with pytest.raises(ValueError, match="the hook failed"):
+        await node.send_list(build("CoreShowChannels"), timeout=2, on_complete=broken)
+    # the connection is fine: the next action is answered
+    assert (await node.send(build("Ping"), timeout=2))["Response"] == "Success"
+    await node.stop()
+    await fake.stop()

@@ -5,15 +5,19 @@ the same list, must not be offered before the whole list has been read."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
+import cti.testing.ami_actions as sim_actions
 from cti.app import Hotline
 from cti.config import default_data, parse
 from cti.events import AmiResynced, CallAnswered, CallQueued, CallRinging, CallRouted
 from cti.models import CallbackTaskRow, CallRow
+from cti.testing.frames import Pairs, header
 from cti.testing.internode import link
 from cti.testing.model import SimConfig
 from cti.testing.pbx import AsteriskSimulator
@@ -94,6 +98,61 @@ async def test_a_seat_the_fallback_queue_rings_at_the_takeover_gets_no_route(
         assert after.of(CallRouted)[0].target == ""
         assert len([n for n in sim.channels if n.startswith("PJSIP/8001-")]) == 1
     finally:
+        if second is not None:
+            await second.stop()
+        await sim.stop()
+
+
+async def test_a_seat_that_answers_while_the_new_cti_reads_its_lists_is_on_the_call(
+    any_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback queue rings 8001 while no CTI leads. The new CTI reads the channel list
+    (8001 ringing), and the agent picks up before it has the phones' list: the answer's
+    events follow the channel list on the wire, and count. The call is answered by a00000,
+    on the board and in its row."""
+    data = site_data(2, skills=1)
+    floor = await open_site(data, any_db_url, tmp_path, ready=False, sim_config={"scale": 4})
+    sim, first = floor.sim, floor.hotline
+    second: Hotline | None = None
+    original = sim_actions.dispatch
+
+    async def slow_contacts(sim_: AsteriskSimulator, session: Any, request: Pairs) -> None:
+        if header(request, "Action") == "PJSIPShowContacts" and sim.pick_up("8001"):
+            await asyncio.sleep(0.3)  # the answer's events go out before the list
+        await original(sim_, session, request)
+
+    try:
+        first.agents.set_ready("a00000")
+        await until(lambda: sim.queue.members.get("PJSIP/8001") is not None)
+        await until(lambda: not sim.queue.members["PJSIP/8001"].paused)
+        assert await first.store.flush(10)
+        await first.stop()
+
+        sim.set_phone_behaviour("8001", answer="ignore")
+        sim.astdb.pop(("cti", "heartbeat"), None)
+        citizen = sim.place_call("13800000036", "钱七", "12300", talk_s=None)
+        await until(lambda: any(n.startswith("PJSIP/8001-") for n in sim.channels))
+
+        monkeypatch.setattr(sim_actions, "dispatch", slow_contacts)
+        second = Hotline(parse(data), console=False)
+        after = Floor(sim, second)
+        await second.start()
+        assert await second.wait_connected(15)
+        await until(lambda: bool(after.of(AmiResynced)))
+        assert citizen.answered_by.startswith("PJSIP/8001-")
+        assert second.agents.get("a00000").state == "on_call"
+        call = second.tracker.calls[("pbx1", citizen.uniqueid)]
+        assert (call.seat, call.agent_id) == ("8001", "a00000")
+
+        sim.hangup(citizen.channel)
+        await until(lambda: ("pbx1", citizen.uniqueid) not in second.tracker.calls)
+        assert await second.store.flush(10)
+        with second.sessions() as s:
+            row = s.scalar(select(CallRow).where(CallRow.linkedid == citizen.uniqueid))
+        assert row is not None and row.ended_at is not None
+        assert (row.answered, row.agent_id, row.seat) == (True, "a00000", "8001")
+    finally:
+        monkeypatch.setattr(sim_actions, "dispatch", original)
         if second is not None:
             await second.stop()
         await sim.stop()
