@@ -20,7 +20,7 @@ from cti.models import CallbackTaskRow, CallRow
 from cti.testing.frames import Pairs, header
 from cti.testing.internode import link
 from cti.testing.model import SimConfig
-from cti.testing.pbx import AsteriskSimulator
+from cti.testing.pbx import AsteriskSimulator, CallHandle
 from tests.cti.live import Floor
 from tests.reliability.helpers import open_site, site_data, until
 
@@ -61,6 +61,23 @@ async def test_a_held_call_is_not_offered_to_a_seat_on_a_call_at_the_takeover(
         await sim.stop()
 
 
+async def ring_8001_without_a_cti(
+    sim: AsteriskSimulator, first: Hotline, caller: str, name: str
+) -> CallHandle:
+    """a00000 ready at 8001 (a member of the fallback queue), then the CTI stops: the next
+    caller goes to the fallback queue, which rings 8001, set to let it ring."""
+    first.agents.set_ready("a00000")
+    await until(lambda: sim.queue.members.get("PJSIP/8001") is not None)
+    await until(lambda: not sim.queue.members["PJSIP/8001"].paused)
+    assert await first.store.flush(10)
+    await first.stop()
+    sim.set_phone_behaviour("8001", answer="ignore")
+    sim.astdb.pop(("cti", "heartbeat"), None)
+    citizen = sim.place_call(caller, name, "12300", talk_s=None)
+    await until(lambda: any(n.startswith("PJSIP/8001-") for n in sim.channels))
+    return citizen
+
+
 async def test_a_seat_the_fallback_queue_rings_at_the_takeover_gets_no_route(
     any_db_url: str, tmp_path: Path
 ) -> None:
@@ -71,17 +88,7 @@ async def test_a_seat_the_fallback_queue_rings_at_the_takeover_gets_no_route(
     sim, first = floor.sim, floor.hotline
     second: Hotline | None = None
     try:
-        first.agents.set_ready("a00000")
-        await until(lambda: sim.queue.members.get("PJSIP/8001") is not None)
-        await until(lambda: not sim.queue.members["PJSIP/8001"].paused)
-        assert await first.store.flush(10)
-        await first.stop()
-
-        # No CTI: the next caller goes to the fallback queue, which rings 8001 (unanswered).
-        sim.set_phone_behaviour("8001", answer="ignore")
-        sim.astdb.pop(("cti", "heartbeat"), None)
-        sim.place_call("13800000033", "王五", "12300", talk_s=None)
-        await until(lambda: any(n.startswith("PJSIP/8001-") for n in sim.channels))
+        await ring_8001_without_a_cti(sim, first, "13800000033", "王五")
 
         second = Hotline(parse(data), console=False)
         after = Floor(sim, second)
@@ -122,16 +129,7 @@ async def test_a_seat_that_answers_while_the_new_cti_reads_its_lists_is_on_the_c
         await original(sim_, session, request)
 
     try:
-        first.agents.set_ready("a00000")
-        await until(lambda: sim.queue.members.get("PJSIP/8001") is not None)
-        await until(lambda: not sim.queue.members["PJSIP/8001"].paused)
-        assert await first.store.flush(10)
-        await first.stop()
-
-        sim.set_phone_behaviour("8001", answer="ignore")
-        sim.astdb.pop(("cti", "heartbeat"), None)
-        citizen = sim.place_call("13800000036", "钱七", "12300", talk_s=None)
-        await until(lambda: any(n.startswith("PJSIP/8001-") for n in sim.channels))
+        citizen = await ring_8001_without_a_cti(sim, first, "13800000036", "钱七")
 
         monkeypatch.setattr(sim_actions, "dispatch", slow_contacts)
         second = Hotline(parse(data), console=False)
