@@ -57,6 +57,8 @@ CALLBACKS_DONE = RowKind(
 # A seat's device state as the seats table records it: whether the phone can be dialled (see
 # Persistence.seat_changed); every other state is "up".
 _DEVICE_CLASS = {"UNAVAILABLE": "down", "INVALID": "down", "UNKNOWN": "unknown"}
+# An agent's state as a CTI starting or taking over restores it; any other state is "ready".
+_RESTORED_AS = {"logged_out": "logged_out", "not_ready": "not_ready"}
 # A round trip that moved less than this (or a quarter) is not written again.
 RTT_WRITE_STEP_US = 5_000
 
@@ -117,6 +119,8 @@ class Persistence:
         self._ending: dict[tuple[str, str], Call] = {}
         # What the seats table last got of each seat's phone (see seat_changed).
         self._seat_written: dict[str, tuple[object, ...]] = {}
+        # What the agents table last got of each agent: (as restored, reason, seat).
+        self._agent_written: dict[str, tuple[str, str, str]] = {}
         tracker.on_answered.append(self.call_answered)
         tracker.on_ended.append(self.call_ended)
         bus.subscribe(CallStarted, self._started)
@@ -184,15 +188,24 @@ class Persistence:
         self.store.submit_row(CALLBACKS_DONE, values)
 
     def agent_changed(self, ev: AgentStateChanged) -> None:
-        agent = {
-            "id": ev.agent_id,
-            "name": ev.agent_id,
-            "state": ev.new,
-            "reason": ev.reason,
-            "seat": ev.seat,
-            "state_since": ev.at,
-        }
-        self.store.submit_row(AGENT, agent, f"agent {ev.agent_id}")
+        """Every change goes to the state log (the reports read it). The agents row is what
+        a CTI that starts or takes over restores (``Hotline._restore_agents``): logged out,
+        not ready with a reason, or logged in at a seat and ready, whether they were ready,
+        rung, on a call or in wrap-up. So it is written when that changes, not at each of
+        the four changes of every call."""
+        restored = _RESTORED_AS.get(ev.new, "ready")
+        key = (restored, ev.reason if restored == "not_ready" else "", ev.seat)
+        if self._agent_written.get(ev.agent_id) != key:
+            self._agent_written[ev.agent_id] = key
+            agent = {
+                "id": ev.agent_id,
+                "name": ev.agent_id,
+                "state": ev.new,
+                "reason": ev.reason,
+                "seat": ev.seat,
+                "state_since": ev.at,
+            }
+            self.store.submit_row(AGENT, agent, f"agent {ev.agent_id}")
         entry = {
             "agent_id": ev.agent_id,
             "seat": ev.seat,

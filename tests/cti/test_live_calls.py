@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from cti.events import CallAnswered, CallEnded, CallRouted
-from cti.models import CallbackTaskRow, CallRow
+from cti.models import AgentRow, AgentStateLogRow, CallbackTaskRow, CallRow
 from recordings.models import Recording
 from tests.cti.live import Floor, close_floor, open_floor
 from tickets.models import Ticket
@@ -115,6 +115,44 @@ async def test_agent_going_not_ready_is_skipped(floor: Floor) -> None:
     handle = floor.sim.place_call(caller="13800000006", name="孙八", did="12345", talk_s=2)
     assert await handle.wait(10) == "answered"
     assert floor.of(CallAnswered)[0].seat == "8002"
+
+
+async def test_the_agents_row_keeps_what_a_restart_restores_and_the_log_every_change(
+    floor: Floor,
+) -> None:
+    """A call moves li through ringing, on a call and wrap-up: four entries in the state log,
+    none in the agents row, which a CTI starting or taking over restores from (li is ready
+    at 8001 either way). Going not ready for a break is written there."""
+    await floor.ready(("li", "8001"))
+    assert await floor.hotline.store.flush(10)
+    with floor.hotline.sessions() as s:
+        since = s.get(AgentRow, "li").state_since  # type: ignore[union-attr]
+    handle = floor.sim.place_call(caller="13800000008", name="吴十", did="12345", talk_s=2)
+    assert await handle.wait(10) == "answered"
+    await floor.until(lambda: bool(floor.of(CallEnded)))
+    await floor.until(lambda: floor.hotline.agents.get("li").state == "ready")
+    assert await floor.hotline.store.flush(10)
+    with floor.hotline.sessions() as s:
+        row = s.get(AgentRow, "li")
+        assert row is not None
+        assert (row.state, row.seat, row.state_since) == ("ready", "8001", since)
+        log = list(
+            s.scalars(
+                select(AgentStateLogRow.new)
+                .where(AgentStateLogRow.agent_id == "li")
+                .order_by(AgentStateLogRow.id)
+            )
+        )
+    assert log[-4:] == ["ringing", "on_call", "wrap_up", "ready"]
+    floor.hotline.agents.set_not_ready("li", "break")
+    assert await floor.hotline.store.flush(10)
+    with floor.hotline.sessions() as s:
+        row = s.get(AgentRow, "li")
+        assert row is not None and (row.state, row.reason, row.seat) == (
+            "not_ready",
+            "break",
+            "8001",
+        )
 
 
 async def test_sticky_agent_gets_the_repeat_caller(floor: Floor) -> None:
