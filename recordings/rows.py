@@ -22,7 +22,8 @@ JOB: Table = m.TranscriptionJob.__table__  # type: ignore[assignment]
 MUTE: Table = m.RecordingMute.__table__  # type: ignore[assignment]
 
 # A recording as its registration reads it, with its transcription job's status (None: no
-# job): one statement, by the call and the file or by the id.
+# job) and whether its call had privacy pauses (most have none, and their spans are not read):
+# one statement, by the call and the file or by the id.
 _ROW = select(
     REC.c.id,
     REC.c.status,
@@ -33,6 +34,7 @@ _ROW = select(
     REC.c.started_at,
     REC.c.ended_at,
     JOB.c.status.label("job"),
+    exists().where(MUTE.c.call_id == REC.c.call_id).label("muted"),
 ).select_from(REC.outerjoin(JOB, JOB.c.recording_id == REC.c.id))
 _FIND = _ROW.where(REC.c.call_id == bindparam("call_id"), REC.c.path == bindparam("path"))
 _BY_ID = _ROW.where(REC.c.id == bindparam("rid"))

@@ -314,7 +314,9 @@ class RecordingService:
                 "sample_rate": facts.sample_rate,
                 "channels": facts.channels,
                 "legs": self._legs(local) if self.settings.legs else None,
-                "muted_spans": rows.muted_spans(conn, rec.call_id, rec.started_at),
+                "muted_spans": (
+                    rows.muted_spans(conn, rec.call_id, rec.started_at) if rec.muted else None
+                ),
                 "status": m.REGISTERED,
                 "registered_at": now,
                 "error": None,
