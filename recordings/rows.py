@@ -80,11 +80,11 @@ LIVE_JOB = RowKind("live transcription job", JOB, "statement", build=_live_job)
 
 
 def find(conn: Connection, call_id: str, path: str) -> Row[Any] | None:
-    return conn.execute(_FIND, {"call_id": call_id, "path": path}).first()  # type: ignore[return-value]
+    return conn.execute(_FIND, {"call_id": call_id, "path": path}).first()
 
 
 def by_id(conn: Connection, rid: int) -> Row[Any] | None:
-    return conn.execute(_BY_ID, {"rid": rid}).first()  # type: ignore[return-value]
+    return conn.execute(_BY_ID, {"rid": rid}).first()
 
 
 def add(conn: Connection, values: dict[str, Any]) -> int:
