@@ -50,7 +50,7 @@ from cti.models import AgentRow, CallerFlagRow, CallRow, SeatRow
 from cti.persist import Persistence
 from cti.seats.registry import Seat, SeatRegistry
 from cti.single import SingleCti
-from cti.store import Store
+from cti.store import Store, after_commit
 from cti.tasks import cancel_and_wait
 from recordings import models as rec_models
 from recordings import rows as rec_rows
@@ -641,6 +641,7 @@ class Hotline:
         snapshot = call.snapshot()
         loop = asyncio.get_running_loop()
         incident = self._incidents.pop(call.call_id, "")
+        label = f"ticket {ticket_id}"
 
         def open_ticket() -> None:
             opened = self.tickets.open_id_for_call(
@@ -673,7 +674,31 @@ class Hotline:
                     session.commit()
             loop.call_soon_threadsafe(setattr, call, "ticket_id", opened)
 
-        self.store.submit_task(open_ticket, f"ticket {ticket_id}")
+        def open_in_batch(session: Session) -> None:
+            # The usual case (a new call, a fresh number) in the batch's own transaction;
+            # anything else is for open_ticket's lookups, after it.
+            opened = None
+            if not incident:
+                opened = self.tickets.draft_in(
+                    session,
+                    ticket_id,
+                    call_id=snapshot.call_id,
+                    node=snapshot.node,
+                    caller=snapshot.caller,
+                    caller_name=snapshot.caller_name,
+                    did=snapshot.did,
+                    topic=snapshot.topic,
+                    agent_id=snapshot.agent_id,
+                    leader=snapshot.leader,
+                    answered_at=snapshot.answered_at,
+                    recording_path=snapshot.recording,
+                )
+            if opened is not None:
+                after_commit(session, opened)
+            else:  # queued once this batch is committed (a batch tried again queues it once)
+                after_commit(session, lambda: self.store.submit_task(open_ticket, label))
+
+        self.store.submit(open_in_batch, label)
 
     def _recording_started(self, ev: RecordingStarted) -> None:
         """MixMonitor started: the recording is known while the call goes on (its

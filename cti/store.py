@@ -33,6 +33,15 @@ from cti.rows import RowKind, Values
 log = logging.getLogger(__name__)
 
 Write = Callable[[Session], None]
+# A write given the batch's session may leave callables in ``session.info[AFTER_COMMIT]``:
+# run once that transaction is committed (not when it fails and is tried again).
+AFTER_COMMIT = "hotline.after_commit"
+
+
+def after_commit(session: Session, done: Callable[[], object]) -> None:
+    session.info.setdefault(AFTER_COMMIT, []).append(done)
+
+
 Task = Callable[[], object]
 
 
@@ -278,6 +287,12 @@ class Store:
                     except BaseException:
                         session.rollback()
                         raise
+                    committed = session.info.pop(AFTER_COMMIT, ())
+                for done in committed:
+                    try:
+                        done()
+                    except Exception:  # what was written stays written
+                        log.exception("after the commit of %s", batch[0][0])
         finally:
             self.cpu_seconds += time.thread_time() - cpu
         self.write_seconds.append(time.perf_counter() - started)

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -57,6 +58,21 @@ log = logging.getLogger(__name__)
 _INSERT_TICKET = insert(Ticket)
 _INSERT_TICKET_CALL = insert(TicketCall)
 _INSERT_EVENT = insert(TicketEvent)
+_IGNORING: dict[tuple[str, str], Any] = {}
+
+
+def _insert_ignoring(model: type[Ticket] | type[TicketCall], dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL): a unique key that is taken
+    inserts nothing (rowcount 0) and leaves the transaction usable."""
+    key = (model.__tablename__, dialect)
+    stmt = _IGNORING.get(key)
+    if stmt is None:
+        ins = postgresql.insert(model) if dialect == "postgresql" else sqlite.insert(model)
+        # rowcount is kept for INSERTs only when asked (SQLAlchemy 2)
+        stmt = ins.on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+        _IGNORING[key] = stmt
+    return stmt
+
 
 EDITABLE_FIELDS = {
     "citizen_name": 50,
@@ -284,6 +300,65 @@ class TicketService(TicketQueries):
             return ticket_id
         raise Conflict("ticket-exists", f"ticket {ticket_id} exists", ticket_id=ticket_id)
 
+    def draft_in(
+        self,
+        session: Session,
+        ticket_id: str,
+        *,
+        call_id: str,
+        node: str = "",
+        caller: str = "",
+        caller_name: str = "",
+        did: str = "",
+        topic: str = "",
+        agent_id: str = "",
+        leader: bool = False,
+        answered_at: datetime | None = None,
+        recording_path: str = "",
+    ) -> Callable[[], None] | None:
+        """:meth:`open_id_for_call`'s usual case inside the caller's transaction (the CTI
+        store's batch): the three inserts, each ignoring a unique key that is taken. Returns
+        what to run once the transaction is committed (it says the ticket is open), or None
+        when the number or the call was there already: nothing is left written, and
+        :meth:`open_id_for_call` is what sorts that case out, in its own transaction."""
+        now = self.clock()
+        caller = _CONTROL_CHARS.sub("", caller)[:32]
+        caller_name = _CONTROL_CHARS.sub("", caller_name)[:50]
+        ticket, call, event = self._draft_rows(
+            ticket_id,
+            now,
+            call_id=call_id,
+            node=node,
+            caller=caller,
+            caller_name=caller_name,
+            did=did,
+            topic=topic,
+            agent_id=agent_id,
+            leader=leader,
+            answered_at=answered_at,
+            recording_path=recording_path,
+        )
+        conn = session.connection()
+        dialect = conn.dialect.name
+        if conn.execute(_insert_ignoring(Ticket, dialect), ticket).rowcount != 1:
+            return None  # the number is taken
+        if conn.execute(_insert_ignoring(TicketCall, dialect), call).rowcount != 1:
+            conn.execute(delete(Ticket).where(Ticket.id == ticket_id))  # the call has one
+            return None
+        conn.execute(_INSERT_EVENT, event)
+        opened = TicketOpened(
+            ticket_id=ticket_id,
+            call_id=call_id,
+            caller=caller,
+            caller_name=caller_name,
+            did=did,
+            topic=topic,
+            agent_id=agent_id,
+            leader=leader,
+            at=now,
+        )
+        return lambda: self.publish(opened)
+
     def _insert_draft(
         self,
         ticket_id: str,
@@ -303,58 +378,86 @@ class TicketService(TicketQueries):
         """The ticket, its origin call and the audit entry in one transaction, as Core
         inserts: this runs for every answered call in the CTI's writer thread, where an ORM
         unit of work of three objects cost about two milliseconds."""
+        ticket, call, event = self._draft_rows(
+            ticket_id,
+            now,
+            call_id=call_id,
+            node=node,
+            caller=caller,
+            caller_name=caller_name,
+            did=did,
+            topic=topic,
+            agent_id=agent_id,
+            leader=leader,
+            answered_at=answered_at,
+            recording_path=recording_path,
+        )
+        with self.sessions.begin() as session:
+            conn = session.connection()
+            conn.execute(_INSERT_TICKET, ticket)
+            conn.execute(_INSERT_TICKET_CALL, call)
+            conn.execute(_INSERT_EVENT, event)
+
+    def _draft_rows(
+        self,
+        ticket_id: str,
+        now: datetime,
+        *,
+        call_id: str,
+        node: str,
+        caller: str,
+        caller_name: str,
+        did: str,
+        topic: str,
+        agent_id: str,
+        leader: bool,
+        answered_at: datetime | None,
+        recording_path: str,
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The draft ticket's row, its origin call's and its audit entry's."""
         try:
             contact = normalise_phone(caller)
         except Invalid:
             contact = ""  # withheld or odd caller ids: the agent asks for a number
         actor = Actor(agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
-        with self.sessions.begin() as session:
-            conn = session.connection()
-            conn.execute(
-                _INSERT_TICKET,
-                {
-                    "id": ticket_id,
-                    "state": State.INTAKE.value,
-                    "caller": caller,
-                    "citizen_name": caller_name,
-                    "did": did,
-                    "topic": topic,
-                    "category": topic,
-                    "agent_id": agent_id,
-                    "leader": leader,
-                    "opened_at": answered_at or now,
-                    "contact_phone": contact,
-                },
-            )
-            conn.execute(
-                _INSERT_TICKET_CALL,
-                {
-                    "ticket_id": ticket_id,
-                    "call_id": call_id,
-                    "node": node,
-                    "caller": caller,
-                    "agent_id": agent_id,
-                    "answered_at": answered_at or now,
-                    "recording_path": recording_path,
-                    "kind": "origin",
-                    "attached_at": now,
-                },
-            )
-            conn.execute(
-                _INSERT_EVENT,
-                {
-                    "ticket_id": ticket_id,
-                    "at": self.clock(),
-                    "actor": actor.id,
-                    "actor_roles": ",".join(sorted(actor.roles)),
-                    "department_id": None,
-                    "action": "open",
-                    "old_state": "",
-                    "new_state": State.INTAKE.value,
-                    "reason": "",
-                    "data": {"call_id": call_id},
-                },
-            )
+        return (
+            {
+                "id": ticket_id,
+                "state": State.INTAKE.value,
+                "caller": caller,
+                "citizen_name": caller_name,
+                "did": did,
+                "topic": topic,
+                "category": topic,
+                "agent_id": agent_id,
+                "leader": leader,
+                "opened_at": answered_at or now,
+                "contact_phone": contact,
+            },
+            {
+                "ticket_id": ticket_id,
+                "call_id": call_id,
+                "node": node,
+                "caller": caller,
+                "agent_id": agent_id,
+                "answered_at": answered_at or now,
+                "recording_path": recording_path,
+                "kind": "origin",
+                "attached_at": now,
+            },
+            {
+                "ticket_id": ticket_id,
+                "at": self.clock(),
+                "actor": actor.id,
+                "actor_roles": ",".join(sorted(actor.roles)),
+                "department_id": None,
+                "action": "open",
+                "old_state": "",
+                "new_state": State.INTAKE.value,
+                "reason": "",
+                "data": {"call_id": call_id},
+            },
+        )
 
     @staticmethod
     def _ticket_of_call(session: Session, node: str, call_id: str) -> str | None:
