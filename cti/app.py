@@ -61,7 +61,7 @@ from tickets.models import Ticket
 from tickets.notify import NullNotifier
 from tickets.numbers import TicketNumbers
 from tickets.police_calls import link_call
-from tickets.service import TicketService
+from tickets.service import DraftCall, TicketService
 from tickets.sms import SmsNotifier
 from tickets.statemachine import OPEN_STATES
 from tickets.timers import TicketTimers
@@ -642,21 +642,21 @@ class Hotline:
         loop = asyncio.get_running_loop()
         incident = self._incidents.pop(call.call_id, "")
         label = f"ticket {ticket_id}"
+        draft = DraftCall(
+            call_id=snapshot.call_id,
+            node=snapshot.node,
+            caller=snapshot.caller,
+            caller_name=snapshot.caller_name,
+            did=snapshot.did,
+            topic=snapshot.topic,
+            agent_id=snapshot.agent_id,
+            leader=snapshot.leader,
+            answered_at=snapshot.answered_at,
+            recording_path=snapshot.recording,
+        )
 
         def open_ticket() -> None:
-            opened = self.tickets.open_id_for_call(
-                ticket_id,
-                call_id=snapshot.call_id,
-                node=snapshot.node,
-                caller=snapshot.caller,
-                caller_name=snapshot.caller_name,
-                did=snapshot.did,
-                topic=snapshot.topic,
-                agent_id=snapshot.agent_id,
-                leader=snapshot.leader,
-                answered_at=snapshot.answered_at,
-                recording_path=snapshot.recording,
-            )
+            opened = self.tickets.open_draft(ticket_id, draft)
             if incident:
                 link_call(self.tickets, opened, incident, utcnow())
             if opened == ticket_id:
@@ -677,22 +677,7 @@ class Hotline:
         def open_in_batch(session: Session) -> None:
             # The usual case (a new call, a fresh number) in the batch's own transaction;
             # anything else is for open_ticket's lookups, after it.
-            opened = None
-            if not incident:
-                opened = self.tickets.draft_in(
-                    session,
-                    ticket_id,
-                    call_id=snapshot.call_id,
-                    node=snapshot.node,
-                    caller=snapshot.caller,
-                    caller_name=snapshot.caller_name,
-                    did=snapshot.did,
-                    topic=snapshot.topic,
-                    agent_id=snapshot.agent_id,
-                    leader=snapshot.leader,
-                    answered_at=snapshot.answered_at,
-                    recording_path=snapshot.recording,
-                )
+            opened = None if incident else self.tickets.draft_in(session, ticket_id, draft)
             if opened is not None:
                 after_commit(session, opened)
             else:  # queued once this batch is committed (a batch tried again queues it once)

@@ -12,6 +12,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +73,45 @@ def _insert_ignoring(model: type[Ticket] | type[TicketCall], dialect: str) -> An
         stmt = ins.on_conflict_do_nothing().execution_options(preserve_rowcount=True)
         _IGNORING[key] = stmt
     return stmt
+
+
+@dataclass(frozen=True, slots=True)
+class DraftCall:
+    """What an answered call's draft ticket is opened from."""
+
+    call_id: str
+    node: str = ""
+    caller: str = ""
+    caller_name: str = ""
+    did: str = ""
+    topic: str = ""
+    agent_id: str = ""
+    leader: bool = False
+    answered_at: datetime | None = None
+    recording_path: str = ""
+
+    def cleaned(self) -> DraftCall:
+        """From the phone network, not a person: bounded to the columns, no control
+        characters."""
+        return replace(
+            self,
+            caller=_CONTROL_CHARS.sub("", self.caller)[:32],
+            caller_name=_CONTROL_CHARS.sub("", self.caller_name)[:50],
+        )
+
+
+def _opened(ticket_id: str, call: DraftCall, at: datetime) -> TicketOpened:
+    return TicketOpened(
+        ticket_id=ticket_id,
+        call_id=call.call_id,
+        caller=call.caller,
+        caller_name=call.caller_name,
+        did=call.did,
+        topic=call.topic,
+        agent_id=call.agent_id,
+        leader=call.leader,
+        at=at,
+    )
 
 
 EDITABLE_FIELDS = {
@@ -228,10 +268,26 @@ class TicketService(TicketQueries):
         otherwise the call opens a ticket under a fresh number (the returned id), since
         another citizen's ticket is never this caller's. The CTI's store thread calls this for
         every answered call, so it builds no view."""
+        return self.open_draft(
+            ticket_id,
+            DraftCall(
+                call_id=call_id,
+                node=node,
+                caller=caller,
+                caller_name=caller_name,
+                did=did,
+                topic=topic,
+                agent_id=agent_id,
+                leader=leader,
+                answered_at=answered_at,
+                recording_path=recording_path,
+            ),
+        )
+
+    def open_draft(self, ticket_id: str, call: DraftCall) -> str:
+        """:meth:`open_id_for_call` with the call's facts in one value."""
         now = self.clock()
-        # From the phone network, not a person: bounded to the columns, no control characters.
-        caller = _CONTROL_CHARS.sub("", caller)[:32]
-        caller_name = _CONTROL_CHARS.sub("", caller_name)[:50]
+        call = call.cleaned()
         # The usual case first: a call not seen before and a fresh number, three inserts in
         # one transaction. A call seen before or a number taken fails a unique key, and the
         # next rounds look at what is there.
@@ -239,209 +295,103 @@ class TicketService(TicketQueries):
         for _ in range(_OPEN_ATTEMPTS):
             if look:
                 with self.sessions() as session:
-                    existing = self._ticket_of_call(session, node, call_id)
+                    existing = self._ticket_of_call(session, call.node, call.call_id)
                     if existing is not None:
                         return existing
                     holder = session.scalar(select(Ticket.caller).where(Ticket.id == ticket_id))
                     if holder is not None:
-                        if _same_caller(holder, caller):
+                        if _same_caller(holder, call.caller):
                             self.attach_call(
                                 ticket_id,
-                                call_id,
-                                node=node,
-                                caller=caller,
-                                agent_id=agent_id,
-                                answered_at=answered_at,
-                                recording_path=recording_path,
+                                call.call_id,
+                                node=call.node,
+                                caller=call.caller,
+                                agent_id=call.agent_id,
+                                answered_at=call.answered_at,
+                                recording_path=call.recording_path,
                             )
                             return ticket_id
                         log.warning(
                             "ticket %s is another caller's: call %s/%s gets a new number",
                             ticket_id,
-                            node,
-                            call_id,
+                            call.node,
+                            call.call_id,
                         )
                         ticket_id = self.numbers.next()
                         continue
             look = True
             try:
-                self._insert_draft(
-                    ticket_id,
-                    now,
-                    call_id=call_id,
-                    node=node,
-                    caller=caller,
-                    caller_name=caller_name,
-                    did=did,
-                    topic=topic,
-                    agent_id=agent_id,
-                    leader=leader,
-                    answered_at=answered_at,
-                    recording_path=recording_path,
-                )
+                with self.sessions.begin() as session:
+                    conn = session.connection()
+                    ticket, origin, event = self._draft_rows(ticket_id, now, call)
+                    conn.execute(_INSERT_TICKET, ticket)
+                    conn.execute(_INSERT_TICKET_CALL, origin)
+                    conn.execute(_INSERT_EVENT, event)
             except IntegrityError:
                 # The same call raced in twice (a replay during reconnect): the first one won,
                 # and the next round returns its ticket. Or the number was taken meanwhile:
                 # the next round looks at whose ticket it is.
                 continue
-            self.publish(
-                TicketOpened(
-                    ticket_id=ticket_id,
-                    call_id=call_id,
-                    caller=caller,
-                    caller_name=caller_name,
-                    did=did,
-                    topic=topic,
-                    agent_id=agent_id,
-                    leader=leader,
-                    at=now,
-                )
-            )
+            self.publish(_opened(ticket_id, call, now))
             return ticket_id
         raise Conflict("ticket-exists", f"ticket {ticket_id} exists", ticket_id=ticket_id)
 
     def draft_in(
-        self,
-        session: Session,
-        ticket_id: str,
-        *,
-        call_id: str,
-        node: str = "",
-        caller: str = "",
-        caller_name: str = "",
-        did: str = "",
-        topic: str = "",
-        agent_id: str = "",
-        leader: bool = False,
-        answered_at: datetime | None = None,
-        recording_path: str = "",
+        self, session: Session, ticket_id: str, call: DraftCall
     ) -> Callable[[], None] | None:
-        """:meth:`open_id_for_call`'s usual case inside the caller's transaction (the CTI
-        store's batch): the three inserts, each ignoring a unique key that is taken. Returns
-        what to run once the transaction is committed (it says the ticket is open), or None
-        when the number or the call was there already: nothing is left written, and
-        :meth:`open_id_for_call` is what sorts that case out, in its own transaction."""
+        """:meth:`open_draft`'s usual case inside the caller's transaction (the CTI store's
+        batch): the three inserts, each ignoring a unique key that is taken. Returns what to
+        run once the transaction is committed (it says the ticket is open), or None when the
+        number or the call was there already: nothing is left written, and
+        :meth:`open_draft` is what sorts that case out, in its own transaction."""
         now = self.clock()
-        caller = _CONTROL_CHARS.sub("", caller)[:32]
-        caller_name = _CONTROL_CHARS.sub("", caller_name)[:50]
-        ticket, call, event = self._draft_rows(
-            ticket_id,
-            now,
-            call_id=call_id,
-            node=node,
-            caller=caller,
-            caller_name=caller_name,
-            did=did,
-            topic=topic,
-            agent_id=agent_id,
-            leader=leader,
-            answered_at=answered_at,
-            recording_path=recording_path,
-        )
+        call = call.cleaned()
+        ticket, origin, event = self._draft_rows(ticket_id, now, call)
         conn = session.connection()
         dialect = conn.dialect.name
         if conn.execute(_insert_ignoring(Ticket, dialect), ticket).rowcount != 1:
             return None  # the number is taken
-        if conn.execute(_insert_ignoring(TicketCall, dialect), call).rowcount != 1:
+        if conn.execute(_insert_ignoring(TicketCall, dialect), origin).rowcount != 1:
             conn.execute(delete(Ticket).where(Ticket.id == ticket_id))  # the call has one
             return None
         conn.execute(_INSERT_EVENT, event)
-        opened = TicketOpened(
-            ticket_id=ticket_id,
-            call_id=call_id,
-            caller=caller,
-            caller_name=caller_name,
-            did=did,
-            topic=topic,
-            agent_id=agent_id,
-            leader=leader,
-            at=now,
-        )
+        opened = _opened(ticket_id, call, now)
         return lambda: self.publish(opened)
 
-    def _insert_draft(
-        self,
-        ticket_id: str,
-        now: datetime,
-        *,
-        call_id: str,
-        node: str,
-        caller: str,
-        caller_name: str,
-        did: str,
-        topic: str,
-        agent_id: str,
-        leader: bool,
-        answered_at: datetime | None,
-        recording_path: str,
-    ) -> None:
-        """The ticket, its origin call and the audit entry in one transaction, as Core
-        inserts: this runs for every answered call in the CTI's writer thread, where an ORM
-        unit of work of three objects cost about two milliseconds."""
-        ticket, call, event = self._draft_rows(
-            ticket_id,
-            now,
-            call_id=call_id,
-            node=node,
-            caller=caller,
-            caller_name=caller_name,
-            did=did,
-            topic=topic,
-            agent_id=agent_id,
-            leader=leader,
-            answered_at=answered_at,
-            recording_path=recording_path,
-        )
-        with self.sessions.begin() as session:
-            conn = session.connection()
-            conn.execute(_INSERT_TICKET, ticket)
-            conn.execute(_INSERT_TICKET_CALL, call)
-            conn.execute(_INSERT_EVENT, event)
-
     def _draft_rows(
-        self,
-        ticket_id: str,
-        now: datetime,
-        *,
-        call_id: str,
-        node: str,
-        caller: str,
-        caller_name: str,
-        did: str,
-        topic: str,
-        agent_id: str,
-        leader: bool,
-        answered_at: datetime | None,
-        recording_path: str,
+        self, ticket_id: str, now: datetime, call: DraftCall
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """The draft ticket's row, its origin call's and its audit entry's."""
+        """The draft ticket's row, its origin call's and its audit entry's, as Core inserts
+        take them: this runs for every answered call in the CTI's writer thread, where an ORM
+        unit of work of three objects cost about two milliseconds."""
         try:
-            contact = normalise_phone(caller)
+            contact = normalise_phone(call.caller)
         except Invalid:
             contact = ""  # withheld or odd caller ids: the agent asks for a number
-        actor = Actor(agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
+        actor = Actor(call.agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
+        answered = call.answered_at or now
         return (
             {
                 "id": ticket_id,
                 "state": State.INTAKE.value,
-                "caller": caller,
-                "citizen_name": caller_name,
-                "did": did,
-                "topic": topic,
-                "category": topic,
-                "agent_id": agent_id,
-                "leader": leader,
-                "opened_at": answered_at or now,
+                "caller": call.caller,
+                "citizen_name": call.caller_name,
+                "did": call.did,
+                "topic": call.topic,
+                "category": call.topic,
+                "agent_id": call.agent_id,
+                "leader": call.leader,
+                "opened_at": answered,
                 "contact_phone": contact,
             },
             {
                 "ticket_id": ticket_id,
-                "call_id": call_id,
-                "node": node,
-                "caller": caller,
-                "agent_id": agent_id,
-                "answered_at": answered_at or now,
-                "recording_path": recording_path,
+                "call_id": call.call_id,
+                "node": call.node,
+                "caller": call.caller,
+                "agent_id": call.agent_id,
+                "answered_at": answered,
+                "recording_path": call.recording_path,
                 "kind": "origin",
                 "attached_at": now,
             },
@@ -455,7 +405,7 @@ class TicketService(TicketQueries):
                 "old_state": "",
                 "new_state": State.INTAKE.value,
                 "reason": "",
-                "data": {"call_id": call_id},
+                "data": {"call_id": call.call_id},
             },
         )
 

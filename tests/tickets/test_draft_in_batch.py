@@ -14,7 +14,7 @@ from cti.models import CallRow
 from cti.store import Store, after_commit
 from tests.tickets.support import RecordingBus
 from tickets.models import Ticket, TicketCall, TicketEvent
-from tickets.service import TicketService
+from tickets.service import DraftCall, TicketService
 
 N1, N2 = "20261207000001", "20261207000002"
 
@@ -35,9 +35,10 @@ def test_a_new_call_opens_its_ticket_in_the_callers_transaction(
     service: TicketService, sessions: sessionmaker[Session], bus: RecordingBus
 ) -> None:
     with sessions() as s:
-        done = service.draft_in(
-            s, N1, call_id="1796658156.179", node="pbx1", caller="13800000038\r\n", agent_id="a1"
+        call = DraftCall(
+            call_id="1796658156.179", node="pbx1", caller="13800000038\r\n", agent_id="a1"
         )
+        done = service.draft_in(s, N1, call)
         assert done is not None
         assert opened(bus) == []  # said once committed, not before
         s.commit()
@@ -55,10 +56,10 @@ def test_a_taken_number_or_a_call_seen_before_leaves_nothing_written(
     first = service.open_id_for_call(N1, call_id="c1", node="pbx1", caller="13811110000")
     before = counts(sessions)
     with sessions() as s:  # the number is another call's
-        assert service.draft_in(s, N1, call_id="c2", node="pbx1", caller="13922220000") is None
+        assert service.draft_in(s, N1, DraftCall("c2", "pbx1", "13922220000")) is None
         s.commit()
     with sessions() as s:  # the call has its ticket already: the fresh number is not kept
-        assert service.draft_in(s, N2, call_id="c1", node="pbx1", caller="13811110000") is None
+        assert service.draft_in(s, N2, DraftCall("c1", "pbx1", "13811110000")) is None
         s.commit()
     assert counts(sessions) == before
     assert opened(bus) == [first]
