@@ -286,6 +286,10 @@ def router(hotline: Any, hub: LiveHub, kb: KnowledgeBase, users: Users) -> APIRo
         live_ticket = call.ticket_id if call is not None else ""
         if live_ticket:
             hub.remember_window_ticket(window.id, live_ticket)
+            control = getattr(hotline, "control", None)
+            if control is not None:
+                # The window has just joined: its page shows the ticket once that is on record.
+                await control.window_joined(window.id, live_ticket)
         recent = hub.window_tickets(window.id)
         # Only tickets the window may open: those it joined a three-way call about (a call
         # put through to the window, or still ringing there, shows none).

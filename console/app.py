@@ -186,18 +186,23 @@ async def _until_closed(websocket: WebSocket, hub: LiveHub, client: Any) -> None
 
 def _include_slices(app: FastAPI, hotline: Any) -> None:
     """The other slices' routers, each when its module is there."""
+    control = getattr(hotline, "control", None)
     slices: list[tuple[str, Any]] = [
         (
             "tickets.api",
-            lambda mod: mod.router(hotline.tickets, sms=getattr(hotline, "sms", None)),
+            lambda mod: mod.router(
+                hotline.tickets,
+                sms=getattr(hotline, "sms", None),
+                window_joined=getattr(control, "window_joined", None),
+            ),
         ),
         (
             "recordings.api",
             lambda mod: mod.router(hotline.recordings, hotline.settings.recordings),
         ),
     ]
-    if getattr(hotline, "control", None) is not None:
-        slices.append(("cti.control_api", lambda mod: mod.router(hotline.control)))
+    if control is not None:
+        slices.append(("cti.control_api", lambda mod: mod.router(control)))
     for name, build in slices:
         try:
             module = importlib.import_module(name)

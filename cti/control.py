@@ -77,6 +77,9 @@ ORIGINATE_REASONS = {
     "8": "congestion",
 }
 ATXFER_HINT = "the call needs Dial options tT and an atxfer code in features.conf"
+# How long a window's staff wait, at most, for their window's joining a call to be written on
+# the ticket before they are answered (the writer commits within tens of milliseconds).
+WINDOW_JOIN_WAIT_S = 2.0
 
 
 # --- typed API errors -------------------------------------------------------------------
@@ -263,6 +266,10 @@ class CallControl:
         )
         self.sessions: dict[tuple[str, str], CallSession] = {}
         self._pending: dict[str, _Pending] = {}
+        # A window rung into a three-way call: (ticket, settled once its joining is written on
+        # the ticket, or it will not be). What its staff may do rests on that record
+        # (console.scopes), and they act on the call within moments of joining it.
+        self._window_joins: dict[str, tuple[str, asyncio.Future[None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ids = itertools.count(1)
         self._prefix = f"hl-{secrets.token_hex(3)}"
@@ -298,6 +305,8 @@ class CallControl:
             if not pending.future.done():
                 pending.future.cancel()
         self._pending.clear()
+        for window_id in list(self._window_joins):
+            self._window_join_settled(window_id)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -429,6 +438,7 @@ class CallControl:
                 )
                 raise
             self._set_state(session, "window_ringing")
+            self._expect_window_join(window.id, ticket)
             self._spawn(
                 self._watch_window(session, window, action_id, future),
                 name=f"window-{call.call_id}",
@@ -875,9 +885,16 @@ class CallControl:
         action_id: str,
         future: asyncio.Future[dict[str, str]],
     ) -> None:
-        msg = await self._wait_response(action_id, future)
+        recording = False
+        try:
+            msg = await self._wait_response(action_id, future)
+            ok = msg.get("Response") == "Success"
+            if ok and session.state != "ended":
+                recording = self._record_window_call(session, window.id)
+        finally:
+            if not recording:
+                self._window_join_settled(window.id)
         node = self.nodes.get(session.node)
-        ok = msg.get("Response") == "Success"
         reason = ORIGINATE_REASONS.get(msg.get("Reason", ""), msg.get("Reason", "") or "timeout")
         if ok:
             session.window_channel = msg.get("Channel", "")
@@ -889,7 +906,6 @@ class CallControl:
                 return
             if session.state == "window_ringing":
                 self._set_state(session, "three_way")
-            self._record_window_call(session, window.id)
             self._transferred(session, "three_way", window.id, "Success")
             if node is not None:
                 await self._list_members(node, session)
@@ -1051,28 +1067,69 @@ class CallControl:
             )
         )
 
-    def _record_window_call(self, session: CallSession, window_id: str) -> None:
+    def _record_window_call(self, session: CallSession, window_id: str) -> bool:
         """The window joined the call: from now on its staff may read the ticket and write the
         window's answer on it (``console.scopes``). Queued behind the ticket's own creation in
-        the write-behind queue, before the window's page hears of the join."""
+        the write-behind queue; :meth:`window_joined` waits for it. False when nothing is to
+        be written (no ticket, no ticket service)."""
         tickets = getattr(self.hotline, "tickets", None)
         store = getattr(self.hotline, "store", None)
         ticket_id, call_id = session.ticket_id, session.call_id
         if tickets is None or store is None or not ticket_id:
-            return
+            return False
         try:
             from tickets.statemachine import Actor
         except ImportError:
-            return
+            return False
         actor = Actor(session.agent_id or Actor.SYSTEM_ID, frozenset({"agent"}))
+        loop = asyncio.get_running_loop()
+        joined = self._window_joins.get(window_id)
+        waiting = joined[1] if joined is not None else None
 
         def write() -> None:
             try:
                 tickets.record_window_call(ticket_id, window_id, call_id, actor)
             except ApiError as exc:
                 log.warning("ticket %s: window %s not recorded: %s", ticket_id, window_id, exc)
+            finally:
+                if waiting is not None:
+                    loop.call_soon_threadsafe(self._window_join_settled, window_id, waiting)
 
         store.submit_task(write, f"ticket {ticket_id} window {window_id}")
+        return True
+
+    def _expect_window_join(self, window_id: str, ticket_id: str) -> None:
+        self._window_join_settled(window_id)  # an earlier call of the window's: moot now
+        if ticket_id:
+            future = asyncio.get_running_loop().create_future()
+            self._window_joins[window_id] = (ticket_id, future)
+
+    def _window_join_settled(
+        self, window_id: str, future: asyncio.Future[None] | None = None
+    ) -> None:
+        """Written (or never to be): ``future`` only if it is still the window's latest."""
+        joined = self._window_joins.get(window_id)
+        if joined is None or (future is not None and joined[1] is not future):
+            return
+        del self._window_joins[window_id]
+        if not joined[1].done():
+            joined[1].set_result(None)
+
+    async def window_joined(
+        self, window_id: str, ticket_id: str, timeout: float = WINDOW_JOIN_WAIT_S
+    ) -> None:
+        """Before a window's staff are told what their window may see: when the window is
+        being rung into, or has just joined, a three-way call about ``ticket_id``, wait (at
+        most ``timeout``) until that is written on the ticket. Returns at once otherwise."""
+        joined = self._window_joins.get(window_id)
+        if joined is None or joined[0] != ticket_id:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(joined[1]), timeout)
+        except TimeoutError:
+            log.info(
+                "window %s: ticket %s not yet written after %.1fs", window_id, ticket_id, timeout
+            )
 
     def _record_police(self, ticket_id: str, agent_id: str) -> None:
         """The ticket goes to its 转110 state, behind the ticket's own creation in the

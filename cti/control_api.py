@@ -141,6 +141,8 @@ def router(control: Any) -> APIRouter:
         user: User = window_staff,
     ) -> dict[str, Any]:
         tickets = control.hotline.tickets
+        if user.window_id:
+            await control.window_joined(user.window_id, body.ticket_id)
         await asyncio.to_thread(
             scopes.window_outcome_ticket, tickets, user, user.window_id or "", body.ticket_id
         )

@@ -14,7 +14,7 @@ parameters with the auth token) instead; a bad or missing signature is a 403.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -127,7 +127,11 @@ def router(
     *,
     sms: SmsNotifier | None = None,
     clock: Callable[[], datetime] | None = None,
+    window_joined: Callable[[str, str], Awaitable[None]] | None = None,
 ) -> APIRouter:
+    """``window_joined(window_id, ticket_id)``: awaited before a window's answer is checked
+    against the ticket, so that a window that has just joined a call about it is on record
+    (``cti.control.CallControl.window_joined``)."""
     api = APIRouter()
     now = clock or (lambda: datetime.now(UTC))
 
@@ -249,15 +253,22 @@ def router(
         return scopes.present_ticket(user, view.to_dict())
 
     @api.post("/api/tickets/{ticket_id}/window-outcomes")
-    def window_outcome(
+    async def window_outcome(
         ticket_id: TicketId,
         body: WindowOutcomeBody,
         user: WindowUser,
     ) -> dict[str, Any]:
-        # Only the window's own staff, on a ticket their window was in a three-way call about.
-        scopes.window_outcome_ticket(service, user, body.window_id, ticket_id)
-        view = service.add_window_outcome(ticket_id, body.window_id, body.text, user)
-        return scopes.present_ticket(user, view.to_dict())
+        if window_joined is not None and body.window_id == user.window_id:
+            await window_joined(body.window_id, ticket_id)
+
+        def write() -> dict[str, Any]:
+            # Only the window's own staff, on a ticket their window was in a three-way call
+            # about.
+            scopes.window_outcome_ticket(service, user, body.window_id, ticket_id)
+            view = service.add_window_outcome(ticket_id, body.window_id, body.text, user)
+            return scopes.present_ticket(user, view.to_dict())
+
+        return await asyncio.to_thread(write)
 
     @api.get("/api/callers/{caller}/tickets")
     def caller_history(

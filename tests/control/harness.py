@@ -147,7 +147,9 @@ async def running_pbx(tmp_path: Path, **overrides: Any) -> AsyncIterator[Pbx]:
     sim.endpoints["8009"] = "Supervisor 8009"
     sim.endpoints["9002"] = "Window 9002"
     port = await sim.start()
-    settings = make_settings(port, f"sqlite:///{tmp_path / 'hotline.db'}", tmp_path / "rec")
+    settings = make_settings(
+        port, f"sqlite:///{tmp_path / 'hotline.db'}", tmp_path / "rec", **overrides
+    )
     hotline = Hotline(settings, console=False)
     try:
         await hotline.start()

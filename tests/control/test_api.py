@@ -79,6 +79,9 @@ class StubControl:
     def session_of(self, agent_id: str) -> None:
         return None
 
+    async def window_joined(self, window_id: str, ticket_id: str) -> None:
+        return None
+
     def snapshot(self) -> list[dict[str, Any]]:
         return [{"call_id": "1.1", "state": "three_way"}]
 
