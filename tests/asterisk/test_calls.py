@@ -126,22 +126,27 @@ def _answered_at_a1(rig: Rig, name: str) -> Caller:
     return caller
 
 
-def _bridged_with(rig: Rig, caller: Caller, prefix: str, mark: int, timeout: float = 10) -> None:
-    """Until the caller's channel and a channel named ``prefix...`` are in the same bridge."""
+def _bridged_with(rig: Rig, caller: Caller, prefix: str, timeout: float = 10) -> None:
+    """Until the caller's channel and a channel named ``prefix...`` are in the same bridge.
+
+    Bridges as every event so far left them: a transfer completes either way round (the
+    caller moved to the target's bridge, or, when Asterisk optimises a Local channel away, the
+    target swapped into the caller's bridge, which the caller entered before the transfer)."""
     obs = rig.observer
     assert obs is not None
 
     def together() -> bool:
-        bridges: dict[str, set[str]] = {}
-        for e in obs.since(mark):
+        bridges: dict[str, dict[str, str]] = {}  # bridge: uniqueid -> channel
+        for e in obs.since(0):
             if e.name in ("BridgeEnter", "BridgeLeave"):
-                members = bridges.setdefault(e.get("BridgeUniqueid"), set())
+                members = bridges.setdefault(e.get("BridgeUniqueid"), {})
                 if e.name == "BridgeEnter":
-                    members.add(e.get("Channel"))
+                    members[e.get("Uniqueid")] = e.get("Channel")
                 else:
-                    members.discard(e.get("Channel"))
+                    members.pop(e.get("Uniqueid"), None)
         return any(
-            caller.channel in m and any(c.startswith(prefix) for c in m) for m in bridges.values()
+            caller.uniqueid in m and any(c.startswith(prefix) for c in m.values())
+            for m in bridges.values()
         )
 
     until(together, timeout, what=f"{caller.channel} bridged with {prefix}")
@@ -158,7 +163,7 @@ def test_blind_and_attended_transfer_to_the_window(rig: Rig, results: dict) -> N
     out = desk.ok("POST", "/api/control/blind-transfer", {"target": WINDOW_ID})
     assert out["target"] == WINDOW_EXT and out["window"] == WINDOW_ID
     obs.wait_for(lambda e: e.name == "BlindTransfer", 10, mark)
-    _bridged_with(rig, caller, f"PJSIP/{WINDOW_EXT}-", mark)
+    _bridged_with(rig, caller, f"PJSIP/{WINDOW_EXT}-")
     obs.wait_for(
         lambda e: e.name == "Hangup" and e.get("Channel").startswith("PJSIP/8001-"), 10, mark
     )
@@ -198,7 +203,7 @@ def test_blind_and_attended_transfer_to_the_window(rig: Rig, results: dict) -> N
     rig.phones["8001"].hangup()
     done = obs.wait_for(lambda e: e.name == "AttendedTransfer", 10, mark)
     assert done.get("Result") == "Success", done.fields
-    _bridged_with(rig, caller, f"PJSIP/{WINDOW_EXT}-", mark)
+    _bridged_with(rig, caller, f"PJSIP/{WINDOW_EXT}-")
     carrier.leave(caller)
     rig.settle([caller], 20)
 
