@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from agi_scripts import route as route_script
 from agi_scripts.route import RouteAnswer, RouteRequest
 from cti.acd import Acd, CallerCache
-from cti.agents.board import Agent, AgentBoard
+from cti.agents.board import Agent, AgentBoard, restored_as
 from cti.agi.server import AgiSession, FastAgiServer
 from cti.ami.actions import AmiError, AmiUnavailable, build
 from cti.ami.client import AmiNode
@@ -822,8 +822,9 @@ class Hotline:
             if self.agents.find(agent_id) is None:
                 continue
             try:
-                self.agents.login(agent_id, seat, ready=state != "not_ready")
-                if state == "not_ready" and reason in self.agents.reasons and reason != "login":
+                ready = restored_as(state) == "ready"
+                self.agents.login(agent_id, seat, ready=ready)
+                if not ready and reason in self.agents.reasons and reason != "login":
                     self.agents.set_not_ready(agent_id, reason)
             except HotlineError as exc:
                 log.warning("agent %s not restored at seat %s: %s", agent_id, seat, exc)

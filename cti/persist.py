@@ -15,6 +15,7 @@ from collections.abc import Callable
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from cti.agents.board import restored_as
 from cti.bus import Bus
 from cti.calls.model import Call
 from cti.calls.tracker import CallTracker
@@ -57,8 +58,6 @@ CALLBACKS_DONE = RowKind(
 # A seat's device state as the seats table records it: whether the phone can be dialled (see
 # Persistence.seat_changed); every other state is "up".
 _DEVICE_CLASS = {"UNAVAILABLE": "down", "INVALID": "down", "UNKNOWN": "unknown"}
-# An agent's state as a CTI starting or taking over restores it; any other state is "ready".
-_RESTORED_AS = {"logged_out": "logged_out", "not_ready": "not_ready"}
 # A round trip that moved less than this (or a quarter) is not written again.
 RTT_WRITE_STEP_US = 5_000
 
@@ -193,7 +192,7 @@ class Persistence:
         not ready with a reason, or logged in at a seat and ready, whether they were ready,
         rung, on a call or in wrap-up. So it is written when that changes, not at each of
         the four changes of every call."""
-        restored = _RESTORED_AS.get(ev.new, "ready")
+        restored = restored_as(ev.new)
         key = (restored, ev.reason if restored == "not_ready" else "", ev.seat)
         if self._agent_written.get(ev.agent_id) != key:
             self._agent_written[ev.agent_id] = key

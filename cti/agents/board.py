@@ -37,6 +37,12 @@ PHONE_GONE = "phone-unreachable"
 PHONE_BACK_S = 60.0
 
 
+def restored_as(state: str) -> str:
+    """What a CTI starting or taking over makes of an agent's stored state: logged out and
+    not ready stay so; ready, ringing, on a call or in wrap-up come back ready."""
+    return state if state in ("logged_out", "not_ready") else "ready"
+
+
 class IllegalAgentTransition(Conflict):
     def __init__(self, agent_id: str, old: str, new: str) -> None:
         super().__init__(
