@@ -95,6 +95,8 @@ class _ListAction(pactions.Action):  # type: ignore[misc]
 
     on_complete: ListHook | None = None
     hook_error: BaseException | None = None
+    # The list's messages as plain dicts, made once as it ends (for the hook and the caller).
+    plain: list[Message] | None = None
 
     def add_message(self, message: Any) -> bool | None:
         if (
@@ -110,7 +112,8 @@ class _ListAction(pactions.Action):  # type: ignore[misc]
             return True
         result: bool | None = super().add_message(message)
         if result and self.future.done() and not self.future.cancelled():
-            self._complete(_items(_plain(self.responses)))
+            self.plain = _plain(self.responses)
+            self._complete(_items(self.plain))
         return result
 
     def _complete(self, items: list[Message]) -> None:
@@ -441,7 +444,7 @@ class AmiNode:
         if isinstance(paction, _ListAction) and paction.hook_error is not None:
             raise paction.hook_error
         msgs = result if isinstance(result, list) else [result]
-        plain = _plain(msgs)
+        plain = getattr(paction, "plain", None) or _plain(msgs)
         first = plain[0]
         if first.get("Response") in ("Error", "Fail", "Failure"):
             raise error_for(name, first)
