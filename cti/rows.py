@@ -115,12 +115,7 @@ class RowKind:
                 if c not in self.key
             }
             return update(t).where(*where).values(sets)
-        if dialect == "sqlite":
-            ins: Any = sqlite.insert(t)
-        elif dialect == "postgresql":
-            ins = postgresql.insert(t)
-        else:
-            raise ValueError(f"hotline's store writes to SQLite or PostgreSQL, not {dialect}")
+        ins = dialect_insert(t, dialect)
         if self.mode == "insert_ignore":
             return ins.on_conflict_do_nothing(index_elements=list(self.key))  # type: ignore[no-any-return]
         excluded = ins.excluded
@@ -133,3 +128,13 @@ class RowKind:
             else:
                 upserted[c] = excluded[c]
         return ins.on_conflict_do_update(index_elements=list(self.key), set_=upserted)  # type: ignore[no-any-return]
+
+
+def dialect_insert(table: Table | type[Any], dialect: str) -> Any:
+    """The INSERT (into a table or a mapped class) of SQLite or PostgreSQL, the databases
+    hotline runs on, with their ``ON CONFLICT`` clauses."""
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    raise ValueError(f"hotline writes to SQLite or PostgreSQL, not {dialect}")

@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -27,6 +26,7 @@ from cti.claims import claim_once
 from cti.db import utcnow
 from cti.errors import Conflict, Forbidden, Invalid
 from cti.events import Alarm, Event, TicketChanged, TicketOpened, TicketUpdated
+from cti.rows import dialect_insert
 from tickets.calendar import WorkCalendar
 from tickets.deadlines import Deadlines
 from tickets.fields import clean_text
@@ -68,7 +68,7 @@ def _insert_ignoring(model: type[Ticket] | type[TicketCall], dialect: str) -> An
     key = (model.__tablename__, dialect)
     stmt = _IGNORING.get(key)
     if stmt is None:
-        ins = postgresql.insert(model) if dialect == "postgresql" else sqlite.insert(model)
+        ins = dialect_insert(model, dialect)
         # rowcount is kept for INSERTs only when asked (SQLAlchemy 2)
         stmt = ins.on_conflict_do_nothing().execution_options(preserve_rowcount=True)
         _IGNORING[key] = stmt
