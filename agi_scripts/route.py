@@ -139,21 +139,49 @@ async def serve(
     from cti.agi.server import AgiSession
 
     assert isinstance(session, AgiSession)
-    now = pbx_time() if pbx_time is not None else None
-    asked = asked_at(session.env)
-    if give_up_s is not None and now is not None and asked is not None:
-        started, slack = asked
-        # Answering in the last moments of the wait would race the Dial's timeout: an
-        # answer landing after it reserves a seat for a caller already in the queue.
-        if now - started > give_up_s + slack - LATE_MARGIN_S:
-            log.warning(
-                "route: %s asked %.3f s ago, past the dialplan's wait; left unanswered",
-                session.env.get("agi_arg_2") or session.env.get("agi_uniqueid", ""),
-                now - started,
-            )
-            return False
+    if _too_late(session.env, give_up_s, pbx_time):
+        return False
     answer = await decide(request_from_env(session.env, session.peer))
     await session.set_variables(answer.variables(), last=True)
+    return True
+
+
+def answer_now(
+    session: object,
+    decide: Decide,
+    *,
+    give_up_s: float | None = None,
+    pbx_time: Callable[[], float | None] | None = None,
+) -> list[str] | None:
+    """``serve`` for a decision that needs no waiting (``FastAgiServer(immediate=...)``): the
+    route's command, written as the question's last bytes are read; None when the question
+    came too late (as in ``serve``)."""
+    from cti.agi.server import AgiSession, set_variable_lines
+
+    assert isinstance(session, AgiSession)
+    if _too_late(session.env, give_up_s, pbx_time):
+        return None
+    answer = decide(request_from_env(session.env, session.peer))
+    return set_variable_lines(answer.variables())
+
+
+def _too_late(
+    env: dict[str, str], give_up_s: float | None, pbx_time: Callable[[], float | None] | None
+) -> bool:
+    now = pbx_time() if pbx_time is not None else None
+    asked = asked_at(env)
+    if give_up_s is None or now is None or asked is None:
+        return False
+    started, slack = asked
+    # Answering in the last moments of the wait would race the Dial's timeout: an answer
+    # landing after it reserves a seat for a caller already in the queue.
+    if now - started <= give_up_s + slack - LATE_MARGIN_S:
+        return False
+    log.warning(
+        "route: %s asked %.3f s ago, past the dialplan's wait; left unanswered",
+        env.get("agi_arg_2") or env.get("agi_uniqueid", ""),
+        now - started,
+    )
     return True
 
 

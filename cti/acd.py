@@ -207,9 +207,6 @@ class Acd:
             reason=decision.reason,
         )
 
-    async def route_async(self, req: RouteRequest) -> RouteAnswer:
-        return self.route(req)
-
     # --- nodes --------------------------------------------------------------------------
 
     def _only_node(self) -> str:

@@ -249,7 +249,8 @@ class Hotline:
         self.agi = FastAgiServer(
             settings.agi.host,
             settings.agi.port,
-            {"route": self._agi_route},
+            {},
+            immediate={"route": self._agi_route},
             header_timeout=settings.agi.header_timeout_s,
             max_sessions=settings.agi.max_sessions,
         )
@@ -601,24 +602,25 @@ class Hotline:
 
     # --- FastAGI ------------------------------------------------------------------------
 
-    async def _agi_route(self, session: AgiSession) -> None:
+    def _agi_route(self, session: AgiSession) -> list[str] | None:
+        """The route's answer, written in the turn of the loop that reads the question."""
         if not self.leadership.leading or not self._resynced(session.peer):
-            return  # closed unanswered: the caller's defaults, the fallback queue
-        await route_script.serve(
+            return None  # closed unanswered: the caller's defaults, the fallback queue
+        return route_script.answer_now(
             session,
             self._route,
             give_up_s=self.settings.agi.route_timeout_s,
             pbx_time=lambda: self._pbx_time(session.peer),
         )
 
-    async def _route(self, req: RouteRequest) -> RouteAnswer:
+    def _route(self, req: RouteRequest) -> RouteAnswer:
         hotline = self._dids.get(req.did)
         if req.incident and hotline is not None and hotline.police110:
             # 110's incident, linked to the call's ticket once it is open (_open_ticket).
             self._incidents[req.uniqueid] = req.incident
             while len(self._incidents) > MAX_INCIDENTS:  # calls never answered
                 del self._incidents[next(iter(self._incidents))]
-        return await self.acd.route_async(req)
+        return self.acd.route(req)
 
     def _resynced(self, peer: str) -> bool:
         """Whether this process has read the asking node's channels yet. Before that (the

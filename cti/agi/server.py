@@ -1,8 +1,9 @@
 """The asyncio FastAGI server: serves ``agi_scripts`` by script name (``agi://host/route``).
 
 What it guards against (panoramisk's handler spins at 100% CPU on an early close):
-- the ``agi_*`` block is read with ``readuntil(b"\\n\\n")`` under a timeout and a size limit,
-  so a port scanner, a TCP health check or a slowloris never holds a task or the loop;
+- the ``agi_*`` block is gathered by the connection's protocol under a timeout and a size
+  limit, so a port scanner, a TCP health check or a slowloris never holds a task or the loop;
+  the session starts in the turn of the loop that reads its last bytes;
 - a session that hangs up mid-command (``HANGUP``, 511, or EOF) ends that session only;
 - sessions are bounded; a script that raises is logged and its socket closed (Asterisk then
   continues the dialplan: the defaults set before ``AGI()`` take over).
@@ -15,8 +16,9 @@ import collections
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from cti.ami.actions import UnsafeValue
 from cti.errors import HotlineError
@@ -28,6 +30,7 @@ MAX_HEADER = 16 * 1024
 _RESULT = re.compile(r"^(\d{3})(?:[ -](.*))?$")
 _KV = re.compile(r"result=(-?\S*)(?:\s+\((.*)\))?(?:\s+(.*))?")
 _UNSAFE = re.compile(r"[\r\n\x00]")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_()]{0,63}")
 
 
 class AgiError(HotlineError):
@@ -91,6 +94,16 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def set_variable_lines(pairs: list[tuple[str, str]]) -> list[str]:
+    """``SET VARIABLE`` commands; a name that is not a dialplan variable's is refused."""
+    lines = []
+    for name, value in pairs:
+        if not _VARIABLE.fullmatch(name):
+            raise UnsafeValue(f"bad variable name {name!r}")
+        lines.append(f"SET VARIABLE {name} {quote(value)}")
+    return lines
+
+
 class AgiSession:
     """One FastAGI session: the ``agi_*`` environment and the command channel."""
 
@@ -139,6 +152,11 @@ class AgiSession:
         ``last``: no command follows. The write side is shut down with it, so Asterisk finds
         the end of the session as soon as it has run the command, without waiting for this
         side to read the answer and close (0.5-1 ms less per call on a real PBX)."""
+        self.write(line, last=last)
+        return await self.reply()
+
+    def write(self, line: str, *, last: bool = False) -> None:
+        """Write one command (``command`` without reading its answer: ``reply`` does)."""
         if _UNSAFE.search(line):
             raise UnsafeValue("CR, LF or NUL not allowed in an AGI command")
         if self.hung_up:
@@ -148,8 +166,14 @@ class AgiSession:
             self.first_sent = time.perf_counter()
         if last and self._writer.can_write_eof():
             self._writer.write_eof()
+
+    async def reply(self) -> AgiResponse:
+        """The answer to the command just written."""
         await self._writer.drain()
         return await self._response()
+
+    def close(self) -> None:
+        self._writer.close()
 
     async def commands(self, lines: list[str], *, last: bool = False) -> list[AgiResponse]:
         """Several commands, each sent after the answer to the one before (see ``command``);
@@ -187,15 +211,10 @@ class AgiSession:
         await self.set_variables([(name, value)])
 
     async def set_variables(self, pairs: list[tuple[str, str]], *, last: bool = False) -> None:
-        lines = []
-        for name, value in pairs:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_()]{0,63}", name):
-                raise UnsafeValue(f"bad variable name {name!r}")
-            lines.append(f"SET VARIABLE {name} {quote(value)}")
-        await self.commands(lines, last=last)
+        await self.commands(set_variable_lines(pairs), last=last)
 
     async def get_variable(self, name: str) -> str | None:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_()]{0,63}", name):
+        if not _VARIABLE.fullmatch(name):
             raise UnsafeValue(f"bad variable name {name!r}")
         return (await self.command(f"GET VARIABLE {name}")).value
 
@@ -204,15 +223,104 @@ class AgiSession:
 
 
 Script = Callable[[AgiSession], Awaitable[None]]
+# A script whose answer needs no waiting: the commands that end the session (None: closed
+# unanswered). See ``FastAgiServer``.
+Immediate = Callable[[AgiSession], "list[str] | None"]
+
+
+class _Connection(asyncio.StreamReaderProtocol):
+    """One FastAGI connection. The ``agi_*`` block is gathered here as its bytes arrive, and
+    the session begins in the same turn of the loop as its last bytes; what follows (the
+    answers to the commands) goes through a ``StreamReader`` as usual."""
+
+    def __init__(self, server: FastAgiServer) -> None:
+        self._server = server
+        self.reader = asyncio.StreamReader(limit=MAX_HEADER)
+        super().__init__(self.reader)
+        self._head: bytearray | None = bytearray()
+        self._timer: asyncio.TimerHandle | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if not self._server._opened(self):
+            self._head = None
+            transport.abort()
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._server.header_timeout, self._header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        head = self._head
+        if head is None:
+            super().data_received(data)
+            return
+        start = max(0, len(head) - 1)  # the blank line may straddle two reads
+        head += data
+        end = head.find(b"\n\n", start)
+        if end < 0:
+            if len(head) > MAX_HEADER:
+                self._bad_header(f"an agi_* block over {MAX_HEADER} bytes")
+            return
+        if end + 2 > MAX_HEADER:
+            self._bad_header(f"an agi_* block over {MAX_HEADER} bytes")
+            return
+        self._head = None
+        if self._timer is not None:
+            self._timer.cancel()
+        if end + 2 < len(head):
+            super().data_received(bytes(head[end + 2 :]))
+        self._server._begin(self, bytes(head[: end + 1]))
+
+    def eof_received(self) -> bool:
+        if self._head is not None:
+            self._head = None
+            if self._timer is not None:
+                self._timer.cancel()
+            self._server._ended("early_close")
+            log.debug("FastAGI: client closed before the agi_* block ended")
+            return False
+        return bool(super().eof_received())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._head is not None:  # reset before the block ended
+            self._head = None
+            self._server._ended("early_close")
+        self._server._closed(self)
+        super().connection_lost(exc)
+
+    def _header_timeout(self) -> None:
+        if self._head is not None:
+            self._bad_header(f"no agi_* block in {self._server.header_timeout:.1f} s")
+
+    def _bad_header(self, why: str) -> None:
+        self._head = None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._server._ended("bad_header")
+        log.warning("FastAGI: no valid agi_* block (%s)", why)
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class FastAgiServer:
+    """``scripts`` are coroutines given the session. ``immediate`` scripts compute their
+    answer without waiting (the route: the decision is in memory): their commands are written
+    in the turn of the loop that reads the agi_* block's last bytes, the first with no task
+    started before it, and the session then ends as a ``command`` sequence would (each after
+    the answer to the one before, the last with the end of this side)."""
+
     def __init__(
         self,
         host: str,
         port: int,
         scripts: dict[str, Script],
         *,
+        immediate: dict[str, Immediate] | None = None,
         header_timeout: float = 5.0,
         command_timeout: float = 10.0,
         max_sessions: int = 2000,
@@ -220,15 +328,17 @@ class FastAgiServer:
         self.host = host
         self.port = port
         self.scripts = scripts
+        self.immediate = immediate or {}
         self.header_timeout = header_timeout
         self.command_timeout = command_timeout
-        self._slots = asyncio.Semaphore(max_sessions)
+        self.max_sessions = max_sessions
         # Seconds from the agi_* block read to the answer's last command, of recent sessions.
         self.durations: collections.deque[float] = collections.deque(maxlen=4096)
         # Seconds from the agi_* block read to the first command written: the CTI's own part
         # of the route (the rest is Asterisk's reply, microseconds on a real PBX).
         self.answer_durations: collections.deque[float] = collections.deque(maxlen=4096)
         self._server: asyncio.base_events.Server | None = None
+        self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = {
             "sessions": 0,
@@ -242,9 +352,8 @@ class FastAgiServer:
         }
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(
-            self._accept, self.host, self.port, limit=MAX_HEADER
-        )
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port)
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         log.info("FastAGI listening on %s:%d", self.host, self.port)
@@ -253,66 +362,103 @@ class FastAgiServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
             self._server = None
         await cancel_and_wait(*self._tasks)
+        for conn in list(self._connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        self._connections.clear()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            if self._slots.locked():
-                self.stats["busy"] += 1
-                log.error("FastAGI: %d sessions open, refusing a new one", len(self._tasks))
-                return
-            async with self._slots:
-                await self._session(reader, writer)
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
+    # --- from the connections ---------------------------------------------------------------
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _opened(self, conn: _Connection) -> bool:
+        if len(self._connections) >= self.max_sessions:
+            self.stats["busy"] += 1
+            log.error("FastAGI: %d sessions open, refusing a new one", len(self._connections))
+            return False
+        self._connections.add(conn)
         self.stats["sessions"] += 1
-        try:
-            block = await asyncio.wait_for(reader.readuntil(b"\n\n"), self.header_timeout)
-        except asyncio.IncompleteReadError:
-            self.stats["early_close"] += 1
-            log.debug("FastAGI: client closed before the agi_* block ended")
-            return
-        except (TimeoutError, asyncio.LimitOverrunError, ValueError) as exc:
-            self.stats["bad_header"] += 1
-            log.warning("FastAGI: no valid agi_* block (%s)", type(exc).__name__)
-            return
+        return True
+
+    def _closed(self, conn: _Connection) -> None:
+        self._connections.discard(conn)
+
+    def _ended(self, outcome: str) -> None:
+        self.stats[outcome] += 1
+
+    def _begin(self, conn: _Connection, block: bytes) -> None:
         env: dict[str, str] = {}
         for line in block.decode("utf-8", "replace").split("\n"):
             key, sep, value = line.partition(":")
             if sep and key.startswith("agi_"):
                 env[key] = value.strip()
-        session = AgiSession(reader, writer, env, command_timeout=self.command_timeout)
-        script = self.scripts.get(session.script)
+        assert conn.transport is not None
+        loop = asyncio.get_running_loop()
+        writer = asyncio.StreamWriter(conn.transport, conn, conn.reader, loop)
+        session = AgiSession(conn.reader, writer, env, command_timeout=self.command_timeout)
+        name = session.script
+        started = time.perf_counter()
+        immediate = self.immediate.get(name)
+        if immediate is not None:
+            try:
+                lines = immediate(session)
+                if lines:
+                    session.write(lines[0], last=len(lines) == 1)
+            except Exception as exc:
+                self._failed(session, exc)
+                writer.close()
+                return
+            self._spawn(self._finish(session, started, lines or []))
+            return
+        script = self.scripts.get(name)
         if script is None:
             self.stats["unknown_script"] += 1
-            log.warning("FastAGI: unknown script %r from %s", session.script, session.peer)
+            log.warning("FastAGI: unknown script %r from %s", name, session.peer)
+            writer.close()
             return
+        self._spawn(self._run(session, started, script))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, session: AgiSession, started: float, lines: list[str]) -> None:
+        """An immediate script's session: the first command was written already."""
+
+        async def rest() -> None:
+            if not lines:
+                return  # closed unanswered
+            await session.reply()
+            for i, line in enumerate(lines[1:], start=2):
+                await session.command(line, last=i == len(lines))
+
+        await self._run(session, started, lambda _s: rest())
+
+    async def _run(
+        self,
+        session: AgiSession,
+        started: float,
+        script: Callable[[AgiSession], Awaitable[None]],
+    ) -> None:
         try:
-            started = time.perf_counter()
             await script(session)
             self.durations.append(time.perf_counter() - started)
             if session.first_sent is not None:
                 self.answer_durations.append(session.first_sent - started)
             self.stats["completed"] += 1
-        except AgiHangup:
+        except Exception as exc:
+            self._failed(session, exc)
+        finally:
+            session.close()
+
+    def _failed(self, session: AgiSession, exc: Exception) -> None:
+        if isinstance(exc, AgiHangup):
             self.stats["hangups"] += 1
             log.info("FastAGI %s: channel hung up mid-script", session.script)
-        except (TimeoutError, ConnectionError) as exc:
+        elif isinstance(exc, TimeoutError | ConnectionError):
             self.stats["errors"] += 1
             log.warning("FastAGI %s: %s", session.script, type(exc).__name__)
-        except Exception:
+        else:
             self.stats["errors"] += 1
-            log.exception("FastAGI script %s failed", session.script)
+            log.error("FastAGI script %s failed", session.script, exc_info=(type(exc), exc, None))

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agi_scripts.route import RouteAnswer, RouteRequest, serve, split_route
+from agi_scripts.route import RouteAnswer, RouteRequest, answer_now, serve, split_route
 from cti.agi.server import AgiHangup, AgiSession, FastAgiServer, quote
 from cti.ami.actions import UnsafeValue
 from cti.testing import AgiReplayClient, fixture_path
@@ -170,12 +170,13 @@ async def test_unknown_script_is_closed() -> None:
     await server.stop()
 
 
+@pytest.mark.parametrize("form", ["script", "immediate"])
 @pytest.mark.parametrize(
     ("age", "answered"),
     [(0.05, True), (1.5, True), (1.8, False), (30.0, False)],
 )
 async def test_a_question_read_after_the_dialplan_stopped_waiting_is_not_answered(
-    age: float, answered: bool
+    age: float, answered: bool, form: str
 ) -> None:
     """[cti-route] passes the moment it asks (ms, Asterisk's clock) as the 4th argument;
     the dialplan waits 2 s. A question the CTI reads (after a stall) too late to answer
@@ -186,10 +187,24 @@ async def test_a_question_read_after_the_dialplan_stopped_waiting_is_not_answere
         decided.append(req)
         return answer()
 
+    def decide_now(req: RouteRequest) -> RouteAnswer:
+        decided.append(req)
+        return answer()
+
     pbx_now = 1796589200.0  # Asterisk's clock, whatever ours says
-    server = await start(
-        {"route": lambda s: serve(s, decide, give_up_s=2.0, pbx_time=lambda: pbx_now)}
-    )
+    if form == "immediate":
+        server = await start(
+            {},
+            immediate={
+                "route": lambda s: answer_now(
+                    s, decide_now, give_up_s=2.0, pbx_time=lambda: pbx_now
+                )
+            },
+        )
+    else:
+        server = await start(
+            {"route": lambda s: serve(s, decide, give_up_s=2.0, pbx_time=lambda: pbx_now)}
+        )
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(
         (
@@ -229,4 +244,76 @@ async def test_the_route_ends_its_side_with_its_only_command() -> None:
     writer.close()
     await asyncio.sleep(0.05)
     assert server.stats["completed"] == 1
+    await server.stop()
+
+
+async def test_an_immediate_route_is_answered_in_the_turn_that_reads_the_question() -> None:
+    """The CTI's route: the decision and its command are made in the protocol's callback
+    that reads the agi_* block's last bytes (no task, so no turn of the loop, before it);
+    the session then ends as the coroutine script's does."""
+    seen: list[tuple[RouteRequest, object]] = []
+
+    def decide(req: RouteRequest) -> RouteAnswer:
+        seen.append((req, asyncio.current_task()))
+        return answer()
+
+    server = await start({}, immediate={"route": lambda s: answer_now(s, decide)})
+    client = AgiReplayClient(fixture_path("direct_to_seat.agi.jsonl"), "127.0.0.1", server.port)
+    result = await client.run()
+    assert split_route(result.variables["HOTLINE_ROUTE"])["ROUTE_TARGET"] == "PJSIP/8001"
+    [(req, task)] = seen
+    assert task is None
+    assert req.caller == "13800000001" and req.caller_name == "张三"
+    await asyncio.sleep(0.05)
+    assert server.stats["completed"] == server.stats["sessions"] == 1
+    assert len(server.answer_durations) == 1
+    await server.stop()
+
+
+async def test_an_immediate_route_that_fails_or_declines_closes_the_session() -> None:
+    """A decision that raises is an error (logged; Asterisk's defaults take over), one that
+    declines (the CTI does not lead, the question came too late) closes unanswered."""
+    outcomes = iter([RuntimeError("bug"), None])
+
+    def immediate(_session: AgiSession) -> list[str] | None:
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    server = await start({}, immediate={"route": immediate})
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(ENV.encode())
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, no command
+        writer.close()
+    await asyncio.sleep(0.05)
+    assert server.stats["errors"] == 1 and server.stats["completed"] == 1
+    assert server.stats["sessions"] == 2
+    await server.stop()
+
+
+async def test_a_block_split_anywhere_across_reads_is_one_question() -> None:
+    seen: list[RouteRequest] = []
+
+    def decide(req: RouteRequest) -> RouteAnswer:
+        seen.append(req)
+        return answer()
+
+    server = await start({}, immediate={"route": lambda s: answer_now(s, decide)})
+    data = ENV.encode()
+    for cut in (1, len(data) - 2, len(data) - 1):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(data[:cut])
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.write(data[cut:])
+        line = await asyncio.wait_for(reader.readline(), 5)
+        assert line.startswith(b"SET VARIABLE HOTLINE_ROUTE ")
+        writer.write(b"200 result=1\n")
+        await writer.drain()
+        writer.close()
+    await asyncio.sleep(0.05)
+    assert len(seen) == 3 and {r.uniqueid for r in seen} == {"1795317420.29"}
+    assert server.stats["completed"] == 3
     await server.stop()

@@ -43,22 +43,35 @@ async def until(predicate: Any, timeout: float = 10.0) -> None:  # noqa: ANN401
 # -- 1. FastAGI commands run one at a time --------------------------------------------------
 
 
-async def route_server(seen: list[RouteRequest]) -> FastAgiServer:
-    async def decide(req: RouteRequest) -> RouteAnswer:
+async def route_server(seen: list[RouteRequest], form: str = "script") -> FastAgiServer:
+    """The route as a coroutine script, or as the CTI serves it (``immediate``)."""
+
+    def decide_now(req: RouteRequest) -> RouteAnswer:
         seen.append(req)
         return answer()
 
-    server = FastAgiServer("127.0.0.1", 0, {"route": lambda s: serve(s, decide)})
+    async def decide(req: RouteRequest) -> RouteAnswer:
+        return decide_now(req)
+
+    if form == "immediate":
+        immediate = {"route": lambda s: route_script.answer_now(s, decide_now)}
+        server = FastAgiServer("127.0.0.1", 0, {}, immediate=immediate)
+    else:
+        server = FastAgiServer("127.0.0.1", 0, {"route": lambda s: serve(s, decide)})
     await server.start()
     return server
 
 
-async def test_route_answers_as_asterisk_reads_it() -> None:
+FORMS = pytest.mark.parametrize("form", ["script", "immediate"])
+
+
+@FORMS
+async def test_route_answers_as_asterisk_reads_it(form: str) -> None:
     """The recorded session stalled 3 s after the first answer (the CTI had written four
     commands at once). Played by an Asterisk-like reader, the CTI's route must finish at
     once: every command sent after the answer to the one before. (Waits on the client fix.)"""
     seen: list[RouteRequest] = []
-    server = await route_server(seen)
+    server = await route_server(seen, form)
     try:
         client = AgiReplayClient(PIPELINED, "127.0.0.1", server.port, timeout=2.5)
         result = await client.run()
@@ -97,9 +110,10 @@ def as_local_channel(path: str) -> Any:  # noqa: ANN401
     return dataclasses.replace(transcript, entries=tuple(entries))
 
 
-async def test_route_asked_from_the_helper_channel_is_about_the_citizen() -> None:
+@FORMS
+async def test_route_asked_from_the_helper_channel_is_about_the_citizen(form: str) -> None:
     seen: list[RouteRequest] = []
-    server = await route_server(seen)
+    server = await route_server(seen, form)
     try:
         result = await AgiReplayClient(
             as_local_channel(PIPELINED), "127.0.0.1", server.port, timeout=2.5
@@ -147,13 +161,15 @@ async def test_stalled_cti_costs_the_caller_the_route_timeout(
     silence. Now it waits CTI_ROUTE_TIMEOUT (2 s) with music, then the fallback queue
     answers; the stalled session, answered late, must not reserve a seat."""
     await floor.ready(("li", "8001"))
-    original = route_script.serve
+    server = floor.hotline.agi
+    original = server._begin
 
-    async def stalled(session: Any, decide: Any, **kw: Any) -> bool:  # noqa: ANN401
-        await asyncio.sleep(3.5)  # the CTI's loop is stopped; the heartbeat still fresh
-        return await original(session, decide, **kw)
+    def stalled(conn: Any, block: bytes) -> None:  # noqa: ANN401
+        # The CTI's loop is stopped (the heartbeat still fresh): it reads the question 3.5 s
+        # late (its block waits in the socket meanwhile).
+        asyncio.get_running_loop().call_later(3.5, original, conn, block)
 
-    monkeypatch.setattr(route_script, "serve", stalled)
+    monkeypatch.setattr(server, "_begin", stalled)
     started = time.monotonic()
     handle = floor.sim.place_call(caller="13800000012", name="沈十二", did="12345", talk_s=4)
     await asyncio.wait_for(handle.connected.wait(), 10)

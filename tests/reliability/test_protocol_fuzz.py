@@ -9,10 +9,11 @@ import asyncio
 import time
 import tracemalloc
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agi_scripts.route import RouteAnswer, serve, split_route
+from agi_scripts.route import RouteAnswer, answer_now, serve, split_route
 from cti.agi.server import FastAgiServer
 from cti.ami.parser import MAX_FRAME, AmiParser
 from tests.cti.routes import answer
@@ -29,8 +30,20 @@ async def decide(_req: object) -> RouteAnswer:
     return answer()
 
 
-def route_server(**kw: float) -> FastAgiServer:
+def route_server(form: str = "script", **kw: float) -> FastAgiServer:
+    """The route as a coroutine script, or as the CTI serves it (``immediate``)."""
+    if form == "immediate":
+        return FastAgiServer(
+            "127.0.0.1",
+            0,
+            {},
+            immediate={"route": lambda s: answer_now(s, lambda r: answer())},
+            **kw,
+        )
     return FastAgiServer("127.0.0.1", 0, {"route": lambda s: serve(s, decide)}, **kw)
+
+
+FORMS = pytest.mark.parametrize("form", ["script", "immediate"])
 
 
 async def good_session(port: int) -> dict[str, str]:
@@ -81,8 +94,9 @@ def test_ami_parser_memory_stays_bounded_under_a_flood_of_oversized_frames() -> 
     assert [m["Event"] for m in parser.take()] == ["Newchannel"]
 
 
-async def test_fastagi_memory_stays_bounded_under_oversized_headers() -> None:
-    server = route_server(header_timeout=2.0)
+@FORMS
+async def test_fastagi_memory_stays_bounded_under_oversized_headers(form: str) -> None:
+    server = route_server(form, header_timeout=2.0)
     await server.start()
     tracemalloc.start()
     try:
@@ -138,16 +152,17 @@ HEADERS = st.one_of(
 )
 
 
+@FORMS
 @settings(max_examples=60, deadline=None, database=None, derandomize=True)
 @given(header=HEADERS, replies=st.lists(LINES, max_size=6), read_first=st.booleans())
 def test_fastagi_whole_sessions_of_random_input(
-    header: bytes, replies: list[bytes], read_first: bool
+    form: str, header: bytes, replies: list[bytes], read_first: bool
 ) -> None:
     """Any header, any answers to the route's commands, any early close: the session ends
     within the server's timeouts, counted, and a normal call is routed right after."""
 
     async def scenario() -> None:
-        server = route_server(header_timeout=0.2, command_timeout=0.2)
+        server = route_server(form, header_timeout=0.2, command_timeout=0.2)
         await server.start()
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -181,11 +196,12 @@ def test_fastagi_whole_sessions_of_random_input(
     asyncio.run(scenario())
 
 
-async def test_client_silent_mid_session_does_not_hold_others() -> None:
+@FORMS
+async def test_client_silent_mid_session_does_not_hold_others(form: str) -> None:
     """Ten callers' sessions stop answering after the header (a stalled Asterisk thread);
     the others are routed at once meanwhile, and the silent ones end at the command
     timeout."""
-    server = route_server(header_timeout=1.0, command_timeout=1.0)
+    server = route_server(form, header_timeout=1.0, command_timeout=1.0)
     await server.start()
     silent = []
     for _ in range(10):
