@@ -161,6 +161,14 @@ class Acd:
     # --- FastAGI route --------------------------------------------------------------
 
     def route(self, req: RouteRequest) -> RouteAnswer:
+        answer, apply = self.decide(req)
+        apply()
+        return answer
+
+    def decide(self, req: RouteRequest) -> tuple[RouteAnswer, Callable[[], None]]:
+        """The route's answer, and what the CTI's state makes of it (the call's record, its
+        events): for the FastAGI server to run right after writing the answer, in the same
+        turn of the loop (nothing about the call can be read in between)."""
         now = self._clock()
         call_id = req.uniqueid
         info = self.callers.info(req.caller)
@@ -176,26 +184,26 @@ class Acd:
         target = self._dial_string(decision.seat, node) if decision.seat else ""
         self.stats["routed"] += 1
         self.stats["direct" if target else "held"] += 1
-        applied = self.tracker.routed(
-            req.uniqueid,
-            RouteInfo(
-                target=target,
-                hold=decision.hold,
-                skill=decision.skill,
-                topic=decision.topic,
-                reason=decision.reason,
-                priority=decision.priority,
-                ticket_id=ticket_id,
-                recording=recording,
-                leader=decision.leader,
-                seat=decision.seat or "",
-                agent_id=decision.agent_id or "",
-            ),
+        route_info = RouteInfo(
+            target=target,
+            hold=decision.hold,
+            skill=decision.skill,
+            topic=decision.topic,
+            reason=decision.reason,
+            priority=decision.priority,
+            ticket_id=ticket_id,
+            recording=recording,
+            leader=decision.leader,
+            seat=decision.seat or "",
+            agent_id=decision.agent_id or "",
         )
-        if not applied:
-            # The caller went on without this answer: nothing to reserve a seat for.
-            self._dispatch(self.router.call_gone(call_id, now))
-        return RouteAnswer(
+
+        def apply() -> None:
+            if not self.tracker.routed(req.uniqueid, route_info):
+                # The caller went on without this answer: nothing to reserve a seat for.
+                self._dispatch(self.router.call_gone(call_id, self._clock()))
+
+        answer = RouteAnswer(
             target=target,
             hold=decision.hold,
             recording=recording,
@@ -206,6 +214,7 @@ class Acd:
             leader=decision.leader,
             reason=decision.reason,
         )
+        return answer, apply
 
     # --- nodes --------------------------------------------------------------------------
 

@@ -606,21 +606,27 @@ class Hotline:
         """The route's answer, written in the turn of the loop that reads the question."""
         if not self.leadership.leading or not self._resynced(session.peer):
             return None  # closed unanswered: the caller's defaults, the fallback queue
+
+        def decide(req: RouteRequest) -> RouteAnswer:
+            answer, apply = self._route(req)
+            session.after_answer(apply)  # the call's record and events: once it is written
+            return answer
+
         return route_script.answer_now(
             session,
-            self._route,
+            decide,
             give_up_s=self.settings.agi.route_timeout_s,
             pbx_time=lambda: self._pbx_time(session.peer),
         )
 
-    def _route(self, req: RouteRequest) -> RouteAnswer:
+    def _route(self, req: RouteRequest) -> tuple[RouteAnswer, Callable[[], None]]:
         hotline = self._dids.get(req.did)
         if req.incident and hotline is not None and hotline.police110:
             # 110's incident, linked to the call's ticket once it is open (_open_ticket).
             self._incidents[req.uniqueid] = req.incident
             while len(self._incidents) > MAX_INCIDENTS:  # calls never answered
                 del self._incidents[next(iter(self._incidents))]
-        return self.acd.route(req)
+        return self.acd.decide(req)
 
     def _resynced(self, peer: str) -> bool:
         """Whether this process has read the asking node's channels yet. Before that (the

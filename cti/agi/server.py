@@ -124,6 +124,8 @@ class AgiSession:
         # When the first command was written (perf_counter): the moment Asterisk has the
         # answer, whatever its reply then takes to come back.
         self.first_sent: float | None = None
+        # An immediate script's work left for after its answer is written (``after_answer``).
+        self._after_answer: list[Callable[[], object]] = []
         peer = writer.get_extra_info("peername")
         self.peer: str = peer[0] if peer else ""
 
@@ -174,6 +176,19 @@ class AgiSession:
 
     def close(self) -> None:
         self._writer.close()
+
+    def after_answer(self, fn: Callable[[], object]) -> None:
+        """For an immediate script: ``fn`` runs once its first command is written, in the
+        same turn of the loop (whatever the write's outcome)."""
+        self._after_answer.append(fn)
+
+    def _answered(self) -> None:
+        work, self._after_answer = self._after_answer, []
+        for fn in work:
+            try:
+                fn()
+            except Exception:
+                log.exception("FastAGI %s: after the answer", self.script)
 
     async def commands(self, lines: list[str], *, last: bool = False) -> list[AgiResponse]:
         """Several commands, each sent after the answer to the one before (see ``command``);
@@ -408,6 +423,8 @@ class FastAgiServer:
                 self._failed(session, exc)
                 writer.close()
                 return
+            finally:
+                session._answered()
             self._spawn(self._finish(session, started, lines or []))
             return
         script = self.scripts.get(name)

@@ -317,3 +317,26 @@ async def test_a_block_split_anywhere_across_reads_is_one_question() -> None:
     assert len(seen) == 3 and {r.uniqueid for r in seen} == {"1795317420.29"}
     assert server.stats["completed"] == 3
     await server.stop()
+
+
+async def test_work_after_the_answer_runs_once_it_is_written_in_the_same_turn() -> None:
+    """The CTI's record of a routed call (and its events) comes after the answer is on its
+    way, in the same callback: nothing can be read about the call in between. A failure
+    there is logged; the session goes on."""
+    ran: list[tuple[bool, object]] = []
+
+    def immediate(session: AgiSession) -> list[str] | None:
+        session.after_answer(
+            lambda: ran.append((session.first_sent is not None, asyncio.current_task()))
+        )
+        session.after_answer(lambda: 1 / 0)
+        return answer_now(session, lambda r: answer())
+
+    server = await start({}, immediate={"route": immediate})
+    client = AgiReplayClient(fixture_path("direct_to_seat.agi.jsonl"), "127.0.0.1", server.port)
+    result = await client.run()
+    assert split_route(result.variables["HOTLINE_ROUTE"])["ROUTE_TARGET"] == "PJSIP/8001"
+    assert ran == [(True, None)]
+    await asyncio.sleep(0.05)
+    assert server.stats["completed"] == 1
+    await server.stop()
