@@ -31,6 +31,7 @@ told; if the window does not answer, an alarm goes out and the agent stays with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import re
@@ -1093,7 +1094,8 @@ class CallControl:
                 log.warning("ticket %s: window %s not recorded: %s", ticket_id, window_id, exc)
             finally:
                 if waiting is not None:
-                    loop.call_soon_threadsafe(self._window_join_settled, window_id, waiting)
+                    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                        loop.call_soon_threadsafe(self._window_join_settled, window_id, waiting)
 
         store.submit_task(write, f"ticket {ticket_id} window {window_id}")
         return True

@@ -375,14 +375,16 @@ class FastAgiServer:
         return self.port
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         await cancel_and_wait(*self._tasks)
         for conn in list(self._connections):
             if conn.transport is not None:
                 conn.transport.abort()
         self._connections.clear()
+        if server is not None:
+            await server.wait_closed()
 
     # --- from the connections ---------------------------------------------------------------
 
