@@ -247,42 +247,16 @@ class TicketService(TicketQueries):
         """The draft ticket (S0) of an answered call, as a view (see ``open_id_for_call``)."""
         return self.get(self.open_id_for_call(ticket_id, **call))
 
-    def open_id_for_call(
-        self,
-        ticket_id: str,
-        *,
-        call_id: str,
-        node: str = "",
-        caller: str = "",
-        caller_name: str = "",
-        did: str = "",
-        topic: str = "",
-        agent_id: str = "",
-        leader: bool = False,
-        answered_at: datetime | None = None,
-        recording_path: str = "",
-    ) -> str:
+    def open_id_for_call(self, ticket_id: str, **call: Any) -> str:
         """Open the draft ticket (S0) of an answered call; returns its id. Idempotent: a
         replayed call (same node and call id) returns the ticket it opened. A ticket id that
         exists already gets the call attached only when the ticket is the same caller's;
         otherwise the call opens a ticket under a fresh number (the returned id), since
-        another citizen's ticket is never this caller's. The CTI's store thread calls this for
-        every answered call, so it builds no view."""
-        return self.open_draft(
-            ticket_id,
-            DraftCall(
-                call_id=call_id,
-                node=node,
-                caller=caller,
-                caller_name=caller_name,
-                did=did,
-                topic=topic,
-                agent_id=agent_id,
-                leader=leader,
-                answered_at=answered_at,
-                recording_path=recording_path,
-            ),
-        )
+        another citizen's ticket is never this caller's. It builds no view: the CTI's writer
+        opens every answered call's ticket this way (:meth:`open_draft`, :meth:`draft_in`).
+
+        ``call``: the fields of :class:`DraftCall`."""
+        return self.open_draft(ticket_id, DraftCall(**call))
 
     def open_draft(self, ticket_id: str, call: DraftCall) -> str:
         """:meth:`open_id_for_call` with the call's facts in one value."""
