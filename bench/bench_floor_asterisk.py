@@ -234,7 +234,17 @@ def stamp_routes(hotline: Any) -> dict[str, list[float]]:
 def split(clock: dict[str, tuple[float, float]], stamps: dict[str, list[float]]) -> dict[str, Any]:
     """Each route cut at the CTI's stamps: Asterisk's AGI() Newexten -> the CTI accepts the
     connection -> its first bytes -> the decision begins -> the answer is written -> the next
-    Newexten. Summaries of each part, and their means over the slowest 1 % of routes."""
+    Newexten. Summaries of each part, and their means over the slowest 1 % of routes.
+
+    ``accepted_to_answer`` is the span the CTI holds the connection before it answers: its
+    turns of the loop and the decision, but also the wait for the rest of Asterisk's block
+    (Asterisk writes it a line at a time, without TCP_NODELAY: past the kernel's first 16
+    quick ACKs, Nagle holds its lines until this side's ACK, which a delayed-ACK receiver sends
+    when it reads). ``asterisk`` is the rest (its AGI() start and connect, then running the
+    answer and moving to the next step). Asterisk stamps an
+    AMI event when its manager thread formats it (``manager.c``), not when the dialplan step
+    began, so both of Asterisk's stamps lag by however long the manager's queue was at the
+    time: under load, its parts carry that jitter (a negative ``to_accept`` is a late stamp)."""
     parts = ["to_accept", "to_first_bytes", "to_decision", "decision", "after_answer"]
     rows: list[tuple[float, list[float]]] = []
     for uid, (t0, t4) in clock.items():
@@ -250,8 +260,11 @@ def split(clock: dict[str, tuple[float, float]], stamps: dict[str, list[float]])
     return {
         "n": len(rows),
         "parts_ms": {p: summary_ms([r[1][i] for r in rows]) for i, p in enumerate(parts)},
+        "accepted_to_answer_ms": summary_ms([sum(r[1][1:4]) for r in rows]),
+        "asterisk_ms": summary_ms([r[1][0] + r[1][4] for r in rows]),
         "slowest_1pct_mean_ms": {
             "route": round(statistics.fmean(r[0] for r in tail) * 1000, 2),
+            "accepted_to_answer": round(statistics.fmean(sum(r[1][1:4]) for r in tail) * 1000, 2),
             **{
                 p: round(statistics.fmean(r[1][i] for r in tail) * 1000, 2)
                 for i, p in enumerate(parts)
@@ -335,12 +348,14 @@ class RouteClock:
 # --- the harness ------------------------------------------------------------------------------
 
 
-def spawn(cmd: list[str], log: Path, **kw: Any) -> subprocess.Popen[bytes]:
+def spawn(cmd: list[str], log: Path, cpu: int | None = None, **kw: Any) -> subprocess.Popen[bytes]:
     fh = log.open("ab")
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
     try:
         return subprocess.Popen(
-            cmd, stdout=kw.pop("stdout", fh), stderr=fh, cwd=ROOT, start_new_session=True, **kw
-        )
+            cmd, stdout=kw.pop("stdout", fh), stderr=fh, cwd=ROOT, start_new_session=True,
+            preexec_fn=pin, **kw,
+        )  # fmt: skip
     finally:
         fh.close()
 
@@ -443,7 +458,15 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     clock: RouteClock | None = None
     try:
+        # --pin: the PBX's side (Asterisk, the phones, the carrier) on one core, the CTI's
+        # (the CTI, the console's browser, this process) on the other, as on two machines
+        pbx_cpu, cti_cpu = (0, 1) if args.pin else (None, None)
+        if cti_cpu is not None:
+            os.sched_setaffinity(0, {cti_cpu})
         pbx.start()
+        if pbx_cpu is not None and pbx.proc is not None:
+            subprocess.run(["taskset", "-a", "-p", "-c", str(pbx_cpu), str(pbx.proc.pid)],
+                           check=True, capture_output=True)  # fmt: skip
         boot_log_end = pbx.log_offset()  # what follows is the floor's doing
         t_setup = time.monotonic()
         procs["phones"] = spawn(
@@ -463,6 +486,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 str(args.seed),
             ],
             work / "phones.log",
+            pbx_cpu,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -473,6 +497,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         procs["cti"] = spawn(
             [sys.executable, __file__, "--role", "cti", "--config", str(config)],
             work / "cti.log",
+            cti_cpu,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -483,6 +508,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         procs["console"] = spawn(
             [sys.executable, str(ROOT / "bench" / "bench_load.py"), "--role", "console"],
             work / "console.log",
+            cti_cpu,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -554,6 +580,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 str(int(args.seconds + args.talk_max + 900)),
             ],
             work / "sipp.log",
+            pbx_cpu,
         )
         pids = {name: procs[name].pid for name in ("cti", "phones", "carrier")}
         pids["asterisk"] = pbx.proc.pid if pbx.proc else 0
@@ -609,6 +636,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "cores": os.cpu_count(),
                 "asterisk": pbx.rx("core show version").strip(),
                 "clock": "Asterisk's Newexten Timestamp (timestampevents)",
+                "pinned": "PBX side CPU 0, CTI side CPU 1" if args.pin else "no",
             },
             "setup_s": {"phones_registered": round(registered_s, 1), "cti_ready": ready["ready"]},
             "route_ms": {
@@ -711,6 +739,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--db", help="database URL (default: SQLite in the run's directory)")
     ap.add_argument("--keep", action="store_true", help="keep the run's directory (logs)")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="Asterisk, phones and carrier on CPU 0; the CTI and the measuring on CPU 1",
+    )
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--config", help=argparse.SUPPRESS)
     args = ap.parse_args()
