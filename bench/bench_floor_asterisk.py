@@ -55,7 +55,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_load import cpu_s, pct, rss_mb, site, slope_per_min, summary_ms  # noqa: E402
+from bench_load import (  # noqa: E402
+    cpu_s,
+    emit,
+    pct,
+    rss_mb,
+    site,
+    slope_per_min,
+    staff_the_floor,
+    summary_ms,
+    talk_range,
+)
 
 CITIZEN = """<?xml version="1.0" encoding="UTF-8" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
@@ -139,19 +149,7 @@ async def cti_main(args: argparse.Namespace) -> None:
                 down = [e for e in seats if not getattr(hotline.seats.get(e), "usable", False)]
                 raise RuntimeError(f"{len(down)} seats not usable, e.g. {down[:5]}")
             await asyncio.sleep(0.2)
-        for agent, ext in zip(hotline.settings.agents, seats, strict=True):
-            hotline.agents.login(agent.id, ext, ready=True)
-        while getattr(hotline.acd.members, "converging", 0) or hotline.store.pending:
-            await asyncio.sleep(0.1)
-        from console.users import Users
-
-        password = os.urandom(12).hex()
-        Users(hotline.sessions).create("bench", password, ["supervisor"])
-        console = {
-            "url": f"http://127.0.0.1:{hotline.console_port}",
-            "user": "bench",
-            "password": password,
-        }
+        console = await staff_the_floor(hotline, seats)
         print(
             json.dumps({"ready": round(time.monotonic() - began, 1), "console": console}),
             flush=True,
@@ -751,13 +749,11 @@ def main() -> int:
         asyncio.run(cti_main(args))
         return 0
     if not args.asterisk:
-        print("bench_floor_asterisk: give --asterisk PATH (or HOTLINE_TEST_ASTERISK)")
+        print(
+            "bench_floor_asterisk: give --asterisk PATH (or HOTLINE_TEST_ASTERISK)", file=sys.stderr
+        )
         return 2
-    if args.talk:
-        args.talk_min, args.talk_max = (float(x) for x in args.talk.split(","))
-    else:
-        mean = 0.6 * args.seats / args.rate
-        args.talk_min, args.talk_max = round(mean / 2, 1), round(mean * 1.5, 1)
+    args.talk_min, args.talk_max = talk_range(args.talk, args.seats, args.rate)
     work = Path(tempfile.mkdtemp(prefix="hotline-floor-"))
     try:
         result = run(args, work)
@@ -766,10 +762,7 @@ def main() -> int:
             print(f"run directory kept: {work}", file=sys.stderr)
         else:
             subprocess.run(["rm", "-rf", str(work)], check=False)
-    text = json.dumps(result, ensure_ascii=False)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    emit(result, args.out)
     return 0
 
 

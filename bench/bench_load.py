@@ -401,6 +401,24 @@ class SlowCallbacks:
         }
 
 
+async def staff_the_floor(hotline: Any, seats: list[str]) -> dict[str, str]:
+    """Every agent logged in ready at a seat, in order, and the floor settled (a QueueAdd per
+    seat, a row per agent: the set-up, not the load); returns a supervisor's console login."""
+    from console.users import Users
+
+    for agent, ext in zip(hotline.settings.agents, seats, strict=True):
+        hotline.agents.login(agent.id, ext, ready=True)
+    while getattr(hotline.acd.members, "converging", 0) or hotline.store.pending:
+        await asyncio.sleep(0.1)
+    password = os.urandom(12).hex()
+    Users(hotline.sessions).create("bench", password, ["supervisor"])
+    return {
+        "url": f"http://127.0.0.1:{hotline.console_port}",
+        "user": "bench",
+        "password": password,
+    }
+
+
 # --- the CTI's process --------------------------------------------------------------------------
 
 
@@ -471,21 +489,8 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
         seats = [s.extension for s in hotline.settings.seats]
         while not all(hotline.seats.get(e).usable for e in seats):  # type: ignore[union-attr]
             await asyncio.sleep(0.1)
-        for agent, ext in zip(hotline.settings.agents, seats, strict=True):
-            hotline.agents.login(agent.id, ext, ready=True)
-        # The floor's logins (a QueueAdd per seat, a row per agent) are the set-up, not the load.
-        while getattr(hotline.acd.members, "converging", 0) or hotline.store.pending:
-            await asyncio.sleep(0.1)
+        console = await staff_the_floor(hotline, seats)
         setup_s = time.monotonic() - setup_started
-        from console.users import Users
-
-        password = os.urandom(12).hex()
-        Users(hotline.sessions).create("bench", password, ["supervisor"])
-        console = {
-            "url": f"http://127.0.0.1:{hotline.console_port}",
-            "user": "bench",
-            "password": password,
-        }
         go = {"agi_port": hotline.agi.port, "console": console}
         child.stdin.write(json.dumps(go).encode() + b"\n")
         await child.stdin.drain()
@@ -708,11 +713,8 @@ def main() -> int:
     ap.add_argument("--talk-min", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--talk-max", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.talk:
-        args.talk_min, args.talk_max = (float(x) for x in args.talk.split(","))
-    elif args.talk_min is None:
-        mean = 0.6 * args.seats / args.rate
-        args.talk_min, args.talk_max = round(mean / 2, 1), round(mean * 1.5, 1)
+    if args.talk or args.talk_min is None:
+        args.talk_min, args.talk_max = talk_range(args.talk, args.seats, args.rate)
     if args.role == "sim":
         args.slow = SlowCallbacks(args.slow_ms / 1000) if args.slow_ms else None
         asyncio.run(sim_main(args))
@@ -739,11 +741,25 @@ def main() -> int:
         result = asyncio.run(cti_main(args))
     if slow is not None:
         result["slow_callbacks"] = slow.report()
+    emit(result, args.out)
+    return 0
+
+
+def talk_range(talk: str | None, seats: int, rate: float) -> tuple[float, float]:
+    """``MIN,MAX`` as given, else around 0.6 x seats / rate: the floor at ~60 % occupancy."""
+    if talk:
+        low, high = (float(x) for x in talk.split(","))
+        return low, high
+    mean = 0.6 * seats / rate
+    return round(mean / 2, 1), round(mean * 1.5, 1)
+
+
+def emit(result: dict[str, Any], out: str | None) -> None:
+    """The bench's JSON on stdout, and into ``out`` when given."""
     text = json.dumps(result, ensure_ascii=False)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    return 0
+    if out:
+        Path(out).write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
