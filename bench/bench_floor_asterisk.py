@@ -20,8 +20,8 @@ delays; this bench puts the same floor on the PBX itself. Processes, each measur
   (``bench_load --role console``);
 - this process: an AMI account that reads only ``Newexten`` (Asterisk's ``Filter``), with
   ``timestampevents``: the route's time is from the Newexten of ``AGI()`` on the
-  ``[cti-route]`` helper channel to that channel's next Newexten, the clock the brief's goal
-  names; the caller's whole wait is the ``Dial(Local/...@cti-route)`` step on the citizen's
+  ``[cti-route]`` helper channel to that channel's next Newexten, by Asterisk's own clock;
+  the caller's whole wait is the ``Dial(Local/...@cti-route)`` step on the citizen's
   channel.
 
 CPU is sampled each second from ``/proc`` for every process over the load window (drain
@@ -290,6 +290,13 @@ class RouteClock:
         self.sock = socket.create_connection(self.addr, timeout=10)
         self.thread = threading.Thread(target=self.run, name="route-clock", daemon=True)
 
+    @classmethod
+    def empty(cls) -> RouteClock:
+        """No clock (``--no-clock``): nothing timed, nothing seen routed."""
+        clock = cls.__new__(cls)
+        clock.route, clock.wait, clock.routed, clock.by_uid = [], [], set(), {}
+        return clock
+
     def start(self) -> None:
         self.sock.recv(1024)  # banner
         self.sock.sendall(
@@ -501,8 +508,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         ready = read_json_line(procs["cti"], 600, "the CTI's start")
-        clock = RouteClock(ports.ami, OBSERVER_USER, pbx.observer_secret)
-        clock.start()
+        if not args.no_clock:
+            clock = RouteClock(ports.ami, OBSERVER_USER, pbx.observer_secret)
+            clock.start()
         procs["console"] = spawn(
             [sys.executable, str(ROOT / "bench" / "bench_load.py"), "--role", "console"],
             work / "console.log",
@@ -616,9 +624,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         sipp = sipp_counts(work / "sipp.csv")
         window = [x for x in samples if x["t"] >= 30]  # the first 30 s: the floor filling up
         rows = set(final["row_ids"])
-        routes = [ms for wall, ms in clock.route if wall - started <= load_end]
-        waits = [ms for wall, ms in clock.wait if wall - started <= load_end]
-        lost_rows = len(clock.routed - rows)
+        timed = clock or RouteClock.empty()
+        if clock is None:  # --no-clock: what was placed is what SIPp placed
+            lost_rows = max(0, sipp.get("placed", count) - len(rows))
+        else:
+            lost_rows = len(clock.routed - rows)
+        routes = [ms for wall, ms in timed.route if wall - started <= load_end]
+        waits = [ms for wall, ms in timed.wait if wall - started <= load_end]
 
         def mean(key: str) -> float:
             return round(statistics.fmean(x[key] for x in window), 1) if window else 0.0
@@ -633,7 +645,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "database": "postgresql" if (args.db or "").startswith("postgres") else "sqlite",
                 "cores": os.cpu_count(),
                 "asterisk": pbx.rx("core show version").strip(),
-                "clock": "Asterisk's Newexten Timestamp (timestampevents)",
+                "clock": "none (--no-clock)"
+                if args.no_clock
+                else "Asterisk's Newexten Timestamp (timestampevents)",
                 "pinned": "PBX side CPU 0, CTI side CPU 1" if args.pin else "no",
             },
             "setup_s": {"phones_registered": round(registered_s, 1), "cti_ready": ready["ready"]},
@@ -642,13 +656,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "mean": round(statistics.fmean(routes), 2) if routes else 0.0,
             },
             "caller_wait_ms": summary_ms([ms / 1000 for ms in waits]),
-            "route_split": split(clock.by_uid, final["stamps"]),
+            "route_split": split(timed.by_uid, final["stamps"]),
             "route_cti_ms": final["route_cti_ms"],
             "route_answer_ms": final["route_answer_ms"],
             "calls": {
                 "placed": sipp.get("placed", count),
                 "sipp": sipp,
-                "routed": len(clock.routed),
+                "routed": len(timed.routed) if clock else len(rows),
                 "recorded": final["rows"],
                 "answered": final["answered"],
                 "tickets": final["tickets"],
@@ -741,6 +755,11 @@ def main() -> int:
         "--pin",
         action="store_true",
         help="Asterisk, phones and carrier on CPU 0; the CTI and the measuring on CPU 1",
+    )
+    ap.add_argument(
+        "--no-clock",
+        action="store_true",
+        help="no AMI reader of dialplan events (Asterisk's CPU without the measuring)",
     )
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--config", help=argparse.SUPPRESS)

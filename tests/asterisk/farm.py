@@ -177,6 +177,7 @@ class Farm(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.local = ("127.0.0.1", 0)
         self.dialogs: dict[str, Dialog] = {}
+        self.media_port = 0  # the phones' RTP port, in every answer's SDP
         self.registering: dict[str, tuple[str, asyncio.Future[int]]] = {}  # call-id -> ext
         self.byes: dict[str, asyncio.TimerHandle] = {}  # call-id of our BYE -> retransmit
         self._challenges: dict[str, dict[str, str]] = {}  # REGISTER's call-id -> its 401
@@ -262,8 +263,6 @@ class Farm(asyncio.DatagramProtocol):
             f"v=0\r\no=seat 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
             f"m=audio {self.media_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
         ).encode()
-
-    media_port = 0
 
     # --- registration ---------------------------------------------------------------------
 
@@ -468,7 +467,7 @@ async def main(args: argparse.Namespace) -> None:
         sock=sock,
     )
     media, _ = await loop.create_datagram_endpoint(Drop, local_addr=(bind_ip, 0))
-    Farm.media_port = media.get_extra_info("sockname")[1]
+    farm.media_port = media.get_extra_info("sockname")[1]
     done = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, done.set)
     loop.add_signal_handler(signal.SIGINT, done.set)
