@@ -38,7 +38,6 @@ import asyncio
 import json
 import os
 import re
-import resource
 import secrets
 import signal
 import socket
@@ -56,9 +55,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_load import (  # noqa: E402
+    call_ledger,
     cpu_s,
     emit,
     pct,
+    raise_open_files,
     rss_mb,
     site,
     slope_per_min,
@@ -127,12 +128,8 @@ Content-Length: 0
 async def cti_main(args: argparse.Namespace) -> None:
     """``--role cti``: the Hotline on the settings file; agents logged in; a line when ready;
     on ``stop`` (stdin), what only it can count, then exit."""
-    from sqlalchemy import func, select
-
     from cti.app import Hotline
     from cti.config import load
-    from cti.models import CallRow
-    from tickets.models import TicketCall
 
     began = time.monotonic()
     hotline = Hotline(load(args.config))
@@ -143,12 +140,6 @@ async def cti_main(args: argparse.Namespace) -> None:
         if not await hotline.wait_connected(120):
             raise RuntimeError("the CTI did not connect to Asterisk")
         seats = [s.extension for s in hotline.settings.seats]
-        deadline = time.monotonic() + 300
-        while not all(getattr(hotline.seats.get(e), "usable", False) for e in seats):
-            if time.monotonic() > deadline:
-                down = [e for e in seats if not getattr(hotline.seats.get(e), "usable", False)]
-                raise RuntimeError(f"{len(down)} seats not usable, e.g. {down[:5]}")
-            await asyncio.sleep(0.2)
         console = await staff_the_floor(hotline, seats)
         print(
             json.dumps({"ready": round(time.monotonic() - began, 1), "console": console}),
@@ -159,20 +150,14 @@ async def cti_main(args: argparse.Namespace) -> None:
         while hotline.tracker.active_calls() and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         await hotline.store.flush(120)
-        with hotline.sessions() as s:
-            rows = list(s.execute(select(CallRow.linkedid, CallRow.answered_at)))
-            per_call = dict(
-                s.execute(
-                    select(TicketCall.call_id, func.count()).group_by(TicketCall.call_id)
-                ).all()
-            )
-        answered = [uid for uid, at in rows if at is not None]
+        rows, per_call = call_ledger(hotline)
+        answered = [uid for uid, was in rows.items() if was]
         store = hotline.store.stats()
         print(
             json.dumps(
                 {
                     "rows": len(rows),
-                    "row_ids": [uid for uid, _ in rows],
+                    "row_ids": list(rows),
                     "answered": len(answered),
                     "answered_without_one_ticket": [u for u in answered if per_call.get(u) != 1],
                     "tickets": sum(per_call.values()),
@@ -390,12 +375,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     )
     from tests.asterisk.site import hotline, write_config
 
-    want = 65536  # Asterisk, SIPp and the CTI inherit it: thousands of calls' sockets and files
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files()  # Asterisk, SIPp and the CTI inherit it
     ports = PbxPorts(sip=free_port(socket.SOCK_DGRAM), ami=free_port(), agi=free_port())
     net = loopback_net(1)
     carrier_ip, phones_ip = f"{net}.2", f"{net}.3"

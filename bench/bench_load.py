@@ -173,12 +173,7 @@ async def sim_main(args: argparse.Namespace) -> None:
     # A 5x surge has ten thousand calls up. Asterisk holds three MixMonitor files open for
     # each (its ``maxfiles`` in asterisk.conf must allow as much); the simulator opens a file
     # for each write (cti.testing.recording), and raises its limit for its sockets.
-    want = 65536
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
-    except (ValueError, OSError):  # not allowed to raise the hard limit: as far as it goes
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files()
     exts = [str(FIRST_EXTENSION + i) for i in range(args.seats)]
     sim = Measured(
         SimConfig(
@@ -401,11 +396,18 @@ class SlowCallbacks:
         }
 
 
-async def staff_the_floor(hotline: Any, seats: list[str]) -> dict[str, str]:
-    """Every agent logged in ready at a seat, in order, and the floor settled (a QueueAdd per
-    seat, a row per agent: the set-up, not the load); returns a supervisor's console login."""
+async def staff_the_floor(hotline: Any, seats: list[str], timeout: float = 300.0) -> dict[str, str]:
+    """Once every seat's phone is usable (at most ``timeout``), every agent logged in ready
+    at a seat, in order, and the floor settled (a QueueAdd per seat, a row per agent: the
+    set-up, not the load); returns a supervisor's console login."""
     from console.users import Users
 
+    deadline = time.monotonic() + timeout
+    while not all(getattr(hotline.seats.get(e), "usable", False) for e in seats):
+        if time.monotonic() > deadline:
+            down = [e for e in seats if not getattr(hotline.seats.get(e), "usable", False)]
+            raise RuntimeError(f"{len(down)} seats not usable, e.g. {down[:5]}")
+        await asyncio.sleep(0.1)
     for agent, ext in zip(hotline.settings.agents, seats, strict=True):
         hotline.agents.login(agent.id, ext, ready=True)
     while getattr(hotline.acd.members, "converging", 0) or hotline.store.pending:
@@ -419,17 +421,43 @@ async def staff_the_floor(hotline: Any, seats: list[str]) -> dict[str, str]:
     }
 
 
+def call_ledger(hotline: Any) -> tuple[dict[str, bool], dict[str, int]]:
+    """What the database holds of the run: each call row (by Linkedid) with whether it was
+    answered, and the number of tickets each call is on."""
+    from sqlalchemy import func, select
+
+    from cti.models import CallRow
+    from tickets.models import TicketCall
+
+    with hotline.sessions() as s:
+        rows = {
+            uid: at is not None
+            for uid, at in s.execute(select(CallRow.linkedid, CallRow.answered_at))
+        }
+        per_call = s.execute(
+            select(TicketCall.call_id, func.count()).group_by(TicketCall.call_id)
+        ).all()
+    return rows, {call_id: n for call_id, n in per_call}
+
+
+def raise_open_files(want: int = 65536) -> None:
+    """A 5x surge has ten thousand calls up: their sockets, and Asterisk's three MixMonitor
+    files each, need this process's (and its children's) limit raised, as far as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):  # not allowed to raise the hard limit: as far as it goes
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 # --- the CTI's process --------------------------------------------------------------------------
 
 
 async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
-    from sqlalchemy import func, select
 
     from cti.app import Hotline
     from cti.config import parse
     from cti.events import CallStarted
-    from cti.models import CallRow
-    from tickets.models import TicketCall
 
     tmp = args.tmp
     child = await asyncio.create_subprocess_exec(
@@ -487,8 +515,6 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
         if not await hotline.wait_connected(120):
             raise RuntimeError("the CTI did not connect to the simulator")
         seats = [s.extension for s in hotline.settings.seats]
-        while not all(hotline.seats.get(e).usable for e in seats):  # type: ignore[union-attr]
-            await asyncio.sleep(0.1)
         console = await staff_the_floor(hotline, seats)
         setup_s = time.monotonic() - setup_started
         go = {"agi_port": hotline.agi.port, "console": console}
@@ -560,13 +586,7 @@ async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
 
         placed_ids: list[str] = final["placed_ids"]
         answered = set(final["answered"])
-        with hotline.sessions() as s:
-            rows = set(s.scalars(select(CallRow.linkedid)))
-            ticket_calls = dict(
-                s.execute(
-                    select(TicketCall.call_id, func.count()).group_by(TicketCall.call_id)
-                ).all()
-            )
+        rows, ticket_calls = call_ledger(hotline)
         lost_rows = [u for u in placed_ids if u not in rows]
         bad_tickets = [u for u in answered if ticket_calls.get(u) != 1]
         steady_end = surge_at if surge_at is not None else load_end
