@@ -178,9 +178,8 @@ class Farm(asyncio.DatagramProtocol):
         self.local = ("127.0.0.1", 0)
         self.dialogs: dict[str, Dialog] = {}
         self.media_port = 0  # the phones' RTP port, in every answer's SDP
-        self.registering: dict[str, tuple[str, asyncio.Future[int]]] = {}  # call-id -> ext
+        self.registering: dict[str, asyncio.Future[Sip]] = {}  # REGISTER's call-id -> answer
         self.byes: dict[str, asyncio.TimerHandle] = {}  # call-id of our BYE -> retransmit
-        self._challenges: dict[str, dict[str, str]] = {}  # REGISTER's call-id -> its 401
         self.counts = {
             "registered": 0,
             "options": 0,
@@ -286,8 +285,8 @@ class Farm(asyncio.DatagramProtocol):
         uri = f"sip:{self.pbx[0]}:{self.pbx[1]}"
         auth = ""
         for cseq in (1, 2):
-            fut: asyncio.Future[int] = self.loop.create_future()
-            self.registering[call_id] = (ext, fut)
+            fut: asyncio.Future[Sip] = self.loop.create_future()
+            self.registering[call_id] = fut
             self.send(
                 f"REGISTER {uri} SIP/2.0\nVia: {self.via()}\nMax-Forwards: 70\n"
                 f"From: <sip:{ext}@{self.pbx[0]}>;tag={tag}\nTo: <sip:{ext}@{self.pbx[0]}>\n"
@@ -301,11 +300,11 @@ class Farm(asyncio.DatagramProtocol):
                 return False
             finally:
                 self.registering.pop(call_id, None)
-            if answer == 200:
+            if answer.status == 200:
                 return True
-            if answer != 401 or cseq == 2:
+            if answer.status != 401 or cseq == 2:
                 return False
-            params = self._challenges.pop(call_id)
+            params = challenge(answer.get("www-authenticate"))
             cnonce, nc = os.urandom(4).hex(), "00000001"
             qop = "auth" if "auth" in params.get("qop", "").split(",") else ""
             response = digest(
@@ -332,12 +331,8 @@ class Farm(asyncio.DatagramProtocol):
         call_id = msg.get("call-id")
         if msg.cseq_method == "REGISTER":
             pending = self.registering.get(call_id)
-            if pending is None or msg.status < 200:
-                return
-            if msg.status == 401:
-                self._challenges[call_id] = challenge(msg.get("www-authenticate"))
-            if not pending[1].done():
-                pending[1].set_result(msg.status)
+            if pending is not None and msg.status >= 200 and not pending.done():
+                pending.set_result(msg)
         elif msg.cseq_method == "BYE" and msg.status >= 200:
             timer = self.byes.pop(call_id, None)
             if timer is not None:
