@@ -23,7 +23,7 @@ from cti.testing.dialplan_table import (
     priorities,
 )
 from cti.testing.internode import from_node
-from cti.testing.local_route import cti_route, dial_route
+from cti.testing.local_route import cti_route, dial_route, take_route
 from cti.testing.model import RING, UP, Channel
 
 if TYPE_CHECKING:
@@ -239,6 +239,7 @@ async def _from_citizen(sim: AsteriskSimulator, ch: Channel, did: str) -> None:
         await dial_route(sim, ch, did)
         if not ch.alive:
             return
+        take_route(sim, ch, P)
     rec = ch.variables.get("HOTLINE_REC", rec)
     base = rec[:-4]
     sim.newexten(ch, "MixMonitor", f"{rec},br({base}-in.wav)t({base}-out.wav)", P["mixmonitor"])

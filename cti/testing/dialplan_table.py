@@ -30,6 +30,8 @@ FROM_CITIZEN: tuple[Step, ...] = (
     ("caller_uid", None, "Set"),
     ("caller_chan", None, "Set"),
     ("route", None, "Dial"),
+    ("route_answer", None, "Set"),
+    ("route_split", None, "ExecIf"),
     ("mixmonitor", "routed", "MixMonitor"),
     ("if_target", None, "GotoIf"),
     ("if_hold", None, "GotoIf"),
@@ -45,10 +47,7 @@ CTI_ROUTE: tuple[Step, ...] = (
     ("if_refused", None, "GotoIf"),
     ("agi_2", None, "AGI"),
     ("if_route", "asked", "GotoIf"),
-    ("HOTLINE_TICKET", None, "Set"),
-    ("HOTLINE_HOLD", None, "Set"),
-    ("HOTLINE_REC", None, "Set"),
-    ("ROUTE_TARGET", None, "Set"),
+    ("share", None, "Set"),
     ("end", "end", "Hangup"),
 )
 CTI_HOLD: tuple[Step, ...] = (

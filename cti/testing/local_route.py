@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 R = priorities(CTI_ROUTE)
 CONTEXT = "cti-route"
 CALLING_PRES = ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
-# The fields of HOTLINE_ROUTE, in the order [cti-route] copies them, with their CUT position.
+# The fields of HOTLINE_ROUTE, in the order [from-citizen]'s MSet sets them, with their CUT
+# position.
 COPIED = (("HOTLINE_TICKET", 1), ("HOTLINE_HOLD", 2), ("HOTLINE_REC", 4), ("ROUTE_TARGET", 3))
 
 
@@ -154,15 +155,29 @@ async def cti_route(sim: AsteriskSimulator, ch: Channel, exten: str) -> None:
     route = ch.variables.get("HOTLINE_ROUTE", "")
     sim.newexten(ch, "GotoIf", f"{int(route == '')}?end", R["if_route"])
     if route:
-        # MASTER_CHANNEL(): the channel whose uniqueid is this one's Linkedid, the citizen.
-        master = sim.by_uniqueid.get(ch.linkedid)
-        parts = route.split("|")
-        for var, field in COPIED:
-            # CUT(HOTLINE_ROUTE,|,n): the n-th field, empty when there are fewer.
-            value = parts[field - 1] if field <= len(parts) else ""
-            sim.newexten(ch, "Set", f"MASTER_CHANNEL({var})={value}", R[var])
-            if master is not None and not master.hungup:
-                sim.setvar(master, var, value)
+        # SHARED(HOTLINE_ROUTE,<the citizen's channel name>): left on the citizen's channel,
+        # found by its name; func_global writes it without a VarSet.
+        sim.newexten(ch, "Set", f"SHARED(HOTLINE_ROUTE,{chan})={route}", R["share"])
+        caller = sim.channels.get(chan)
+        if caller is not None and not caller.hungup:
+            caller.shared["HOTLINE_ROUTE"] = route
     sim.newexten(ch, "Hangup", "", R["end"])
     sim.destroy(ch, 16)
     local_device_gone(sim, ch.device)
+
+
+def take_route(sim: AsteriskSimulator, caller: Channel, priorities: dict[str, int]) -> None:
+    """[from-citizen] after the helper's Dial: the answer [cti-route] left in the caller's
+    SHARED() area, split onto its variables by ExecIf(...?MSet(...)) when there is one."""
+    route = caller.shared.get("HOTLINE_ROUTE", "")
+    sim.newexten(caller, "Set", f"HOTLINE_ROUTE={route}", priorities["route_answer"])
+    sim.setvar(caller, "HOTLINE_ROUTE", route)
+    parts = route.split("|")
+    # CUT(HOTLINE_ROUTE,|,n): the n-th field, empty when there are fewer.
+    values = [(var, parts[n - 1] if n <= len(parts) else "") for var, n in COPIED]
+    pairs = ",".join(f"{var}={value}" for var, value in values)
+    # The MSet that ExecIf runs makes no Newexten: the priority does not change.
+    sim.newexten(caller, "ExecIf", f"{int(route != '')}?MSet({pairs})", priorities["route_split"])
+    if route:
+        for var, value in values:
+            sim.setvar(caller, var, value)

@@ -175,6 +175,8 @@ class Channel:
     # Headers of the INVITE that made the channel (read by PJSIP_HEADER(read,...)).
     sip_headers: dict[str, str] = field(default_factory=dict)
     inherit: dict[str, str] = field(default_factory=dict)  # _X / __X variables, as written
+    # SHARED(): variables other channels leave on this one (read by SHARED(name) on it).
+    shared: dict[str, str] = field(default_factory=dict)
     local_peer: Channel | None = None  # the other half of a Local channel pair
     # A leg of an inter-node trunk call (cti.testing.internode): the matching channel on the
     # other node's simulator, what that node signalled back (ringing, answer), and a wake-up.

@@ -69,8 +69,25 @@ async def test_route_is_asked_from_a_local_channel(make_sim: MakeSim, agi: FastA
     )
     assert env["agi_dnid"] == "unknown"
     assert all(header(m, "Channel") == two for m in client.events("AGIExecStart"))
-    # [cti-route] copied the answer onto the citizen (MASTER_CHANNEL), then hung up: the
-    # Dial reads that as no answer, and the call goes on to the chosen seat.
+    # [cti-route] left the answer in the citizen's SHARED() area, found by the channel's name,
+    # then hung up: the Dial reads that as no answer. The citizen's channel splits the answer
+    # onto its variables, and the call goes on to the chosen seat.
+    (answer,) = [
+        header(m, "Value")
+        for m in of(client, "VarSet", two)
+        if header(m, "Variable") == "HOTLINE_ROUTE"
+    ]
+    assert answer.split("|")[:3] == ["T-1", "0", "PJSIP/8001"]
+    apps = [(header(m, "Application"), header(m, "AppData")) for m in of(client, "Newexten", two)]
+    assert apps[3] == ("Set", f"SHARED(HOTLINE_ROUTE,{caller.name})={answer}")
+    after = [
+        (header(m, "Application"), header(m, "AppData"))
+        for m in of(client, "Newexten", caller.name)
+    ]
+    route_at = after.index(("Dial", "Local/12345@cti-route/n,2,m"))
+    assert after[route_at + 1] == ("Set", f"HOTLINE_ROUTE={answer}")
+    assert after[route_at + 2][0] == "ExecIf"
+    assert after[route_at + 2][1].startswith("1?MSet(HOTLINE_TICKET=T-1,")
     copied = {
         header(m, "Variable"): header(m, "Value")
         for m in of(client, "VarSet", caller.name)
@@ -84,7 +101,7 @@ async def test_route_is_asked_from_a_local_channel(make_sim: MakeSim, agi: FastA
     assert order[tail:].index("DialEnd") < order[tail:].index("MusicOnHoldStop")
     assert of(client, "HangupRequest", one) and of(client, "Hangup", two)
     (mix,) = of(client, "MixMonitorStart", caller.name)
-    assert header(mix, "Priority") == "13"  # (routed)
+    assert header(mix, "Priority") == "15"  # (routed)
     await client.close()
 
 
