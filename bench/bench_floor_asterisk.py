@@ -21,8 +21,8 @@ delays; this bench puts the same floor on the PBX itself. Processes, each measur
 - this process: an AMI account that reads only ``Newexten`` (Asterisk's ``Filter``), with
   ``timestampevents``: the route's time is from the Newexten of ``AGI()`` on the
   ``[cti-route]`` helper channel to that channel's next Newexten, by Asterisk's own clock;
-  the caller's whole wait is the ``Dial(Local/...@cti-route)`` step on the citizen's
-  channel.
+  the caller's whole wait is from the ``Dial(Local/...@cti-route)`` step on the citizen's
+  channel to its ``MixMonitor`` (the answer taken).
 
 CPU is sampled each second from ``/proc`` for every process over the load window (drain
 left out). Calls: placed (SIPp), routed (route Newexten seen), recorded (call rows), tickets,
@@ -314,13 +314,16 @@ class RouteClock:
             key, _, value = line.partition(": ")
             f[key] = value
         uid, ts = f.get("Uniqueid", ""), float(f.get("Timestamp", "0") or 0)
-        started = self.pending.pop(uid, None)
-        if started is not None:
+        app, data = f.get("Application"), f.get("AppData", "")
+        started = self.pending.get(uid)
+        # The route ends at the helper's next priority; the caller's wait once it has taken
+        # the answer ([from-citizen]'s split) and goes on to MixMonitor (routed).
+        if started is not None and (started[0] == "route" or app == "MixMonitor"):
+            del self.pending[uid]
             kind, t0, wall = started
             (self.route if kind == "route" else self.wait).append((wall, (ts - t0) * 1000))
             if kind == "route":
                 self.by_uid[uid] = (t0, ts)
-        app, data = f.get("Application"), f.get("AppData", "")
         if f.get("Context") == "cti-route" and app == "AGI":
             self.pending[uid] = ("route", ts, time.time())
             self.routed.add(f.get("Linkedid", ""))

@@ -293,8 +293,9 @@ def agi_route_times(events: list[Message]) -> dict[str, Any]:
 
     ``route``: on each [cti-route] Local channel, from the Newexten of the AGI() priority to
     the Newexten of the next priority on the same channel. ``wait``: on each citizen's
-    channel in [from-citizen], from the Newexten of the ``Dial(Local/...)`` priority to the
-    next priority. Both in milliseconds, keyed by Linkedid."""
+    channel in [from-citizen], from the Newexten of the ``Dial(Local/...)`` priority to that
+    of ``MixMonitor`` (routed), once the caller has taken the answer. Both in milliseconds,
+    keyed by Linkedid."""
     pending: dict[str, tuple[str, float]] = {}
     route: dict[str, float] = {}
     wait: dict[str, float] = {}
@@ -302,10 +303,10 @@ def agi_route_times(events: list[Message]) -> dict[str, Any]:
         if e.name != "Newexten":
             continue
         uid = e.get("Uniqueid")
-        if uid in pending:
+        app, data, ctx = e.get("Application"), e.get("AppData"), e.get("Context")
+        if uid in pending and (pending[uid][0] == "route" or app == "MixMonitor"):
             kind, start = pending.pop(uid)
             (route if kind == "route" else wait)[e.get("Linkedid")] = (e.ts - start) * 1000
-        app, data, ctx = e.get("Application"), e.get("AppData"), e.get("Context")
         if ctx == "cti-route" and app == "AGI":
             pending[uid] = ("route", e.ts)
         elif app == "Dial" and data.startswith("Local/") and "@cti-route" in data:

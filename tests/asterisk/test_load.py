@@ -203,7 +203,7 @@ def test_callers_hanging_up_while_being_moved(rig: Rig, results: dict) -> None: 
 def test_route_latency_by_asterisk_clock(rig: Rig, results: dict) -> None:  # type: ignore[type-arg]
     """>= 20 calls; the FastAGI route time between the Newexten of AGI() and the next
     priority on the [cti-route] Local channel, and the caller's whole wait between the
-    Newexten of Dial(Local/...) in [from-citizen] and its next priority."""
+    Newexten of Dial(Local/...) in [from-citizen] and its MixMonitor (the answer taken)."""
     rig.ready()
     assert rig.carrier is not None and rig.observer is not None
     mark = rig.observer.mark()
