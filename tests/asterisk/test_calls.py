@@ -36,6 +36,24 @@ def test_direct_to_seat_with_ticket_and_recordings(rig: Rig) -> None:
     assert variables.get("HOTLINE_TICKET")
     steps = rig.contexts_of(caller)
     assert ("from-citizen", "Dial", f"PJSIP/{caller.seat},20,tT") in steps, steps
+    # How the answer got there, as the simulator models it (cti.testing.local_route): the
+    # helper left it in the caller's SHARED() area (no VarSet on the caller for that), the
+    # caller took it with one Set and split it with ExecIf's MSet, which makes no Newexten.
+    answer = variables["HOTLINE_ROUTE"]
+    assert answer.split("|")[2:4] == [variables["ROUTE_TARGET"], variables["HOTLINE_REC"]]
+    helper = [
+        (e.get("Application"), e.get("AppData"))
+        for e in obs.since(0, "Newexten", Context="cti-route")
+        if e.get("Linkedid") == caller.uniqueid
+    ]
+    assert ("Set", f"SHARED(HOTLINE_ROUTE,{caller.channel})={answer}") in helper, helper
+    at = steps.index(("from-citizen", "Set", f"HOTLINE_ROUTE={answer}"))
+    assert steps[at - 1][1] == "Dial" and steps[at - 1][2].startswith("Local/"), steps
+    assert steps[at + 1][1] == "ExecIf", steps
+    assert steps[at + 1][2].startswith(f"1?MSet(HOTLINE_TICKET={variables['HOTLINE_TICKET']},")
+    assert steps[at + 2][1] == "MixMonitor", steps
+    route_sets = obs.since(0, "VarSet", Uniqueid=caller.uniqueid, Variable="HOTLINE_ROUTE")
+    assert [e.get("Value") for e in route_sets] == [answer]
     assert not any(ctx == "cti-hold" for ctx, _a, _d in steps), "went on hold with a free seat"
 
     # The CTI: the call, its ticket, the recording of both legs.
