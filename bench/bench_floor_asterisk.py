@@ -369,6 +369,7 @@ def read_json_line(proc: subprocess.Popen[bytes], timeout: float, what: str) -> 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from tests.asterisk.pbx import (
+        CARRIER_PORT,
         OBSERVER_USER,
         Asterisk,
         PbxPorts,
@@ -438,6 +439,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         carrier_ip=carrier_ip,
     )
     pbx.write_config()
+    split_trunk(pbx.etc / "pjsip.conf", carrier_ip, args.trunks)
     # Asterisk's own log at the floor's rate: problems only (the suite's verbose log would be
     # megabytes a minute of disk writes that a site does not make).
     (pbx.etc / "logger.conf").write_text(
@@ -519,59 +521,67 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         count = int(args.rate * args.seconds)
         dids = [h["did"] for h in data["hotlines"]]
         names = ["张三", "李四", "王五", "赵六", "市民"]
-        (work / "citizens.csv").write_text(
-            "SEQUENTIAL\n"
-            + "".join(
-                f"{15000000000 + n};{dids[n % len(dids)]};{names[n % len(names)]};\n"
-                for n in range(count)
-            ),
-            encoding="utf-8",
-        )
         (work / "citizen.xml").write_text(
             CITIZEN.replace("MAX_MS", str(int((args.talk_max + 600) * 1000))), encoding="utf-8"
         )
+        # One SIPp per trunk endpoint, each from its port (CARRIER_PORT + i), at its share;
+        # started a call's gap apart, or their calls would come in bursts of --trunks.
+        carriers = [f"carrier{i + 1}" if i else "carrier" for i in range(args.trunks)]
+        counts = [count // args.trunks + (i < count % args.trunks) for i in range(args.trunks)]
         started = time.time()
-        procs["carrier"] = spawn(
-            [
-                "sipp",
-                f"127.0.0.1:{ports.sip}",
-                "-sf",
-                str(work / "citizen.xml"),
-                "-inf",
-                str(work / "citizens.csv"),
-                "-i",
-                carrier_ip,
-                "-p",
-                "5070",
-                "-mi",
-                carrier_ip,
-                "-mp",
-                str(free_port(socket.SOCK_DGRAM, carrier_ip)),
-                "-m",
-                str(count),
-                "-r",
-                str(int(args.rate * 1000)),
-                "-rp",
-                "1000000",
-                "-l",
-                str(count),
-                "-aa",
-                "-nostdin",
-                "-trace_err",
-                "-error_file",
-                str(work / "sipp.errors"),
-                "-trace_stat",
-                "-stf",
-                str(work / "sipp.csv"),
-                "-fd",
-                "1",
-                "-timeout",
-                str(int(args.seconds + args.talk_max + 900)),
-            ],
-            work / "sipp.log",
-            pbx_cpu,
-        )
-        pids = {name: procs[name].pid for name in ("cti", "phones", "carrier")}
+        for i, (name, n_calls) in enumerate(zip(carriers, counts, strict=True)):
+            rows = range(i, count, args.trunks)
+            (work / f"{name}.csv").write_text(
+                "SEQUENTIAL\n"
+                + "".join(
+                    f"{15000000000 + n};{dids[n % len(dids)]};{names[n % len(names)]};\n"
+                    for n in rows
+                ),
+                encoding="utf-8",
+            )
+            procs[name] = spawn(
+                [
+                    "sipp",
+                    f"127.0.0.1:{ports.sip}",
+                    "-sf",
+                    str(work / "citizen.xml"),
+                    "-inf",
+                    str(work / f"{name}.csv"),
+                    "-i",
+                    carrier_ip,
+                    "-p",
+                    str(CARRIER_PORT + i),
+                    "-mi",
+                    carrier_ip,
+                    "-mp",
+                    str(free_port(socket.SOCK_DGRAM, carrier_ip)),
+                    "-m",
+                    str(n_calls),
+                    "-r",
+                    str(int(args.rate * 1000 / args.trunks)),
+                    "-rp",
+                    "1000000",
+                    "-l",
+                    str(n_calls),
+                    "-aa",
+                    "-nostdin",
+                    "-trace_err",
+                    "-error_file",
+                    str(work / f"{name}.errors"),
+                    "-trace_stat",
+                    "-stf",
+                    str(work / f"sipp-{name}.csv"),
+                    "-fd",
+                    "1",
+                    "-timeout",
+                    str(int(args.seconds + args.talk_max + 900)),
+                ],
+                work / f"{name}.log",
+                pbx_cpu,
+            )
+            if i + 1 < args.trunks:
+                time.sleep(1 / args.rate)
+        pids = {name: procs[name].pid for name in ("cti", "phones", *carriers)}
         pids["asterisk"] = pbx.proc.pid if pbx.proc else 0
         samples: list[dict[str, float]] = []
         last = (time.monotonic(), {k: cpu_s(p) for k, p in pids.items()})
@@ -595,16 +605,21 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             last = (now, cpu)
         load_end = time.time() - started
         # the drain: every call placed ends (the longest talk, plus the wait of the last ones)
-        try:
-            procs["carrier"].wait(args.talk_max + 120)
-        except subprocess.TimeoutExpired:
-            procs["carrier"].terminate()
-            procs["carrier"].wait(10)
+        drained = time.monotonic() + args.talk_max + 120
+        for name in carriers:
+            try:
+                procs[name].wait(max(1.0, drained - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                procs[name].terminate()
+                procs[name].wait(10)
         assert procs["cti"].stdin is not None
         procs["cti"].stdin.write(b"stop\n")
         procs["cti"].stdin.flush()
         final = read_json_line(procs["cti"], 300, "the CTI's count")
-        sipp = sipp_counts(work / "sipp.csv")
+        sipp: dict[str, int] = {}
+        for name in carriers:
+            for key, n in sipp_counts(work / f"sipp-{name}.csv").items():
+                sipp[key] = sipp.get(key, 0) + n
         window = [x for x in samples if x["t"] >= 30]  # the first 30 s: the floor filling up
         rows = set(final["row_ids"])
         timed = clock or RouteClock.empty()
@@ -698,6 +713,31 @@ def problems(lines: list[str]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:10])
 
 
+def split_trunk(path: Path, carrier_ip: str, trunks: int) -> None:
+    """``--trunks``: the carrier as several endpoints, as pjsip.conf advises a large floor.
+    ``[trunk]`` is matched by the first SIPp's port; ``[trunk2]`` ... copy its endpoint's
+    settings and are matched by the next ports."""
+    if trunks <= 1:
+        return
+    from tests.asterisk.pbx import CARRIER_PORT, set_option
+
+    text = set_option(path.read_text(), "trunk", "match", f"{carrier_ip}:{CARRIER_PORT}")
+    blocks: list[list[str]] = []
+    for line in text.splitlines():
+        if line.startswith("["):
+            blocks.append([line])
+        elif blocks and line.strip() and not line.lstrip().startswith(";"):
+            blocks[-1].append(line)
+    (endpoint,) = [b for b in blocks if b[0] == "[trunk]" and "type = endpoint" in b]
+    for i in range(1, trunks):
+        name = f"trunk{i + 1}"
+        text += f"\n; --- bench: the carrier's port {CARRIER_PORT + i} ---\n[{name}]\n"
+        text += "\n".join(endpoint[1:]) + "\n"
+        text += f"[{name}]\ntype = identify\nendpoint = {name}\n"
+        text += f"match = {carrier_ip}:{CARRIER_PORT + i}\n"
+    path.write_text(text)
+
+
 def sipp_counts(path: Path) -> dict[str, int]:
     """SIPp's last statistics row: calls placed, succeeded, failed."""
     try:
@@ -743,6 +783,13 @@ def main() -> int:
         "--no-clock",
         action="store_true",
         help="no AMI reader of dialplan events (Asterisk's CPU without the measuring)",
+    )
+    ap.add_argument(
+        "--trunks",
+        type=int,
+        default=1,
+        help="the carrier as this many trunk endpoints, one SIPp each from its own port "
+        "(pjsip.conf's advice for a large floor)",
     )
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--config", help=argparse.SUPPRESS)
