@@ -530,12 +530,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         counts = [count // args.trunks + (i < count % args.trunks) for i in range(args.trunks)]
         started = time.time()
         for i, (name, n_calls) in enumerate(zip(carriers, counts, strict=True)):
-            rows = range(i, count, args.trunks)
+            mine = range(i, count, args.trunks)
             (work / f"{name}.csv").write_text(
                 "SEQUENTIAL\n"
                 + "".join(
                     f"{15000000000 + n};{dids[n % len(dids)]};{names[n % len(names)]};\n"
-                    for n in rows
+                    for n in mine
                 ),
                 encoding="utf-8",
             )

@@ -73,7 +73,7 @@ async def test_route_is_asked_from_a_local_channel(make_sim: MakeSim, agi: FastA
     # then hung up: the Dial reads that as no answer. The citizen's channel splits the answer
     # onto its variables, and the call goes on to the chosen seat.
     (answer,) = [
-        header(m, "Value")
+        header(m, "Value") or ""
         for m in of(client, "VarSet", two)
         if header(m, "Variable") == "HOTLINE_ROUTE"
     ]
@@ -87,7 +87,7 @@ async def test_route_is_asked_from_a_local_channel(make_sim: MakeSim, agi: FastA
     route_at = after.index(("Dial", "Local/12345@cti-route/n,2,m"))
     assert after[route_at + 1] == ("Set", f"HOTLINE_ROUTE={answer}")
     assert after[route_at + 2][0] == "ExecIf"
-    assert after[route_at + 2][1].startswith("1?MSet(HOTLINE_TICKET=T-1,")
+    assert (after[route_at + 2][1] or "").startswith("1?MSet(HOTLINE_TICKET=T-1,")
     copied = {
         header(m, "Variable"): header(m, "Value")
         for m in of(client, "VarSet", caller.name)
