@@ -527,10 +527,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         # One SIPp per trunk endpoint, each from its port (CARRIER_PORT + i), at its share;
         # started a call's gap apart, or their calls would come in bursts of --trunks.
         carriers = [f"carrier{i + 1}" if i else "carrier" for i in range(args.trunks)]
-        counts = [count // args.trunks + (i < count % args.trunks) for i in range(args.trunks)]
         started = time.time()
-        for i, (name, n_calls) in enumerate(zip(carriers, counts, strict=True)):
-            mine = range(i, count, args.trunks)
+        for i, name in enumerate(carriers):
+            mine = range(i, count, args.trunks)  # this SIPp's share of the citizens
             (work / f"{name}.csv").write_text(
                 "SEQUENTIAL\n"
                 + "".join(
@@ -556,13 +555,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     "-mp",
                     str(free_port(socket.SOCK_DGRAM, carrier_ip)),
                     "-m",
-                    str(n_calls),
+                    str(len(mine)),
                     "-r",
                     str(int(args.rate * 1000 / args.trunks)),
                     "-rp",
                     "1000000",
                     "-l",
-                    str(n_calls),
+                    str(len(mine)),
                     "-aa",
                     "-nostdin",
                     "-trace_err",

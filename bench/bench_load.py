@@ -454,7 +454,6 @@ def raise_open_files(want: int = 65536) -> None:
 
 
 async def cti_main(args: argparse.Namespace) -> dict[str, Any]:
-
     from cti.app import Hotline
     from cti.config import parse
     from cti.events import CallStarted
